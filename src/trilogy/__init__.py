@@ -1,0 +1,41 @@
+"""trilogy: the three transformer families (encoder-only, decoder-only, encoder-decoder) in plain PyTorch.
+
+The notebook's names work unchanged::
+
+    from trilogy import EncoderOnlyTransformer, DecoderOnlyTransformer, EncoderDecoderTransformer
+    from trilogy import PositionalEncoding, MLMHead, generate_text
+"""
+
+from __future__ import annotations
+
+from .blocks.cache import KVCache, LayerCache
+from .blocks.heads import MLMHead
+from .blocks.position import PositionalEncoding
+from .config import PRESETS, ModelConfig
+from .generate import generate_text
+from .models import (
+    DecoderOnlyTransformer,
+    EncoderDecoderTransformer,
+    EncoderOnlyTransformer,
+    ModelOutput,
+    TransformerModel,
+    build_model,
+)
+
+__version__ = "0.1.0"
+
+
+def build(config_or_preset: ModelConfig | str, **changes) -> TransformerModel:
+    """A randomly initialised model from a ModelConfig or a preset name (with optional field changes)."""
+    if isinstance(config_or_preset, str):
+        config = ModelConfig.from_preset(config_or_preset, **changes)
+    else:
+        config = config_or_preset.replace(**changes) if changes else config_or_preset
+    return build_model(config)
+
+
+__all__ = [
+    "PRESETS", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer", "KVCache",
+    "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "TransformerModel",
+    "__version__", "build", "build_model", "generate_text",
+]

@@ -1,0 +1,115 @@
+"""One multi-head attention for self, causal and cross attention.
+
+Masks are booleans, True = may attend (see ``masks.py``); an optional additive ``bias`` carries T5's relative
+positions (with the mask already folded in); grouped-query attention when ``n_kv_heads < n_heads``.
+``F.scaled_dot_product_attention`` is the fast path; ``return_attention=True`` takes the explicit path and
+returns the weights.
+
+Legend: B batch, T query length, S key length, H query heads, K key/value heads, D head size, C model width.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .masks import causal_mask
+from .position import apply_rotary
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None,
+           is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
+           return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Scaled dot-product attention over heads.
+
+    Args:
+        q: (B, H, T, D); k, v: (B, K, S, D) with H a multiple of K.
+        mask: (B|1, 1|H, T, S) bool, True = may attend; ignored when ``bias`` is given.
+        bias: (B|1, H, T, S) additive float scores, masking already folded in (-inf where not allowed).
+        is_causal: apply the causal mask (aligned to the end of the keys) instead of ``mask``.
+    Returns:
+        output (B, H, T, D) and the weights (B, H, T, S) when ``return_weights`` else None.
+    """
+    n_heads, n_kv = q.size(1), k.size(1)
+    if n_kv != n_heads:
+        k = k.repeat_interleave(n_heads // n_kv, dim=1)  # (B, H, S, D)
+        v = v.repeat_interleave(n_heads // n_kv, dim=1)
+    if not return_weights:
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
+            is_causal=is_causal and q.size(2) > 1, scale=scale,
+        )
+        return out, None
+    scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)  # (B, H, T, S)
+    if bias is not None:
+        scores = scores + bias
+    elif is_causal or mask is not None:
+        allowed = causal_mask(q.size(2), k.size(2), q.device) if is_causal else mask
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    out = F.dropout(weights, dropout_p) @ v  # (B, H, T, D)
+    return out, weights
+
+
+class Attention(nn.Module):
+    """Multi-head attention. Self-attention projects q, k, v with one matrix; cross-attention projects q from
+    the input and k, v from the context (the encoder output), which a cache computes only once."""
+
+    def __init__(self, config: ModelConfig, cross: bool = False):
+        super().__init__()
+        self.cross = cross
+        self.n_heads, self.n_kv_heads, self.d_head = config.n_heads, config.n_kv_heads, config.d_head
+        self.scale = config.scale
+        self.dropout = config.dropout
+        q_width, kv_width = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
+        if cross:
+            self.q = nn.Linear(config.d_model, q_width, bias=config.bias)
+            self.kv = nn.Linear(config.d_model, 2 * kv_width, bias=config.bias)
+        else:
+            self.qkv = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=config.bias)
+        self.out = nn.Linear(q_width, config.d_model, bias=config.bias)
+
+    def _heads(self, x: Tensor, n_heads: int) -> Tensor:
+        """(B, T, n_heads * D) -> (B, n_heads, T, D)"""
+        return x.view(x.size(0), x.size(1), n_heads, self.d_head).transpose(1, 2)
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
+                bias: Tensor | None = None, is_causal: bool = False,
+                rotary: tuple[Tensor, Tensor] | None = None, past: tuple[Tensor, Tensor] | None = None,
+                return_attention: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+        """Attend from x to itself (self) or to ``context`` (cross).
+
+        Args:
+            x: (B, T, C).
+            context: (B, S, C) encoder output, for cross-attention (unused when ``past`` holds its k, v).
+            mask, bias, is_causal: see ``attend``.
+            rotary: (cos, sin), each (B, 1, T, D), applied to q and k (self-attention).
+            past: cached (k, v), each (B, K, S_past, D). Self-attention appends the new keys to it;
+                cross-attention reuses it as it is.
+        Returns:
+            output (B, T, C); the keys and values to cache, each (B, K, S, D); weights (B, H, T, S) or None.
+        """
+        kv_width = self.n_kv_heads * self.d_head
+        if self.cross:
+            q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
+            if past is None:
+                k, v = self.kv(context).split(kv_width, dim=-1)
+                k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, S, D)
+            else:
+                k, v = past
+        else:
+            q, k, v = self.qkv(x).split([self.n_heads * self.d_head, kv_width, kv_width], dim=-1)
+            q = self._heads(q, self.n_heads)  # (B, H, T, D)
+            k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, T, D)
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            if past is not None:
+                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, K, S, D)
+        out, weights = attend(
+            q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=self.scale,
+            dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention,
+        )
+        out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, H * D)
+        return self.out(out), (k, v), weights

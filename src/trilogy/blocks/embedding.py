@@ -1,0 +1,45 @@
+"""Embeddings: tokens, plus absolute positions (learned or sinusoidal), token types (BERT), an optional norm
+(BERT) and scale (the notebook's sqrt(d_model)). Relative and rotary positions live in the stack instead.
+
+Legend: B batch, T length, C model width.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .norm import build_norm
+from .position import LearnedPositions, PositionalEncoding
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.scale = config.embedding_scale
+        self.positions: nn.Module | None = None
+        if config.position == "learned":
+            self.positions = LearnedPositions(config.d_model, config.max_seq_len)
+        elif config.position == "sinusoidal":
+            self.positions = PositionalEncoding(config.d_model, config.max_seq_len)
+        self.token_types = (
+            nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
+        )
+        self.norm = build_norm(config) if config.embedding_norm else None
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: Tensor, positions: Tensor | None = None,
+                token_type_ids: Tensor | None = None) -> Tensor:
+        """Args: input_ids (B, T); positions (B, T) or None for 0..T-1; token_type_ids (B, T) or None (all 0).
+        Returns (B, T, C)."""
+        x = self.tokens(input_ids)  # (B, T, C)
+        if self.scale != 1.0:
+            x = x * self.scale
+        if self.positions is not None:
+            x = self.positions(x, positions)
+        if self.token_types is not None:
+            x = x + (self.token_types.weight[0] if token_type_ids is None else self.token_types(token_type_ids))
+        if self.norm is not None:
+            x = self.norm(x)
+        return self.dropout(x)

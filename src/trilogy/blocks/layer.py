@@ -1,0 +1,65 @@
+"""TransformerLayer: self-attention, optional cross-attention, MLP, each a residual branch with its norm.
+
+Pre-norm:  x = x + f(norm(x))      (GPT-2, T5, Llama)
+Post-norm: x = norm(x + f(x))      (BERT, the original Transformer)
+
+Legend: B batch, T length, S source length, C model width.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .attention import Attention
+from .cache import LayerCache
+from .mlp import build_mlp
+from .norm import build_norm
+
+
+class TransformerLayer(nn.Module):
+    def __init__(self, config: ModelConfig, cross_attention: bool = False):
+        super().__init__()
+        self.pre_norm = config.norm_position == "pre"
+        self.self_attn = Attention(config)
+        self.self_attn_norm = build_norm(config)
+        self.cross_attn = Attention(config, cross=True) if cross_attention else None
+        self.cross_attn_norm = build_norm(config) if cross_attention else None
+        self.mlp = build_mlp(config)
+        self.mlp_norm = build_norm(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def _branch_input(self, x: Tensor, norm: nn.Module) -> Tensor:
+        return norm(x) if self.pre_norm else x
+
+    def _add(self, x: Tensor, branch: Tensor, norm: nn.Module) -> Tensor:
+        x = x + self.dropout(branch)
+        return x if self.pre_norm else norm(x)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None, is_causal: bool = False,
+                rotary: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None,
+                context_mask: Tensor | None = None, cache: LayerCache | None = None,
+                return_attention: bool = False) -> tuple[Tensor, LayerCache, tuple[Tensor | None, Tensor | None]]:
+        """Args:
+            x: (B, T, C); mask/bias/is_causal/rotary for self-attention (see ``attention.attend``);
+            context: (B, S, C) encoder output and context_mask (B, 1, 1, S) for cross-attention;
+            cache: this layer's cached keys/values, or None.
+        Returns:
+            x (B, T, C); the updated LayerCache; (self-attention weights, cross-attention weights), each
+            (B, H, T, S) when ``return_attention`` else None.
+        """
+        cache = cache or LayerCache()
+        h, self_kv, self_weights = self.self_attn(
+            self._branch_input(x, self.self_attn_norm), mask=mask, bias=bias, is_causal=is_causal,
+            rotary=rotary, past=cache.self_kv, return_attention=return_attention,
+        )
+        x = self._add(x, h, self.self_attn_norm)
+        cross_kv, cross_weights = None, None
+        if self.cross_attn is not None:
+            h, cross_kv, cross_weights = self.cross_attn(
+                self._branch_input(x, self.cross_attn_norm), context=context, mask=context_mask,
+                past=cache.cross_kv, return_attention=return_attention,
+            )
+            x = self._add(x, h, self.cross_attn_norm)
+        x = self._add(x, self.mlp(self._branch_input(x, self.mlp_norm)), self.mlp_norm)
+        return x, LayerCache(self_kv, cross_kv), (self_weights, cross_weights)

@@ -1,0 +1,69 @@
+"""Boolean attention masks, built in one place. True means "this query may attend to this key".
+
+Legend: B batch, T query length, S key length.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def padding_mask(attention_mask: Tensor) -> Tensor:
+    """Key-padding mask from a Hugging Face style attention mask (1 = real token).
+
+    Args:
+        attention_mask: (B, S), 1/True for real tokens.
+    Returns:
+        (B, 1, 1, S) bool.
+    """
+    return attention_mask.bool()[:, None, None, :]
+
+
+def causal_mask(query_len: int, key_len: int, device: torch.device | None = None) -> Tensor:
+    """Lower-triangular mask aligned to the end: query i sits at key position ``key_len - query_len + i``.
+
+    Returns:
+        (1, 1, T, S) bool.
+    """
+    offset = key_len - query_len
+    query_pos = torch.arange(query_len, device=device)[:, None] + offset
+    key_pos = torch.arange(key_len, device=device)[None, :]
+    return (key_pos <= query_pos)[None, None]
+
+
+def combine(*masks: Tensor | None) -> Tensor | None:
+    """AND of the given masks (None = no constraint); rows left with no key to attend to are opened fully,
+    so that padded queries produce finite (ignored) values instead of NaN."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    mask = present[0]
+    for other in present[1:]:
+        mask = mask & other
+    return mask | ~mask.any(dim=-1, keepdim=True)
+
+
+def self_attention_mask(attention_mask: Tensor | None, query_len: int, key_len: int, causal: bool,
+                        device: torch.device | None = None) -> Tensor | None:
+    """The mask a stack's self-attention receives: padding of the keys, and causality for decoders.
+
+    Args:
+        attention_mask: (B, S) with 1 for real keys (S covers cached keys too), or None for no padding.
+    Returns:
+        (B|1, 1, T, S) bool, or None when every query may attend to every key.
+    """
+    pad = padding_mask(attention_mask) if attention_mask is not None else None
+    causal_part = causal_mask(query_len, key_len, device) if causal else None
+    return combine(pad, causal_part)
+
+
+def cross_attention_mask(context_mask: Tensor | None) -> Tensor | None:
+    """The mask a decoder's cross-attention receives: padding of the encoder output (source).
+
+    Args:
+        context_mask: (B, S) with 1 for real source tokens, or None.
+    Returns:
+        (B, 1, 1, S) bool, or None.
+    """
+    return combine(padding_mask(context_mask)) if context_mask is not None else None

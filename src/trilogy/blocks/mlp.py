@@ -1,0 +1,66 @@
+"""Feed-forward blocks: MLP (ReLU, GELU exact or tanh) and GatedMLP (GEGLU, SwiGLU, T5 v1.1 gated-GELU).
+
+Legend: B batch, T length, C model width, F hidden width (d_ff).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+
+ACTIVATIONS = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "silu": F.silu,
+}
+
+
+class Activation(nn.Module):
+    """A named activation function, visible in ``print(model)``."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.name = name
+        self.fn = ACTIVATIONS[name]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+class MLP(nn.Module):
+    """down(act(up(x))): (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.act = Activation(config.activation)
+        self.dropout = nn.Dropout(config.dropout)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.dropout(self.act(self.up(x))))
+
+
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): GEGLU with GELU, SwiGLU with SiLU. (B, T, C) -> (B, T, C)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.act = Activation(config.activation)
+        self.dropout = nn.Dropout(config.dropout)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down(self.dropout(self.act(self.gate(x)) * self.up(x)))
+
+
+def build_mlp(config: ModelConfig) -> nn.Module:
+    return GatedMLP(config) if config.gated_mlp else MLP(config)

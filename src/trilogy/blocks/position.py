@@ -1,0 +1,120 @@
+"""Positions: sinusoidal (the notebook's PositionalEncoding), learned absolute, T5 relative bias, rotary.
+
+Legend: B batch, T query length, S key length, H heads, D head size, C model width (d_model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sinusoidal positions added to the input (Vaswani et al.), as in the notebook."""
+
+    def __init__(self, d_model: int, max_seq_len: int = 512):
+        super().__init__()
+        position = torch.arange(max_seq_len, dtype=torch.float32)[:, None]
+        div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
+        pe = torch.zeros(max_seq_len, d_model)
+        pe[:, 0::2] = torch.sin(position * div_term)
+        pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
+        self.register_buffer("pe", pe[None], persistent=False)  # (1, max_seq_len, C)
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns x + encoding, (B, T, C)."""
+        if positions is None:
+            return x + self.pe[:, : x.size(1)]
+        return x + self.pe[0, positions]
+
+
+class LearnedPositions(nn.Module):
+    """A learned embedding per absolute position (BERT, GPT-2), added to the input."""
+
+    def __init__(self, d_model: int, max_seq_len: int):
+        super().__init__()
+        self.embedding = nn.Embedding(max_seq_len, d_model)
+
+    def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns (B, T, C)."""
+        if positions is None:
+            return x + self.embedding.weight[: x.size(1)]
+        return x + self.embedding(positions)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's bucketed relative-position bias: one learned scalar per (bucket, head), added to the scores.
+
+    Bidirectional buckets (encoder) split the range into "key before" and "key after"; causal buckets (decoder)
+    only look back. Half the buckets are exact small distances, the rest grow logarithmically up to
+    ``max_distance``.
+    """
+
+    def __init__(self, n_heads: int, num_buckets: int = 32, max_distance: int = 128, bidirectional: bool = True):
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.bidirectional = bidirectional
+        self.embedding = nn.Embedding(num_buckets, n_heads)
+
+    def bucket(self, relative: Tensor) -> Tensor:
+        """Map key_pos - query_pos to a bucket index."""
+        buckets = self.num_buckets
+        result = torch.zeros_like(relative)
+        if self.bidirectional:
+            buckets //= 2
+            result += (relative > 0).long() * buckets
+            distance = relative.abs()
+        else:
+            distance = (-relative).clamp(min=0)
+        max_exact = buckets // 2
+        is_small = distance < max_exact
+        log_ratio = torch.log(distance.float().clamp(min=1) / max_exact) / math.log(self.max_distance / max_exact)
+        large = (max_exact + (log_ratio * (buckets - max_exact)).long()).clamp(max=buckets - 1)
+        return result + torch.where(is_small, distance, large)
+
+    def forward(self, query_len: int, key_len: int, offset: int = 0) -> Tensor:
+        """Bias for queries at positions offset..offset+T-1 against keys 0..S-1. Returns (1, H, T, S)."""
+        device = self.embedding.weight.device
+        query_pos = torch.arange(offset, offset + query_len, device=device)[:, None]
+        key_pos = torch.arange(key_len, device=device)[None, :]
+        values = self.embedding(self.bucket(key_pos - query_pos))  # (T, S, H)
+        return values.permute(2, 0, 1)[None]  # (1, H, T, S)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE), in the half-split layout Llama checkpoints use."""
+
+    def __init__(self, d_head: int, theta: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+
+    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """Args: positions (B, T). Returns cos, sin, each (B, 1, T, D)."""
+        angles = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
+        angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, D)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (i, i + D/2) of x by the position angles. x: (B, H, T, D); cos/sin (B, 1, T, D)."""
+    half = x.size(-1) // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return (x * cos + rotated * sin).to(x.dtype)
+
+
+def positions_from_mask(attention_mask: Tensor | None, length: int, past: int = 0,
+                        device: torch.device | None = None) -> Tensor:
+    """Position ids of the last ``length`` tokens: they count real tokens only, so left-padded rows start at 0.
+
+    Args:
+        attention_mask: (B, past + length) with 1 for real tokens, or None (positions past..past+length-1).
+    Returns:
+        (B|1, length) long.
+    """
+    if attention_mask is None:
+        return torch.arange(past, past + length, device=device)[None]
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -length:]

@@ -1,0 +1,99 @@
+"""TransformerStack: N layers plus what they share, computed once per forward: the masks, T5's relative
+bias, the rotary angles, and the final norm. Encoder, decoder and the two halves of T5 are all stacks.
+
+Legend: B batch, T length, S key length (cached + new), H heads, C model width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from torch import Tensor, nn
+
+from ..config import ModelConfig
+from .cache import KVCache
+from .layer import TransformerLayer
+from .masks import causal_mask, cross_attention_mask, self_attention_mask
+from .norm import build_norm
+from .position import RelativePositionBias, RotaryEmbedding, positions_from_mask
+
+
+class StackOutput(NamedTuple):
+    hidden: Tensor  # (B, T, C)
+    cache: KVCache | None
+    self_attentions: list[Tensor] | None  # per layer (B, H, T, S)
+    cross_attentions: list[Tensor] | None  # per layer (B, H, T, S_src)
+
+
+class TransformerStack(nn.Module):
+    def __init__(self, config: ModelConfig, n_layers: int, causal: bool, cross_attention: bool = False):
+        super().__init__()
+        self.causal = causal
+        self.layers = nn.ModuleList(TransformerLayer(config, cross_attention) for _ in range(n_layers))
+        self.relative_bias = (
+            RelativePositionBias(config.n_heads, config.relative_buckets, config.relative_max_distance,
+                                 bidirectional=not causal)
+            if config.position == "relative" else None
+        )
+        self.rotary = RotaryEmbedding(config.d_head, config.rope_theta) if config.position == "rope" else None
+        self.final_norm = build_norm(config) if config.final_norm else None
+
+    def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int
+              ) -> tuple[Tensor | None, Tensor | None, bool]:
+        """The self-attention mask, bias and causal flag every layer of this stack receives.
+
+        Returns (mask (B|1, 1, T, S) bool or None, bias (1|B, H, T, S) float or None, is_causal). ``is_causal``
+        lets SDPA apply causality itself when there is no padding and no cache offset.
+        """
+        if attention_mask is not None and bool(attention_mask.all()):
+            attention_mask = None
+        is_causal = self.causal and attention_mask is None and query_len == key_len
+        needs_mask = attention_mask is not None or (self.causal and 1 < query_len < key_len)
+        mask = self_attention_mask(attention_mask, query_len, key_len, self.causal) if needs_mask else None
+        if self.relative_bias is None:
+            return mask, None, is_causal
+        bias = self.relative_bias(query_len, key_len, offset=key_len - query_len)  # (1, H, T, S)
+        if is_causal:
+            mask = causal_mask(query_len, key_len, bias.device)
+        if mask is not None:
+            bias = bias.masked_fill(~mask, float("-inf"))
+        return None, bias, False
+
+    def forward(self, x: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
+                context: Tensor | None = None, context_mask: Tensor | None = None,
+                cache: KVCache | None = None, return_attention: bool = False) -> StackOutput:
+        """Args:
+            x: (B, T, C) embedded input.
+            attention_mask: (B, S) with 1 for real tokens, covering cached and new positions; None = no padding.
+            positions: (B, T) position ids for rotary angles (default: following the mask).
+            context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
+            cache: the KVCache from the previous step, or ``KVCache.empty(n_layers)`` to start one.
+        """
+        past = cache.length if cache is not None else 0
+        mask, bias, is_causal = self.masks(attention_mask, x.size(1), past + x.size(1))
+        rotary = None
+        if self.rotary is not None:
+            if positions is None:
+                positions = positions_from_mask(attention_mask, x.size(1), past, x.device)
+            rotary = self.rotary(positions)
+        if context_mask is not None and bool(context_mask.all()):
+            context_mask = None
+        cross_mask = cross_attention_mask(context_mask)
+        layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
+        new_caches, self_attentions, cross_attentions = [], [], []
+        for layer, layer_cache in zip(self.layers, layer_caches, strict=True):
+            x, new_cache, (self_w, cross_w) = layer(
+                x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
+                context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,
+            )
+            new_caches.append(new_cache)
+            self_attentions.append(self_w)
+            cross_attentions.append(cross_w)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return StackOutput(
+            x,
+            KVCache(new_caches) if cache is not None else None,
+            self_attentions if return_attention else None,
+            cross_attentions if return_attention and context is not None else None,
+        )

@@ -1,0 +1,1 @@
+"""One module per ``trilogy`` subcommand; each defines ``register(subparsers)``. Found automatically."""

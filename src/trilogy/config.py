@@ -1,0 +1,235 @@
+"""ModelConfig: one flat dataclass that describes every model trilogy builds, plus named presets.
+
+Choices are strings (``norm="rmsnorm"``) resolved to modules at build time, so a config serialises to JSON as it
+is. Derived sizes (``d_head``, ``n_kv_heads``, ``n_decoder_layers``) are filled in by ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ARCHS = ("encoder", "decoder", "encoder-decoder")
+NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+HEADS = {
+    "encoder": ("none", "mlm", "pretraining", "sequence-classification", "token-classification"),
+    "decoder": ("none", "lm"),
+    "encoder-decoder": ("none", "lm"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Sizes and architectural choices of one model.
+
+    ``arch`` picks the family: ``encoder`` (BERT-style), ``decoder`` (GPT-style) or ``encoder-decoder``
+    (T5-style). ``head`` picks what sits on top: an LM/MLM head (forward returns logits), a classifier, or
+    ``none`` (forward returns hidden states).
+    """
+
+    arch: str
+    vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    n_layers: int = 6
+    d_ff: int = 2048
+    max_seq_len: int = 512
+    d_head: int | None = None  # default d_model // n_heads; T5 sets it independently (d_kv)
+    n_kv_heads: int | None = None  # grouped-query attention when < n_heads
+    n_decoder_layers: int | None = None  # encoder-decoder only; default n_layers
+    # layers
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    norm_bias: bool = True
+    norm_position: str = "pre"
+    final_norm: bool = True  # a norm after the last layer of each stack
+    activation: str = "gelu"
+    gated_mlp: bool = False  # GEGLU / SwiGLU / T5 v1.1 gated-GELU
+    bias: bool = True  # biases of the attention and MLP projections
+    attention_scale: float | None = None  # default d_head ** -0.5; T5 uses 1.0
+    dropout: float = 0.1
+    # positions and embeddings
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+    type_vocab_size: int = 0  # BERT token types
+    embedding_norm: bool = False  # BERT: LayerNorm after the embeddings
+    embedding_scale: float = 1.0  # the notebook multiplies embeddings by sqrt(d_model)
+    # heads
+    head: str = "lm"
+    tie_embeddings: bool = True
+    head_scale: float = 1.0  # T5 v1.0 scales the decoder output by d_model ** -0.5 before the tied head
+    head_bias: bool = False  # a bias on the LM head
+    pooler: bool = False  # BERT pooler (dense + tanh on the first token)
+    num_labels: int = 2
+    # special tokens
+    pad_token_id: int | None = None
+    bos_token_id: int | None = None
+    eos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    # free-form provenance (source config.json, HF architecture name, ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_choice("arch", self.arch, ARCHS)
+        _check_choice("norm", self.norm, NORMS)
+        _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("position", self.position, POSITIONS)
+        _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
+        for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.d_head is None:
+            if self.d_model % self.n_heads:
+                raise ValueError(
+                    f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}), "
+                    "or give d_head explicitly"
+                )
+            self.d_head = self.d_model // self.n_heads
+        if self.n_kv_heads is None:
+            self.n_kv_heads = self.n_heads
+        if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+        if self.arch == "encoder-decoder" and self.n_decoder_layers is None:
+            self.n_decoder_layers = self.n_layers
+        if self.position == "rope" and self.d_head % 2:
+            raise ValueError(f"rotary positions need an even d_head, got {self.d_head}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def scale(self) -> float:
+        """The factor applied to q.k scores."""
+        return self.d_head**-0.5 if self.attention_scale is None else self.attention_scale
+
+    @property
+    def has_lm_head(self) -> bool:
+        return self.head in ("lm", "mlm", "pretraining")
+
+    # --- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, text_or_path: str | Path) -> ModelConfig:
+        text = str(text_or_path)
+        if not text.lstrip().startswith("{"):
+            text = Path(text_or_path).read_text()
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed; derived fields are recomputed unless given."""
+        data = self.to_dict()
+        if "d_model" in changes or "n_heads" in changes:
+            data["d_head"] = None
+        if "n_heads" in changes:
+            data["n_kv_heads"] = None
+        if "n_layers" in changes:
+            data["n_decoder_layers"] = None
+        data.update(changes)
+        return ModelConfig.from_dict(data)
+
+    @classmethod
+    def from_preset(cls, name: str, **changes: Any) -> ModelConfig:
+        """A named preset (see ``PRESETS``), optionally with some fields changed."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+        data = {k: v for k, v in PRESETS[name].items() if k != "source"}
+        data["extra"] = {"preset": name, "source": PRESETS[name].get("source")}
+        data.update(changes)
+        return cls.from_dict(data)
+
+    @classmethod
+    def notebook(cls, arch: str, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,
+                 max_seq_len: int) -> ModelConfig:
+        """The configuration behind the notebook's classes: sinusoidal positions, embeddings scaled by
+        sqrt(d_model), ReLU MLPs, dropout 0.1 (as ``nn.Transformer*Layer``), with each family wired the way its
+        real architecture is: post-norm encoder layers with the notebook's final LayerNorm; a pre-norm GPT
+        with causal self-attention only and a tied head; an encoder-decoder whose decoder cross-attends to the
+        encoder output with source padding masked."""
+        if not isinstance(d_model, int) or not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        return cls(
+            arch=arch, vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
+            max_seq_len=max_seq_len, position="sinusoidal", embedding_scale=d_model**0.5, activation="relu",
+            norm_position="pre" if arch == "decoder" else "post", final_norm=True,
+            head="none" if arch == "encoder" else "lm", dropout=0.1, extra={"preset": "notebook"},
+        )
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+_BERT = dict(
+    arch="encoder", vocab_size=30522, max_seq_len=512, type_vocab_size=2, norm_eps=1e-12, norm_position="post",
+    final_norm=False, embedding_norm=True, activation="gelu", position="learned", head="none", pooler=True,
+    pad_token_id=0, dropout=0.1,
+)
+_GPT2 = dict(
+    arch="decoder", vocab_size=50257, max_seq_len=1024, norm_eps=1e-5, activation="gelu_tanh",
+    position="learned", head="lm", bos_token_id=50256, eos_token_id=50256, dropout=0.1,
+)
+_T5 = dict(
+    arch="encoder-decoder", vocab_size=32128, d_head=64, max_seq_len=512, norm="rmsnorm", norm_eps=1e-6,
+    norm_bias=False, bias=False, activation="relu", attention_scale=1.0, position="relative", head="lm",
+    relative_buckets=32, relative_max_distance=128, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    dropout=0.1,
+)
+_LLAMA = dict(
+    arch="decoder", norm="rmsnorm", norm_eps=1e-6, norm_bias=False, bias=False, activation="silu",
+    gated_mlp=True, position="rope", head="lm", dropout=0.0,
+)
+
+#: Named presets. Each lists the config.json it reproduces; the parameter counts are asserted in tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    "bert-base-uncased": dict(_BERT, d_model=768, n_heads=12, n_layers=12, d_ff=3072,
+                              source="https://huggingface.co/bert-base-uncased/blob/main/config.json"),
+    "bert-large-uncased": dict(_BERT, d_model=1024, n_heads=16, n_layers=24, d_ff=4096,
+                               source="https://huggingface.co/bert-large-uncased/blob/main/config.json"),
+    "gpt2": dict(_GPT2, d_model=768, n_heads=12, n_layers=12, d_ff=3072,
+                 source="https://huggingface.co/gpt2/blob/main/config.json"),
+    "gpt2-medium": dict(_GPT2, d_model=1024, n_heads=16, n_layers=24, d_ff=4096,
+                        source="https://huggingface.co/gpt2-medium/blob/main/config.json"),
+    "t5-small": dict(_T5, d_model=512, n_heads=8, n_layers=6, d_ff=2048, head_scale=512**-0.5,
+                     source="https://huggingface.co/t5-small/blob/main/config.json"),
+    "t5-base": dict(_T5, d_model=768, n_heads=12, n_layers=12, d_ff=3072, head_scale=768**-0.5,
+                    source="https://huggingface.co/t5-base/blob/main/config.json"),
+    "flan-t5-small": dict(_T5, d_model=512, n_heads=6, n_layers=8, d_ff=1024, activation="gelu_tanh",
+                          gated_mlp=True, tie_embeddings=False,
+                          source="https://huggingface.co/google/flan-t5-small/blob/main/config.json"),
+    # tiny presets for tests and demos: a few hundred thousand parameters
+    "tiny-bert": dict(_BERT, vocab_size=1024, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_seq_len=128,
+                      head="mlm", pooler=False, source="trilogy"),
+    "tiny-gpt2": dict(_GPT2, vocab_size=1024, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_seq_len=128,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=0, source="trilogy"),
+    "tiny-t5": dict(_T5, vocab_size=1024, d_model=64, d_head=16, n_heads=4, n_layers=2, d_ff=256,
+                    max_seq_len=128, head_scale=64**-0.5, source="trilogy"),
+    "tiny-llama": dict(_LLAMA, vocab_size=1024, d_model=64, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=192,
+                       max_seq_len=128, tie_embeddings=False, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                       source="trilogy"),
+}

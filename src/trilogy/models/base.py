@@ -1,0 +1,102 @@
+"""What the three families share: construction from a config or the notebook's signature, weight init and
+tying, input checks, and the output record ``run`` returns.
+
+Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..blocks.cache import KVCache
+from ..config import ModelConfig
+from ..inputs import attention_mask_from, check_ids
+
+
+@dataclass
+class ModelOutput:
+    """Everything one forward pass produced. ``forward`` returns only ``logits`` (or ``hidden_states``)."""
+
+    logits: Tensor | None  # LM/MLM (B, T, V), sequence classifier (B, L), token classifier (B, T, L)
+    hidden_states: Tensor  # last stack's output (B, T, C); the decoder's for encoder-decoder
+    pooled: Tensor | None = None  # BERT pooler output (B, C)
+    sentence_logits: Tensor | None = None  # BERT next-sentence logits (B, 2), pretraining head only
+    encoder_hidden_states: Tensor | None = None  # encoder-decoder: (B, S, C)
+    cache: KVCache | None = None
+    attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
+
+
+class TransformerModel(nn.Module):
+    """Base of the three families. Build one from a config (``Family(config=cfg)``, or ``trilogy.build``) or
+    with the notebook's signature ``Family(vocab_size, d_model=512, n_heads=8, n_layers=6, d_ff=2048,
+    max_seq_len=512)``."""
+
+    arch: str = ""
+
+    def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
+                 d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
+        super().__init__()
+        if config is None:
+            if vocab_size is None:
+                raise TypeError(f"{type(self).__name__} needs vocab_size (the notebook's signature) or config=")
+            config = ModelConfig.notebook(self.arch, vocab_size, d_model, n_heads, n_layers, d_ff, max_seq_len)
+        if config.arch != self.arch:
+            raise ValueError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
+        self.config = config
+        self.build(config)
+        self.init_weights()
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> TransformerModel:
+        return cls(config=config)
+
+    def build(self, config: ModelConfig) -> None:
+        raise NotImplementedError
+
+    def output_projection(self) -> nn.Linear | None:
+        """The linear layer that maps hidden states to the vocabulary (tied to the input embeddings when the
+        config says so), or None for models without an LM head."""
+        return None
+
+    def init_weights(self) -> None:
+        """GPT-2 style init: N(0, 0.02) for projections and embeddings, residual outputs scaled down by
+        sqrt(2 * layers); norms to 1/0. Then tie the head to the embeddings if the config asks."""
+        residual_std = 0.02 / (2 * max(self.config.n_layers, 1)) ** 0.5
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear):
+                std = residual_std if name.endswith(("attn.out", "mlp.down")) else 0.02
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.Embedding):
+                nn.init.normal_(module.weight, std=0.02)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        head = self.output_projection()
+        if head is not None and self.config.tie_embeddings:
+            head.weight = self.embeddings.tokens.weight
+
+    def num_parameters(self) -> int:
+        """Distinct parameters (tied weights counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return self.embeddings.tokens.weight.device
+
+    def _position_limit(self) -> int | None:
+        return self.config.max_seq_len if self.config.position in ("learned", "sinusoidal") else None
+
+    def _check(self, ids: Tensor, name: str, attention_mask: Tensor | None = None,
+               padding_mask: Tensor | None = None, mask_name: str = "attention_mask", past: int = 0
+               ) -> Tensor | None:
+        """Validate ids and their mask; return the mask as (B, past + T) bool, True = real token."""
+        check_ids(ids, self.config.vocab_size, name, self._position_limit(), past)
+        return attention_mask_from(ids, attention_mask, padding_mask, mask_name, past)
+
+    def forward(self, *args, **kwargs) -> Tensor:  # pragma: no cover - each family defines its own
+        raise NotImplementedError

@@ -1,0 +1,62 @@
+"""Decoder-only, GPT-style: embeddings, a causal stack, a (tied) LM head. Llama is the same family by config
+(RoPE, RMSNorm, SwiGLU, grouped-query attention, no biases).
+
+Legend: B batch, T length, C model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..blocks.cache import KVCache
+from ..blocks.embedding import Embeddings
+from ..blocks.heads import LMHead
+from ..blocks.position import positions_from_mask
+from ..blocks.stack import TransformerStack
+from ..config import ModelConfig
+from .base import ModelOutput, TransformerModel
+
+
+class DecoderOnlyTransformer(TransformerModel):
+    """GPT-style decoder: each token attends to itself and the real tokens before it. ``forward`` returns
+    logits (B, T, V), or hidden states when the config has no head."""
+
+    arch = "decoder"
+
+    def build(self, config: ModelConfig) -> None:
+        self.embeddings = Embeddings(config)
+        self.stack = TransformerStack(config, config.n_layers, causal=True)
+        self.lm_head = LMHead(config.d_model, config.vocab_size, config.head_bias) if config.head == "lm" else None
+
+    def output_projection(self) -> nn.Linear | None:
+        return self.lm_head.proj if self.lm_head is not None else None
+
+    def run(self, input_ids: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
+            cache: KVCache | None = None, return_attention: bool = False) -> ModelOutput:
+        """Args:
+            input_ids: (B, T) new tokens; attention_mask: (B, S) 1 = real token, covering cached + new tokens;
+            positions: (B, T) position ids (default: counting real tokens, so left padding starts at 0);
+            cache: the KVCache of earlier steps (``KVCache.empty(n_layers)`` to start one).
+        Returns:
+            ModelOutput with logits (B, T, V), hidden_states (B, T, C) and the updated cache.
+        """
+        past = cache.length if cache is not None else 0
+        attention_mask = self._check(input_ids, "input_ids", attention_mask, past=past)
+        if positions is None:
+            positions = positions_from_mask(attention_mask, input_ids.size(1), past, input_ids.device)
+        x = self.embeddings(input_ids, positions)  # (B, T, C)
+        stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention)
+        return ModelOutput(
+            logits=self.lm_head(stack.hidden) if self.lm_head is not None else None,
+            hidden_states=stack.hidden, cache=stack.cache,
+            attentions={"decoder": stack.self_attentions} if return_attention else None,
+        )
+
+    def forward(self, input_ids: Tensor, mask: Tensor | None = None, *,
+                attention_mask: Tensor | None = None) -> Tensor:
+        """The notebook's signature: ``mask`` (B, T) is a key-padding mask, True = padding. HF's
+        ``attention_mask`` (1 = real token) is accepted instead."""
+        if mask is not None:
+            attention_mask = self._check(input_ids, "input_ids", attention_mask, mask, "mask")
+        out = self.run(input_ids, attention_mask)
+        return out.logits if out.logits is not None else out.hidden_states

@@ -1,0 +1,112 @@
+"""Encoder-decoder, T5-style: one shared embedding, a bidirectional encoder stack, a causal decoder stack
+whose layers also cross-attend to the encoder output (source padding masked), and an LM head.
+
+Legend: B batch, S source length, T target length, C model width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..blocks.cache import KVCache
+from ..blocks.embedding import Embeddings
+from ..blocks.heads import LMHead
+from ..blocks.position import positions_from_mask
+from ..blocks.stack import TransformerStack
+from ..config import ModelConfig
+from .base import ModelOutput, TransformerModel
+
+
+class EncoderDecoderTransformer(TransformerModel):
+    """T5-style encoder-decoder. ``forward(input_ids, decoder_input_ids, ...)`` returns logits (B, T, V), or
+    the decoder's hidden states when the config has no head."""
+
+    arch = "encoder-decoder"
+
+    def build(self, config: ModelConfig) -> None:
+        self.embeddings = Embeddings(config)
+        self.encoder = TransformerStack(config, config.n_layers, causal=False)
+        self.decoder = TransformerStack(config, config.n_decoder_layers, causal=True, cross_attention=True)
+        self.lm_head = (
+            LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale)
+            if config.head == "lm" else None
+        )
+
+    def output_projection(self) -> nn.Linear | None:
+        return self.lm_head.proj if self.lm_head is not None else None
+
+    def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+               return_attention: bool = False) -> tuple[Tensor, list[Tensor] | None]:
+        """Run the encoder once. Returns its output (B, S, C) and, on request, its attention weights."""
+        attention_mask = self._check(input_ids, "input_ids", attention_mask)
+        x = self.embeddings(input_ids)  # (B, S, C)
+        stack = self.encoder(x, attention_mask, return_attention=return_attention)
+        return stack.hidden, stack.self_attentions
+
+    def run(self, input_ids: Tensor | None, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,
+            decoder_attention_mask: Tensor | None = None, encoder_hidden_states: Tensor | None = None,
+            cache: KVCache | None = None, return_attention: bool = False) -> ModelOutput:
+        """Args:
+            input_ids: (B, S) source ids (may be None when ``encoder_hidden_states`` is given);
+            decoder_input_ids: (B, T) target ids, starting with the decoder start token;
+            attention_mask: (B, S) 1 = real source token, masked in the encoder and in cross-attention;
+            decoder_attention_mask: (B, past + T) 1 = real target token;
+            encoder_hidden_states: (B, S, C) from ``encode``, to skip the encoder (generation);
+            cache: the decoder's KVCache; its cross-attention keys/values are computed once and reused.
+        Returns:
+            ModelOutput with logits (B, T, V), hidden_states (B, T, C), encoder_hidden_states and the cache.
+        """
+        encoder_attentions = None
+        if encoder_hidden_states is None:
+            if input_ids is None:
+                raise ValueError("give input_ids or encoder_hidden_states")
+            encoder_hidden_states, encoder_attentions = self.encode(input_ids, attention_mask, return_attention)
+        if attention_mask is not None:
+            attention_mask = attention_mask.bool()
+        past = cache.length if cache is not None else 0
+        decoder_attention_mask = self._check(
+            decoder_input_ids, "decoder_input_ids", decoder_attention_mask, mask_name="decoder_attention_mask",
+            past=past,
+        )
+        positions = positions_from_mask(decoder_attention_mask, decoder_input_ids.size(1), past,
+                                        decoder_input_ids.device)
+        y = self.embeddings(decoder_input_ids, positions)  # (B, T, C)
+        stack = self.decoder(
+            y, decoder_attention_mask, positions, context=encoder_hidden_states, context_mask=attention_mask,
+            cache=cache, return_attention=return_attention,
+        )
+        attentions = None
+        if return_attention:
+            attentions = {"decoder": stack.self_attentions, "cross": stack.cross_attentions}
+            if encoder_attentions is not None:
+                attentions["encoder"] = encoder_attentions
+        return ModelOutput(
+            logits=self.lm_head(stack.hidden) if self.lm_head is not None else None,
+            hidden_states=stack.hidden, encoder_hidden_states=encoder_hidden_states, cache=stack.cache,
+            attentions=attentions,
+        )
+
+    def forward(self, input_ids: Tensor, decoder_input_ids: Tensor, src_mask: Tensor | None = None,
+                tgt_mask: Tensor | None = None, *, attention_mask: Tensor | None = None,
+                decoder_attention_mask: Tensor | None = None) -> Tensor:
+        """The notebook's signature ``(src, tgt, src_mask, tgt_mask)``: ``src_mask`` (B, S) is a key-padding
+        mask (True = padding), applied in the encoder and in cross-attention; ``tgt_mask`` (T, T) may be
+        given but must be the causal mask (True above the diagonal), since the decoder is always causal.
+        HF's ``attention_mask`` / ``decoder_attention_mask`` (1 = real token) are accepted instead."""
+        if src_mask is not None:
+            attention_mask = self._check(input_ids, "input_ids", attention_mask, src_mask, "src_mask")
+        if tgt_mask is not None:
+            _check_causal(tgt_mask, decoder_input_ids.size(1) if torch.is_tensor(decoder_input_ids) else 0)
+        out = self.run(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask)
+        return out.logits if out.logits is not None else out.hidden_states
+
+
+def _check_causal(tgt_mask: Tensor, length: int) -> None:
+    expected = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tgt_mask.device), diagonal=1)
+    blocked = tgt_mask if tgt_mask.dtype == torch.bool else torch.isinf(tgt_mask)
+    if tuple(tgt_mask.shape) != (length, length) or not torch.equal(blocked, expected):
+        raise ValueError(
+            f"tgt_mask must be the ({length}, {length}) causal mask (True above the diagonal); "
+            "the decoder is always causal, use decoder_attention_mask for target padding"
+        )
