@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/trilogy demo
+	$(VENV)/bin/trilogy tour
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15
