@@ -12,6 +12,7 @@ from .blocks.cache import KVCache, LayerCache
 from .blocks.heads import MLMHead
 from .blocks.position import PositionalEncoding
 from .config import PRESETS, ModelConfig
+from .convert import CheckpointError, from_pretrained
 from .generate import generate_text
 from .models import (
     DecoderOnlyTransformer,
@@ -35,7 +36,7 @@ def build(config_or_preset: ModelConfig | str, **changes) -> TransformerModel:
 
 
 __all__ = [
-    "PRESETS", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer", "KVCache",
-    "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "TransformerModel",
-    "__version__", "build", "build_model", "generate_text",
+    "PRESETS", "CheckpointError", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer",
+    "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "TransformerModel",
+    "__version__", "build", "build_model", "from_pretrained", "generate_text",
 ]

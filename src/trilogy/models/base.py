@@ -35,6 +35,9 @@ class TransformerModel(nn.Module):
     max_seq_len=512)``."""
 
     arch: str = ""
+    #: the ``tokenizers.Tokenizer`` of the checkpoint's tokenizer.json (set by ``trilogy.from_pretrained``, or by
+    #: you); ``save_pretrained`` writes it back beside the weights
+    tokenizer = None
 
     def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
                  d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
@@ -79,6 +82,14 @@ class TransformerModel(nn.Module):
         head = self.output_projection()
         if head is not None and self.config.tie_embeddings:
             head.weight = self.embeddings.tokens.weight
+
+    def save_pretrained(self, path, format: str = "auto"):
+        """Write config.json, model.safetensors and tokenizer.json to the folder ``path``: the Hugging Face
+        layout when the architecture has an equivalent (``format="hf"`` insists), else trilogy's own format
+        (``format="trilogy"``), which ``trilogy.from_pretrained`` loads too. Returns the folder."""
+        from ..convert import save_pretrained  # convert/ builds models, so it is imported when needed
+
+        return save_pretrained(self, path, format)
 
     def num_parameters(self) -> int:
         """Distinct parameters (tied weights counted once)."""

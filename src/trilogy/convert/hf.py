@@ -1,0 +1,142 @@
+"""Hugging Face config.json <-> ModelConfig, and the weights in between.
+
+Reading: ``model_type`` picks the family module, ``architectures`` the class (and so our head), the family's
+``config_from_hf`` the sizes, its KEY_MAP the tensors. Writing: a trilogy config has a Hugging Face
+equivalent when some family's ``config_to_hf`` followed by ``config_from_hf`` gives back the same model; the
+fields that differ otherwise are the reason it has none.
+"""
+
+from __future__ import annotations
+
+import re
+from types import ModuleType
+from typing import Any
+
+from torch import Tensor
+
+from ..config import ModelConfig
+from . import bert, gpt2, llama, t5
+from .errors import CheckpointError
+from .mapping import Rule, expand
+
+FAMILIES: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
+
+
+def supported() -> str:
+    return "; ".join(f"{m.MODEL_TYPE}: {', '.join(m.ARCHITECTURES)}" for m in FAMILIES.values())
+
+
+def family_of(hf: dict[str, Any]) -> tuple[ModuleType, str]:
+    """The family module and architecture name a config.json describes."""
+    model_type = hf.get("model_type")
+    if model_type not in FAMILIES:
+        raise CheckpointError(f"config.json: model_type {model_type!r} is not supported; supported model types "
+                              f"and architectures: {supported()}")
+    family = FAMILIES[model_type]
+    names = hf.get("architectures")
+    if not isinstance(names, list) or not names:
+        raise CheckpointError(f"config.json names no architecture; add \"architectures\": [NAME] with NAME one "
+                              f"of {', '.join(family.ARCHITECTURES)}")
+    for name in names:
+        if name in family.ARCHITECTURES:
+            return family, name
+    raise CheckpointError(f"config.json: architecture {', '.join(map(str, names))} is not supported for "
+                          f"model_type {model_type!r}; supported: {', '.join(family.ARCHITECTURES)}")
+
+
+def config_from_hf(hf: dict[str, Any]) -> tuple[ModelConfig, ModuleType, str]:
+    family, architecture = family_of(hf)
+    try:
+        config = family.config_from_hf(hf, architecture)
+    except (TypeError, ValueError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"config.json describes no valid {architecture}: {error}") from None
+    config.extra = {**config.extra, "hf_architecture": architecture}
+    return config, family, architecture
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+_CLASSIFIERS = ("sequence-classification", "token-classification")
+
+
+def _behaviour(config: ModelConfig) -> dict[str, Any]:
+    """The fields that decide what the model computes; those that do not (dropout, provenance, sizes of parts
+    the model does not have) are blanked, so two configs compare equal when their models do."""
+    fields = config.to_dict()
+    for name in ("extra", "dropout"):
+        fields.pop(name)
+    fields["attention_scale"] = config.scale
+    fields["pooler"] = config.pooler or config.head in ("pretraining", "sequence-classification")
+    blank = {
+        "max_seq_len": config.position not in ("learned", "sinusoidal"),
+        "rope_theta": config.position != "rope",
+        "relative_buckets": config.position != "relative",
+        "relative_max_distance": config.position != "relative",
+        "norm_bias": config.norm == "rmsnorm",
+        "tie_embeddings": not config.has_lm_head,
+        "head_bias": config.head != "lm",
+        "head_scale": not (config.arch == "encoder-decoder" and config.head == "lm"),
+        "num_labels": config.head not in _CLASSIFIERS,
+    }
+    fields.update({name: None for name, is_blank in blank.items() if is_blank})
+    return fields
+
+
+def _differences(config: ModelConfig, family: ModuleType, architecture: str) -> list[str]:
+    """Why ``config`` is not ``architecture``: the fields whose values it cannot express ([] when it can)."""
+    try:
+        hf = family.config_to_hf(config)
+        back = family.config_from_hf(hf, architecture)
+    except (CheckpointError, ValueError, TypeError) as error:
+        return [str(error)]
+    ours, theirs = _behaviour(config), _behaviour(back)
+    return [f"{name}={ours[name]!r} (needs {theirs[name]!r})" for name in ours if ours[name] != theirs[name]]
+
+
+def config_to_hf(config: ModelConfig) -> tuple[dict[str, Any], ModuleType, str]:
+    """The config.json of the Hugging Face class that computes what ``config`` does.
+
+    Raises:
+        CheckpointError: no supported class does; the message lists the closest one's differences.
+    """
+    candidates = [(family, name) for family in FAMILIES.values() for name, fields in family.ARCHITECTURES.items()
+                  if fields["arch"] == config.arch and fields["head"] == config.head]
+    preferred = config.extra.get("hf_architecture")
+    candidates.sort(key=lambda c: c[1] != preferred)
+    reasons = []
+    for family, name in candidates:
+        differences = _differences(config, family, name)
+        if not differences:
+            hf = family.config_to_hf(config)
+            return {"architectures": [name], "model_type": family.MODEL_TYPE, **hf}, family, name
+        reasons.append((len(differences), f"as {name}: {'; '.join(differences)}"))
+    if not reasons:
+        raise CheckpointError(f"no Hugging Face class has arch={config.arch!r} with head={config.head!r}")
+    raise CheckpointError("no Hugging Face equivalent: " + min(reasons)[1])
+
+
+# --- weights ---------------------------------------------------------------------------------------------
+def rules_for(family: ModuleType, config: ModelConfig, our_keys: list[str]) -> list[Rule]:
+    return expand(family.key_map(config), our_keys)
+
+
+def ignored_patterns(patterns: tuple[str, ...], tied_names: list[str]) -> list[re.Pattern]:
+    """Checkpoint names that may be present or not: a family's known extras and copies of tied weights."""
+    return [re.compile(p) for p in patterns] + [re.compile(re.escape(n)) for n in tied_names]
+
+
+def with_prefix(tensors: dict[str, Tensor], expected: set[str], prefix: str) -> dict[str, Tensor]:
+    """Names as the head model has them: the bare base model (GPT2Model, BertModel, LlamaModel) saves its
+    body without the prefix (``transformer.``, ``bert.``, ``model.``)."""
+    if not prefix:
+        return tensors
+    return {(prefix + k if not k.startswith(prefix) and prefix + k in expected else k): v
+            for k, v in tensors.items()}
+
+
+def without_prefix(tensors: dict[str, Tensor], prefix: str, architecture: str, family: ModuleType) -> dict:
+    """Names as transformers saves ``architecture``: base models drop the body's prefix."""
+    if not prefix or family.ARCHITECTURES[architecture]["head"] != "none":
+        return tensors
+    return {k.removeprefix(prefix): v for k, v in tensors.items()}

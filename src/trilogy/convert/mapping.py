@@ -1,0 +1,136 @@
+"""Parameter-name mapping between a trilogy model and a foreign checkpoint, driven by a family's KEY_MAP.
+
+A KEY_MAP maps each trilogy parameter name to the checkpoint name(s) it comes from, with ``{}`` standing for a
+layer index, e.g. ``"stack.layers.{}.mlp.up.weight": "h.{}.mlp.c_fc.weight"``. A value may also be a pair
+``(names, transform)`` naming a transform in ``TRANSFORMS``: several checkpoint tensors fused into one of ours
+(separate q, k, v into our ``qkv``), or a layout change (GPT-2's Conv1D stores weights transposed).
+
+The mapping is expanded from the model's own ``state_dict`` keys, so optional parts (biases, pooler, heads)
+are mapped exactly when the model has them. Loading checks both key sets and every shape before touching the
+model: a checkpoint loads completely or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..config import ModelConfig
+from .errors import CheckpointError
+
+MAX_LISTED = 12  # tensors named in an error message before "... and N more"
+
+
+def _fuse(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    return torch.cat(parts, dim=0)
+
+
+def _unfuse(fused: Tensor, config: ModelConfig) -> list[Tensor]:
+    """Split our fused ``qkv`` (3 parts) or cross-attention ``kv`` (2 parts) into the checkpoint's pieces."""
+    kv_width = config.n_kv_heads * config.d_head
+    q_width = fused.size(0) - 2 * kv_width
+    sizes = [q_width, kv_width, kv_width] if q_width else [kv_width, kv_width]
+    return list(fused.split(sizes, dim=0))
+
+
+def _transpose(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    return parts[0].t()
+
+
+def _untranspose(ours: Tensor, config: ModelConfig) -> list[Tensor]:
+    return [ours.t()]
+
+
+#: name -> (checkpoint tensors -> our tensor, our tensor -> checkpoint tensors)
+TRANSFORMS: dict[str, tuple[Callable[[list[Tensor], ModelConfig], Tensor],
+                            Callable[[Tensor, ModelConfig], list[Tensor]]]] = {
+    "fuse": (_fuse, _unfuse),  # separate q/k/v (or k/v) projections <-> our fused one
+    "conv1d": (_transpose, _untranspose),  # GPT-2's Conv1D keeps weights as (in, out)
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one trilogy parameter relates to the checkpoint: its names there and the transform between."""
+
+    ours: str
+    theirs: tuple[str, ...]
+    transform: str | None = None
+
+    def to_theirs(self, tensor: Tensor, config: ModelConfig) -> list[Tensor]:
+        return [tensor] if self.transform is None else TRANSFORMS[self.transform][1](tensor, config)
+
+    def to_ours(self, tensors: list[Tensor], config: ModelConfig) -> Tensor:
+        return tensors[0] if self.transform is None else TRANSFORMS[self.transform][0](tensors, config)
+
+
+def _template_regex(template: str) -> re.Pattern:
+    return re.compile(re.escape(template).replace(r"\{\}", r"(\d+)") + "$")
+
+
+def expand(key_map: dict, our_keys: list[str]) -> list[Rule]:
+    """One Rule per trilogy parameter name, from KEY_MAP templates with ``{}`` layer slots.
+
+    Raises:
+        KeyError: a parameter has no entry (a gap in the family's KEY_MAP, not a user error).
+    """
+    compiled = []
+    for ours, value in key_map.items():
+        theirs, transform = value if isinstance(value, tuple) else (value, None)
+        theirs = (theirs,) if isinstance(theirs, str) else tuple(theirs)
+        compiled.append((_template_regex(ours), theirs, transform))
+    rules = []
+    for key in our_keys:
+        for pattern, theirs, transform in compiled:
+            match = pattern.match(key)
+            if match:
+                rules.append(Rule(key, tuple(t.format(*match.groups()) for t in theirs), transform))
+                break
+        else:
+            raise KeyError(f"no checkpoint name for trilogy parameter {key!r}")
+    return rules
+
+
+def expected_shapes(rules: list[Rule], shapes: dict[str, torch.Size], config: ModelConfig) -> dict[str, tuple]:
+    """The shape every checkpoint tensor must have, derived by converting meta tensors of our shapes."""
+    expected = {}
+    for rule in rules:
+        parts = rule.to_theirs(torch.empty(shapes[rule.ours], device="meta"), config)
+        for name, part in zip(rule.theirs, parts, strict=True):
+            expected[name] = tuple(part.shape)
+    return expected
+
+
+def _listing(names: list[str], describe: Callable[[str], str]) -> str:
+    shown = [f"  {describe(name)}" for name in names[:MAX_LISTED]]
+    if len(names) > MAX_LISTED:
+        shown.append(f"  ... and {len(names) - MAX_LISTED} more")
+    return "\n".join(shown)
+
+
+def check_tensors(tensors: dict[str, Tensor], expected: dict[str, tuple], ignored: list[re.Pattern],
+                  source: str) -> None:
+    """Refuse a checkpoint whose tensor names or shapes differ from what the model needs, naming each one.
+
+    ``ignored`` names may be present or not (buffers, duplicates of tied weights).
+    """
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(k for k in set(tensors) - set(expected) if not any(p.fullmatch(k) for p in ignored))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensor(s):\n"
+                        + _listing(missing, lambda k: f"{k}  expected shape {list(expected[k])}"))
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensor(s):\n"
+                        + _listing(unexpected, lambda k: f"{k}  shape {list(tensors[k].shape)}"))
+    if wrong:
+        problems.append(f"{len(wrong)} tensor(s) with the wrong shape:\n" + _listing(
+            wrong, lambda k: f"{k}  has shape {list(tensors[k].shape)}, expected {list(expected[k])}"))
+    if problems:
+        raise CheckpointError(f"{source} does not match its config.json; nothing was loaded. "
+                              + "\n".join(problems))

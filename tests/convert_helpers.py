@@ -1,0 +1,24 @@
+"""Helpers of the checkpoint tests: move weights away from their init, compare only real positions."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def perturb(model: torch.nn.Module, seed: int = 0, std: float = 0.05) -> None:
+    """Add noise to every parameter, so norm weights leave 1, biases leave 0 and a swapped or skipped tensor
+    changes the outputs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=generator) * std)
+
+
+def max_diff(ours: Tensor, theirs: Tensor, mask: Tensor | None = None) -> float:
+    """max |ours - theirs|, over the real positions only when ``mask`` (B, T) is given for (B, T, ...) tensors."""
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    diff = (ours.detach().float() - theirs.detach().float()).abs()
+    if mask is not None:
+        diff = diff[mask.bool()]
+    return float(diff.max())
