@@ -91,6 +91,13 @@ class TransformerModel(nn.Module):
 
         return save_pretrained(self, path, format)
 
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, **options) -> Tensor:
+        """Continue ``input_ids`` (B, T) with the KV cache: greedy, sampling or beam search, with Hugging Face
+        ``generate`` semantics. See ``trilogy.generate.generate`` for the options; encoder-only models raise."""
+        from ..generate import generate  # generate.py drives the models, so it is imported when needed
+
+        return generate(self, input_ids, attention_mask, **options)
+
     def num_parameters(self) -> int:
         """Distinct parameters (tied weights counted once)."""
         return sum(p.numel() for p in self.parameters())
