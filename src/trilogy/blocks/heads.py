@@ -17,8 +17,16 @@ class LMHead(nn.Module):
         self.scale = scale
         self.proj = nn.Linear(d_model, vocab_size, bias=bias)
 
+    @property
+    def projection(self) -> nn.Linear:
+        return self.proj
+
+    def features(self, hidden: Tensor) -> Tensor:
+        """What the final projection receives: (B, T, C) -> (B, T, C)."""
+        return hidden * self.scale if self.scale != 1.0 else hidden
+
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.proj(hidden * self.scale if self.scale != 1.0 else hidden)
+        return self.proj(self.features(hidden))
 
 
 class MLMHead(nn.Module):
@@ -31,9 +39,17 @@ class MLMHead(nn.Module):
         self.layer_norm = nn.LayerNorm(d_model, eps=eps)
         self.decoder = nn.Linear(d_model, vocab_size)
 
+    @property
+    def projection(self) -> nn.Linear:
+        return self.decoder
+
+    def features(self, hidden_states: Tensor) -> Tensor:
+        """What the decoder receives: (B, T, C) -> (B, T, C)."""
+        return self.layer_norm(F.gelu(self.dense(hidden_states)))
+
     def forward(self, hidden_states: Tensor) -> Tensor:
         """(B, T, C) -> (B, T, V)"""
-        return self.decoder(self.layer_norm(F.gelu(self.dense(hidden_states))))
+        return self.decoder(self.features(hidden_states))
 
 
 class Pooler(nn.Module):

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..blocks.cache import KVCache
+from ..blocks.loss import linear_cross_entropy
 from ..config import ModelConfig
 from ..inputs import attention_mask_from, check_ids
 
@@ -21,12 +22,15 @@ class ModelOutput:
     """Everything one forward pass produced. ``forward`` returns only ``logits`` (or ``hidden_states``)."""
 
     logits: Tensor | None  # LM/MLM (B, T, V), sequence classifier (B, L), token classifier (B, T, L)
+    #   (not computed when LM/MLM labels are given: the loss is then fused with the output projection)
     hidden_states: Tensor  # last stack's output (B, T, C); the decoder's for encoder-decoder
     pooled: Tensor | None = None  # BERT pooler output (B, C)
     sentence_logits: Tensor | None = None  # BERT next-sentence logits (B, 2), pretraining head only
     encoder_hidden_states: Tensor | None = None  # encoder-decoder: (B, S, C)
     cache: KVCache | None = None
     attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
+    loss: Tensor | None = None  # mean cross-entropy over the labelled tokens, when labels were given
+    label_count: Tensor | None = None  # how many tokens (or sequences) the loss averages over
 
 
 class TransformerModel(nn.Module):
@@ -59,10 +63,27 @@ class TransformerModel(nn.Module):
     def build(self, config: ModelConfig) -> None:
         raise NotImplementedError
 
+    def output_head(self) -> nn.Module | None:
+        """The LM or MLM head (``LMHead`` / ``MLMHead``), or None for models without one."""
+        return None
+
     def output_projection(self) -> nn.Linear | None:
         """The linear layer that maps hidden states to the vocabulary (tied to the input embeddings when the
         config says so), or None for models without an LM head."""
-        return None
+        head = self.output_head()
+        return head.projection if head is not None else None
+
+    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean cross-entropy of the LM/MLM head on ``hidden`` (B, T, C) against ``labels`` (B, T), -100 = not
+        counted; the logits are never materialised whole (see ``blocks/loss.py``). Returns (loss, count)."""
+        head = self.output_head()
+        if head is None:
+            raise ValueError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
+        if tuple(labels.shape) != tuple(hidden.shape[:2]):
+            raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
+        projection = head.projection
+        total, count = linear_cross_entropy(head.features(hidden), projection.weight, projection.bias, labels)
+        return total / count.clamp(min=1), count
 
     def init_weights(self) -> None:
         """GPT-2 style init: N(0, 0.02) for projections and embeddings, residual outputs scaled down by

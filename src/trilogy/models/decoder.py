@@ -28,17 +28,20 @@ class DecoderOnlyTransformer(TransformerModel):
         self.stack = TransformerStack(config, config.n_layers, causal=True)
         self.lm_head = LMHead(config.d_model, config.vocab_size, config.head_bias) if config.head == "lm" else None
 
-    def output_projection(self) -> nn.Linear | None:
-        return self.lm_head.proj if self.lm_head is not None else None
+    def output_head(self) -> nn.Module | None:
+        return self.lm_head
 
     def run(self, input_ids: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
-            cache: KVCache | None = None, return_attention: bool = False) -> ModelOutput:
+            cache: KVCache | None = None, return_attention: bool = False, labels: Tensor | None = None
+            ) -> ModelOutput:
         """Args:
             input_ids: (B, T) new tokens; attention_mask: (B, S) 1 = real token, covering cached + new tokens;
             positions: (B, T) position ids (default: counting real tokens, so left padding starts at 0);
-            cache: the KVCache of earlier steps (``KVCache.empty(n_layers)`` to start one).
+            cache: the KVCache of earlier steps (``KVCache.empty(n_layers)`` to start one);
+            labels: (B, T) the token each position should predict (already shifted: labels[:, t] is the target
+                of position t), -100 = not counted; the loss is then fused with the head and logits not computed.
         Returns:
-            ModelOutput with logits (B, T, V), hidden_states (B, T, C) and the updated cache.
+            ModelOutput with logits (B, T, V), hidden_states (B, T, C), the updated cache, the loss if labels.
         """
         past = cache.length if cache is not None else 0
         attention_mask = self._check(input_ids, "input_ids", attention_mask, past=past)
@@ -46,8 +49,10 @@ class DecoderOnlyTransformer(TransformerModel):
             positions = positions_from_mask(attention_mask, input_ids.size(1), past, input_ids.device)
         x = self.embeddings(input_ids, positions)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention)
+        loss, count = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None)
         return ModelOutput(
-            logits=self.lm_head(stack.hidden) if self.lm_head is not None else None,
+            logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
+            loss=loss, label_count=count,
             hidden_states=stack.hidden, cache=stack.cache,
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )

@@ -5,6 +5,7 @@ Legend: B batch, T length, C model width, V vocabulary, L labels.
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks.embedding import Embeddings
@@ -34,28 +35,37 @@ class EncoderOnlyTransformer(TransformerModel):
         if config.head in ("sequence-classification", "token-classification"):
             self.head = Classifier(config.d_model, config.num_labels, config.dropout)
 
-    def output_projection(self) -> nn.Linear | None:
-        return self.head.decoder if isinstance(self.head, MLMHead) else None
+    def output_head(self) -> nn.Module | None:
+        return self.head if isinstance(self.head, MLMHead) else None
 
     def run(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-            positions: Tensor | None = None, return_attention: bool = False) -> ModelOutput:
+            positions: Tensor | None = None, return_attention: bool = False, labels: Tensor | None = None
+            ) -> ModelOutput:
         """Args:
-            input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T) segment ids.
+            input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T) segment ids;
+            labels: MLM targets (B, T) with -100 where not masked (the logits are then not computed), class ids
+                (B,) for sequence classification, or (B, T) tags with -100 to skip.
         Returns:
-            ModelOutput with hidden_states (B, T, C), pooled (B, C) when there is a pooler, logits from the head.
+            ModelOutput with hidden_states (B, T, C), pooled (B, C) when there is a pooler, logits from the head,
+            and the loss when labels are given.
         """
         attention_mask = self._check(input_ids, "input_ids", attention_mask)
         x = self.embeddings(input_ids, positions, token_type_ids)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions=positions, return_attention=return_attention)
         hidden = stack.hidden
         pooled = self.pooler(hidden) if self.pooler is not None else None
-        logits = None
-        if self.config.head == "sequence-classification":
+        logits, loss, count = None, None, None
+        if labels is not None and self.output_head() is not None:
+            loss, count = self.lm_loss(hidden, labels)
+        elif self.config.head == "sequence-classification":
             logits = self.head(pooled)  # (B, L)
         elif self.head is not None:
             logits = self.head(hidden)  # (B, T, V) or (B, T, L)
+        if labels is not None and logits is not None:
+            count = (labels != -100).sum()
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
         return ModelOutput(
-            logits=logits, hidden_states=hidden, pooled=pooled,
+            logits=logits, hidden_states=hidden, pooled=pooled, loss=loss, label_count=count,
             sentence_logits=self.sentence_head(pooled) if self.sentence_head is not None else None,
             attentions={"encoder": stack.self_attentions} if return_attention else None,
         )

@@ -33,8 +33,8 @@ class EncoderDecoderTransformer(TransformerModel):
             if config.head == "lm" else None
         )
 
-    def output_projection(self) -> nn.Linear | None:
-        return self.lm_head.proj if self.lm_head is not None else None
+    def output_head(self) -> nn.Module | None:
+        return self.lm_head
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                return_attention: bool = False) -> tuple[Tensor, list[Tensor] | None]:
@@ -46,14 +46,16 @@ class EncoderDecoderTransformer(TransformerModel):
 
     def run(self, input_ids: Tensor | None, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,
             decoder_attention_mask: Tensor | None = None, encoder_hidden_states: Tensor | None = None,
-            cache: KVCache | None = None, return_attention: bool = False) -> ModelOutput:
+            cache: KVCache | None = None, return_attention: bool = False, labels: Tensor | None = None
+            ) -> ModelOutput:
         """Args:
             input_ids: (B, S) source ids (may be None when ``encoder_hidden_states`` is given);
             decoder_input_ids: (B, T) target ids, starting with the decoder start token;
             attention_mask: (B, S) 1 = real source token, masked in the encoder and in cross-attention;
             decoder_attention_mask: (B, past + T) 1 = real target token;
             encoder_hidden_states: (B, S, C) from ``encode``, to skip the encoder (generation);
-            cache: the decoder's KVCache; its cross-attention keys/values are computed once and reused.
+            cache: the decoder's KVCache; its cross-attention keys/values are computed once and reused;
+            labels: (B, T) target token of each decoder position, -100 = not counted (logits then not computed).
         Returns:
             ModelOutput with logits (B, T, V), hidden_states (B, T, C), encoder_hidden_states and the cache.
         """
@@ -81,8 +83,10 @@ class EncoderDecoderTransformer(TransformerModel):
             attentions = {"decoder": stack.self_attentions, "cross": stack.cross_attentions}
             if encoder_attentions is not None:
                 attentions["encoder"] = encoder_attentions
+        loss, count = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None)
         return ModelOutput(
-            logits=self.lm_head(stack.hidden) if self.lm_head is not None else None,
+            logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
+            loss=loss, label_count=count,
             hidden_states=stack.hidden, encoder_hidden_states=encoder_hidden_states, cache=stack.cache,
             attentions=attentions,
         )

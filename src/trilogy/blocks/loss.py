@@ -1,0 +1,75 @@
+"""Cross-entropy over the vocabulary fused with the output projection, computed in chunks of rows.
+
+The plain path holds the logits (N, V), their log-softmax for backward and the logits' gradient: three
+(N, V) tensors, which dominate a training step's memory when V is large. Here each chunk of rows computes its
+logits, loss and the gradients with respect to the hidden states and the projection in one go, so at most one
+chunk of logits exists at a time; backward only scales the saved gradients. The arithmetic is the same as the
+plain path (one forward matmul, two gradient matmuls), none of it repeated.
+
+Legend: N rows (tokens), C width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+IGNORE_INDEX = -100
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int):
+        needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        total = hidden.new_zeros((), dtype=torch.float32)
+        grad_hidden = torch.empty_like(hidden) if needs_grad else None
+        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad and bias is not None else None
+        for start in range(0, hidden.size(0), chunk_rows):
+            rows = slice(start, start + chunk_rows)
+            h, y = hidden[rows], labels[rows]  # (n, C), (n,)
+            logits = F.linear(h, weight, bias).float()  # (n, V)
+            total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum")
+            if not needs_grad:
+                continue
+            grad_logits = torch.softmax(logits, dim=-1)  # d(sum of losses)/d(logits) = softmax - onehot
+            keep = y != IGNORE_INDEX
+            grad_logits[keep, y[keep]] -= 1.0
+            grad_logits[~keep] = 0.0
+            grad_logits = grad_logits.to(h.dtype)
+            grad_hidden[rows] = grad_logits @ weight.to(h.dtype)  # (n, C)
+            grad_weight += (grad_logits.t() @ h).float()  # (V, C)
+            if grad_bias is not None:
+                grad_bias += grad_logits.float().sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        ctx.has_bias = bias is not None
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: Tensor):
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        scale = grad_total.float()
+        return (
+            grad_hidden * scale.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None,
+            grad_weight * scale if ctx.needs_input_grad[1] else None,
+            grad_bias * scale if ctx.has_bias and ctx.needs_input_grad[2] else None,
+            None,
+            None,
+        )
+
+
+def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
+                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor]:
+    """Sum of token cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, without materialising
+    all the logits.
+
+    Args:
+        hidden: (..., C); weight: (V, C); bias: (V,) or None; labels: (...) with -100 for positions to ignore.
+    Returns:
+        (loss summed over the counted tokens, number of counted tokens), both scalars.
+    """
+    hidden = hidden.reshape(-1, hidden.size(-1))  # (N, C)
+    labels = labels.reshape(-1)  # (N,)
+    loss = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows)
+    return loss, (labels != IGNORE_INDEX).sum()

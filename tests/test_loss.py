@@ -1,0 +1,53 @@
+"""The fused, chunked linear + cross-entropy equals the plain path in value and in every gradient."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from trilogy.blocks.loss import linear_cross_entropy
+
+from .conftest import tiny
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("chunk_rows", [1, 7, 4096])
+def test_matches_plain_cross_entropy(with_bias, chunk_rows):
+    hidden = torch.randn(3, 11, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    bias = torch.randn(50, requires_grad=True) if with_bias else None
+    labels = torch.randint(0, 50, (3, 11))
+    labels[0, :4] = -100
+    total, count = linear_cross_entropy(hidden, weight, bias, labels, chunk_rows=chunk_rows)
+    (total / count * 2.5).backward()
+    grads = [hidden.grad, weight.grad] + ([bias.grad] if with_bias else [])
+    for t in [hidden, weight] + ([bias] if with_bias else []):
+        t.grad = None
+    plain = F.cross_entropy(F.linear(hidden, weight, bias).reshape(-1, 50), labels.reshape(-1), ignore_index=-100)
+    (plain * 2.5).backward()
+    torch.testing.assert_close(total / count, plain)
+    assert count == (labels != -100).sum()
+    for ours, ref in zip(grads, [hidden.grad, weight.grad] + ([bias.grad] if with_bias else []), strict=True):
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-bert", "tiny-t5"])
+def test_model_loss_equals_cross_entropy_of_its_logits(name):
+    model = tiny(name)
+    ids = torch.randint(5, 1000, (2, 9))
+    labels = torch.randint(5, 1000, (2, 9))
+    labels[:, ::3] = -100
+    args = (ids, ids) if model.config.arch == "encoder-decoder" else (ids,)
+    logits = model.run(*args).logits
+    out = model.run(*args, labels=labels)
+    assert out.logits is None
+    expected = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+    torch.testing.assert_close(out.loss, expected)
+    assert out.label_count == (labels != -100).sum()
+
+
+def test_classifier_heads_take_labels():
+    model = tiny("tiny-bert", head="sequence-classification", num_labels=3)
+    ids = torch.randint(5, 1000, (4, 6))
+    labels = torch.tensor([0, 2, 1, 1])
+    out = model.run(ids, labels=labels)
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits, labels))
