@@ -6,9 +6,12 @@ Legend: B batch, T length, S key length (cached + new), H heads, C model width.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import ModelConfig
 from .cache import KVCache
@@ -37,6 +40,8 @@ class TransformerStack(nn.Module):
         )
         self.rotary = RotaryEmbedding(config.d_head, config.rope_theta) if config.position == "rope" else None
         self.final_norm = build_norm(config) if config.final_norm else None
+        #: recompute each layer's activations in backward instead of keeping them (training memory for time)
+        self.checkpoint_activations = False
 
     def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int
               ) -> tuple[Tensor | None, Tensor | None, bool]:
@@ -81,8 +86,10 @@ class TransformerStack(nn.Module):
         cross_mask = cross_attention_mask(context_mask)
         layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
         new_caches, self_attentions, cross_attentions = [], [], []
+        recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled() and cache is None
         for layer, layer_cache in zip(self.layers, layer_caches, strict=True):
-            x, new_cache, (self_w, cross_w) = layer(
+            run_layer = partial(checkpoint, layer, use_reentrant=False) if recompute else layer
+            x, new_cache, (self_w, cross_w) = run_layer(
                 x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
                 context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,
             )

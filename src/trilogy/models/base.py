@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..blocks.cache import KVCache
 from ..blocks.loss import linear_cross_entropy
+from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
 from ..inputs import attention_mask_from, check_ids
 
@@ -118,6 +119,14 @@ class TransformerModel(nn.Module):
         from ..generate import generate  # generate.py drives the models, so it is imported when needed
 
         return generate(self, input_ids, attention_mask, **options)
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> TransformerModel:
+        """Recompute every layer's activations during backward instead of storing them: activation memory
+        drops to about one layer's worth, for roughly one more forward pass of compute."""
+        for module in self.modules():
+            if isinstance(module, TransformerStack):
+                module.checkpoint_activations = enabled
+        return self
 
     def num_parameters(self) -> int:
         """Distinct parameters (tied weights counted once)."""
