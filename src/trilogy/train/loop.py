@@ -1,0 +1,198 @@
+"""The training loop, read top to bottom: schedule, accumulate, clip, step, log, evaluate, checkpoint.
+
+Everything the loop needs is passed in: the model, an iterator of global batches that can report and restore its
+position, a loss function and an evaluation function. ``trilogy.train.session`` builds them from a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from .distributed import Distributed
+from .metrics import MetricsLog, plot_loss
+from .optim import build_optimizer, lr_at, set_lr
+from .state import (
+    latest_checkpoint,
+    load_training_state,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+Batch = dict[str, Tensor]
+LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict]]
+
+
+@dataclass
+class TrainSettings:
+    max_steps: int
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimizer step
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
+    save_every: int = 0  # 0: only at the end
+    keep_last: int = 2
+    eval_every: int = 0  # 0: only at the end
+    log_every: int = 1
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the run stopped and its last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    step: int
+    last_loss: float | None
+    last_eval: dict | None
+    best_step: int | None
+    best_loss: float | None
+
+
+class Resumable(Iterator[Batch]):  # the interface ``batches`` must offer
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def loss_positions(batch: Batch) -> int:
+    """How many targets the batch's loss averages over: labels that are not -100 (ignored)."""
+    return int((batch["labels"] != -100).sum())
+
+
+def tokens_seen(batch: Batch) -> int:
+    """Input tokens processed, for throughput: every id tensor (encoder and decoder) counted."""
+    return sum(value.numel() for name, value in batch.items() if name.endswith("input_ids"))
+
+
+def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: TrainSettings, out_dir: Path,
+          save_model_files: Callable[[nn.Module, Path], None], evaluate: Callable[[nn.Module], dict] | None,
+          dist: Distributed, resume: bool = False, run_info: dict | None = None) -> TrainResult:
+    """Train ``model`` for ``settings.max_steps`` optimizer steps, writing checkpoints and metrics to ``out_dir``.
+
+    Args:
+        batches: yields global batches (every rank the same); each rank trains on its rows (``dist.my_rows``).
+        loss_fn: ``(model, batch) -> (mean loss over the batch's targets, metrics)``.
+        save_model_files: ``(model, folder)`` writes config.json, model.safetensors, tokenizer.json.
+        evaluate: ``model -> metrics`` on the validation split (with ``loss``), run on every rank.
+        resume: continue from the latest checkpoint in ``out_dir``; the result is bitwise the same as a run
+            that was never interrupted (CPU, same settings and thread count).
+        run_info: saved with each checkpoint (the command line that built this run).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log = MetricsLog(out_dir / "metrics.jsonl")
+    raw_model = model
+    optimizer = build_optimizer(raw_model, settings.lr, settings.weight_decay)
+    step, best_step, best_loss, last_eval, last_eval_step = 0, None, None, None, None
+
+    if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
+        state = load_training_state(checkpoint)
+        load_weights(raw_model, checkpoint)
+        optimizer.load_state_dict(state["optimizer"])
+        batches.load_state_dict(state["data"])
+        set_rng_state(state["rng"][dist.rank])
+        step, best_step, best_loss = state["step"], state["best_step"], state["best_loss"]
+        if dist.is_main:
+            log.truncate_after(step)
+
+    if dist.enabled:
+        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[dist.device] if dist.device.type == "cuda"
+                                                    else None)
+    autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
+
+    def checkpoint(at_step: int) -> None:
+        nonlocal best_step, best_loss
+        if last_eval is not None and last_eval_step == at_step and (best_loss is None or last_eval["loss"] < best_loss):
+            best_step, best_loss = at_step, last_eval["loss"]  # the best is chosen among saved checkpoints
+        rngs = [None] * dist.world_size
+        if dist.enabled:
+            torch.distributed.all_gather_object(rngs, rng_state())
+        else:
+            rngs = [rng_state()]
+        if dist.is_main:
+            training_state = dict(
+                step=at_step, best_step=best_step, best_loss=best_loss, optimizer=optimizer.state_dict(),
+                data=batches.state_dict(), rng=rngs, settings=asdict(settings), run_info=run_info or {},
+            )
+            save_checkpoint(out_dir, at_step, lambda folder: save_model_files(raw_model, folder), training_state,
+                            settings.keep_last, best_step)
+            plot_loss(log.records(), out_dir / "loss.png")
+        dist.barrier()
+
+    bar = tqdm(total=settings.max_steps, initial=step, disable=not dist.is_main, dynamic_ncols=True,
+               desc="train")
+    last_loss = None
+    started, tokens_since = time.perf_counter(), 0
+    model.train()
+    while step < settings.max_steps:
+        # 1. the learning rate of this step
+        lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
+        set_lr(optimizer, lr)
+
+        # 2. forward and backward over the micro-batches; each loss is weighted by its share of all targets
+        #    in the global batch, so that the gradient is the mean over every target whatever the split
+        micro = [dist.my_rows(next(batches)) for _ in range(settings.grad_accum)]
+        all_targets = dist.sum(torch.tensor(sum(loss_positions(b) for b in micro)))
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+        for i, batch in enumerate(micro):
+            batch = {k: v.to(dist.device) for k, v in batch.items()}
+            sync = i == len(micro) - 1 or not dist.enabled
+            with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
+                loss, _ = loss_fn(model, batch)
+            weight = loss_positions(batch) / all_targets.item()
+            (loss * (weight * dist.world_size)).backward()
+            loss_sum += loss.detach().double() * weight
+            tokens_since += tokens_seen(batch) * dist.world_size
+        step_loss = dist.sum(loss_sum).item()
+
+        # 3. a NaN or infinite loss stops the run before it can touch the weights or the checkpoints
+        if not math.isfinite(step_loss):
+            if dist.is_main:
+                log.append(dict(step=step + 1, split="train", loss=None, event="non-finite loss"))
+            bar.close()
+            kept = latest_checkpoint(out_dir)
+            raise NonFiniteLoss(
+                f"loss is {step_loss} at step {step + 1}; stopped, last good checkpoint: "
+                f"{kept if kept is not None else 'none (no checkpoint was written yet)'}"
+            )
+
+        # 4. clip and step
+        grad_norm = nn.utils.clip_grad_norm_(raw_model.parameters(), settings.clip_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        last_loss = step_loss
+
+        # 5. log, evaluate, checkpoint
+        elapsed = time.perf_counter() - started
+        tokens_per_s = tokens_since / elapsed if elapsed > 0 else 0.0
+        if dist.is_main and (step % settings.log_every == 0 or step == settings.max_steps):
+            log.append(dict(step=step, split="train", loss=step_loss, lr=lr, grad_norm=float(grad_norm),
+                            tokens_per_s=round(tokens_per_s, 1)))
+        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+        bar.update(1)
+        final = step == settings.max_steps
+        if evaluate is not None and (final or (settings.eval_every and step % settings.eval_every == 0)):
+            model.eval()
+            last_eval, last_eval_step = evaluate(raw_model), step
+            model.train()
+            if dist.is_main:
+                log.append(dict(step=step, split="validation", **last_eval))
+                bar.write("step {}: {}".format(step, ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items())))
+        if final or (settings.save_every and step % settings.save_every == 0):
+            checkpoint(step)
+    bar.close()
+    return TrainResult(step, last_loss, last_eval, best_step, best_loss)
