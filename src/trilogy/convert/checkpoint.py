@@ -93,6 +93,18 @@ def expected_tensors(layout: Layout, model: TransformerModel) -> tuple[list[Rule
     return rules, expected, ignored
 
 
+def has_distinct_tied_head(layout: Layout, model: TransformerModel, tensors: dict[str, Tensor]) -> bool:
+    """Whether the checkpoint stores a tied head's weight with values of its own (transformers then unties)."""
+    for name, source in tied_keys(model).items():
+        head, embedding = layout.rules([name, source])
+        if all(n in tensors for n in head.theirs + embedding.theirs):
+            stored = head.to_ours([tensors[n] for n in head.theirs], layout.config)
+            if stored.shape != model.state_dict()[name].shape or not torch.equal(
+                    stored, embedding.to_ours([tensors[n] for n in embedding.theirs], layout.config)):
+                return True
+    return False
+
+
 def from_pretrained(path: str | Path, dtype: torch.dtype | None = None) -> TransformerModel:
     """Load a checkpoint folder (Hugging Face's or trilogy's own format) into the matching trilogy model.
 
@@ -111,10 +123,16 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | None = None) -> Trans
     """
     folder = checkpoint_folder(path)
     layout = read_layout(folder)
+    tensors, file = read_tensors(folder)
     model = build_model(layout.config)
     rules, expected, ignored = expected_tensors(layout, model)
-    tensors, file = read_tensors(folder)
     tensors = hf.with_prefix(tensors, set(expected), layout.prefix)
+    if has_distinct_tied_head(layout, model, tensors):
+        warnings.warn(f"{folder / CONFIG} ties the output layer to the embeddings, but the weights hold a "
+                      "different output layer; loaded untied, as transformers does", UserWarning, stacklevel=2)
+        layout.config = layout.config.replace(tie_embeddings=False)
+        model = build_model(layout.config)
+        rules, expected, ignored = expected_tensors(layout, model)
     check_tensors(tensors, expected, ignored, source=str(file))
     state = {rule.ours: rule.to_ours([tensors[name] for name in rule.theirs], layout.config) for rule in rules}
     for name, source in tied_keys(model).items():

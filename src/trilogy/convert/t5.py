@@ -1,7 +1,8 @@
 """T5 (``model_type: t5``): T5ForConditionalGeneration, T5Model, and T5EncoderModel (our encoder-only family
 with T5's layers). v1.0 ties the head to the embeddings and scales the decoder output by d_model**-0.5 before
-it; v1.1/Flan use gated-GELU and an untied, unscaled head. The relative-position bias lives in the first
-block of each stack; q, k, v (and the cross-attention's k, v) are fused into ours.
+it; v1.1/Flan use gated-GELU and an untied, unscaled head (transformers >= 5 also builds tied, unscaled ones).
+The relative-position bias lives in the first block of each stack; q, k, v (and the cross-attention's k, v)
+are fused into ours.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def _feed_forward(hf: dict[str, Any]) -> tuple[str, bool]:
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     activation, gated = _feed_forward(hf)
     d_model = field(hf, "d_model", required=True)
-    tied = field(hf, "tie_word_embeddings", True) is not False  # as transformers: only an explicit false unties
+    # as transformers: only an explicit false unties; the scale follows the tie unless stated on its own
+    # (transformers >= 5 writes ``scale_decoder_outputs``)
+    tied = field(hf, "tie_word_embeddings", True) is not False
+    scaled = bool(field(hf, "scale_decoder_outputs", tied))
     return ModelConfig(
         **ARCHITECTURES[architecture],
         vocab_size=field(hf, "vocab_size", required=True), d_model=d_model, d_head=field(hf, "d_kv", required=True),
@@ -97,7 +101,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         relative_buckets=field(hf, "relative_attention_num_buckets", 32),
         relative_max_distance=field(hf, "relative_attention_max_distance", 128), type_vocab_size=0,
         embedding_norm=False, embedding_scale=1.0, tie_embeddings=tied,
-        head_scale=d_model**-0.5 if tied else 1.0, head_bias=False, pooler=False,
+        head_scale=d_model**-0.5 if scaled else 1.0, head_bias=False, pooler=False,
         pad_token_id=field(hf, "pad_token_id", 0), eos_token_id=field(hf, "eos_token_id", 1),
         decoder_start_token_id=field(hf, "decoder_start_token_id", field(hf, "pad_token_id", 0)),
     )
@@ -113,6 +117,7 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
         d_ff=config.d_ff, layer_norm_epsilon=config.norm_eps, feed_forward_proj=activation,
         dropout_rate=config.dropout, relative_attention_num_buckets=config.relative_buckets,
         relative_attention_max_distance=config.relative_max_distance, tie_word_embeddings=config.tie_embeddings,
+        scale_decoder_outputs=config.head_scale != 1.0,
         pad_token_id=config.pad_token_id, eos_token_id=config.eos_token_id,
         decoder_start_token_id=config.decoder_start_token_id,
     )

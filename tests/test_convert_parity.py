@@ -1,0 +1,194 @@
+"""Parity with Hugging Face transformers for every supported class, both directions.
+
+HF -> trilogy: a tiny random transformers model, weights perturbed away from their init, saved with its own
+``save_pretrained`` and loaded with ``trilogy.from_pretrained``. trilogy -> HF: that model perturbed again,
+saved with ``save_pretrained(format="hf")`` and loaded with transformers' own ``from_pretrained`` (which must
+report no missing, unexpected or mismatched keys). Padded batches (right padding; left padding with explicit
+positions for the decoders); only real positions are compared; fp32, max |delta| <= 1e-4.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import transformers
+from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
+
+import trilogy
+
+from .convert_helpers import max_diff, perturb
+
+TOLERANCE = 1e-4
+VOCAB = 99
+
+BERT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+            max_position_embeddings=64, type_vocab_size=2, num_labels=3)
+GPT2 = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+T5_V10 = dict(vocab_size=VOCAB, d_model=32, d_kv=6, d_ff=37, num_layers=2, num_decoder_layers=3, num_heads=4,
+              relative_attention_num_buckets=8, relative_attention_max_distance=20, feed_forward_proj="relu",
+              tie_word_embeddings=True, decoder_start_token_id=0)
+T5_V11 = dict(T5_V10, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
+             rope_parameters={"rope_type": "default", "rope_theta": 500.0})
+
+# id -> (config class, config fields, model class)
+CASES = {
+    "BertModel": (BertConfig, BERT, "BertModel"),
+    "BertForMaskedLM": (BertConfig, BERT, "BertForMaskedLM"),
+    "BertForPreTraining": (BertConfig, BERT, "BertForPreTraining"),
+    "BertForSequenceClassification": (BertConfig, BERT, "BertForSequenceClassification"),
+    "BertForTokenClassification": (BertConfig, BERT, "BertForTokenClassification"),
+    "GPT2Model": (GPT2Config, GPT2, "GPT2Model"),
+    "GPT2LMHeadModel": (GPT2Config, GPT2, "GPT2LMHeadModel"),
+    "T5ForConditionalGeneration-v1.0": (T5Config, T5_V10, "T5ForConditionalGeneration"),
+    "T5ForConditionalGeneration-v1.1": (T5Config, T5_V11, "T5ForConditionalGeneration"),
+    # what transformers >= 5 builds from tie_word_embeddings=False: tied, but not scaled
+    "T5ForConditionalGeneration-tied-unscaled": (T5Config, T5_V11, "T5ForConditionalGeneration"),
+    "T5Model": (T5Config, T5_V11, "T5Model"),
+    "T5EncoderModel": (T5Config, T5_V10, "T5EncoderModel"),
+    "LlamaForCausalLM-gqa-untied": (LlamaConfig, LLAMA, "LlamaForCausalLM"),
+    "LlamaForCausalLM-tied": (LlamaConfig, dict(LLAMA, tie_word_embeddings=True), "LlamaForCausalLM"),
+    "LlamaModel": (LlamaConfig, LLAMA, "LlamaModel"),
+}
+
+
+def make_inputs(config: trilogy.ModelConfig, left_padding: bool = False) -> dict:
+    """A padded batch: 3 rows of 8 tokens with 8, 6 and 3 real ones (targets: 5 with 5, 4, 2 real)."""
+    generator = torch.Generator().manual_seed(7)
+
+    def padded(lengths: list[int], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = torch.randint(1, VOCAB, (len(lengths), length), generator=generator)
+        mask = torch.zeros(len(lengths), length, dtype=torch.long)
+        for row, n in enumerate(lengths):
+            real = slice(length - n, length) if left_padding else slice(0, n)
+            mask[row, real] = 1
+        return ids * mask, mask
+
+    ids, mask = padded([8, 6, 3], 8)
+    inputs = dict(input_ids=ids, attention_mask=mask)
+    if config.type_vocab_size:
+        inputs["token_type_ids"] = (torch.arange(8) >= 4).long().expand(3, 8) * mask
+    if config.arch == "encoder-decoder":
+        inputs["decoder_input_ids"], inputs["decoder_attention_mask"] = padded([5, 4, 2], 5)
+    return inputs
+
+
+def run_ours(model: trilogy.TransformerModel, inputs: dict, positions: torch.Tensor | None) -> trilogy.ModelOutput:
+    if model.config.arch == "encoder-decoder":
+        return model.run(inputs["input_ids"], inputs["decoder_input_ids"], inputs["attention_mask"],
+                         inputs["decoder_attention_mask"])
+    if model.config.arch == "decoder":
+        return model.run(inputs["input_ids"], inputs["attention_mask"], positions=positions)
+    return model.run(inputs["input_ids"], inputs["attention_mask"], inputs.get("token_type_ids"))
+
+
+def differences(ours: trilogy.TransformerModel, reference, inputs: dict, left_padding: bool = False) -> dict:
+    """max |delta| of every output the class has, over real positions."""
+    kwargs = dict(inputs)
+    positions = None
+    if left_padding:
+        positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        kwargs["position_ids"] = positions
+    with torch.no_grad():
+        theirs = reference(**kwargs)
+        mine = run_ours(ours, inputs, positions)
+    source, target = inputs["attention_mask"], inputs.get("decoder_attention_mask", inputs["attention_mask"])
+    pairs = {}  # name -> (ours, theirs, mask)
+    if hasattr(theirs, "last_hidden_state"):
+        pairs["hidden"] = (mine.hidden_states, theirs.last_hidden_state, target)
+    if getattr(theirs, "pooler_output", None) is not None:
+        pairs["pooled"] = (mine.pooled, theirs.pooler_output, None)
+    if getattr(theirs, "encoder_last_hidden_state", None) is not None:
+        pairs["encoder_hidden"] = (mine.encoder_hidden_states, theirs.encoder_last_hidden_state, source)
+    if hasattr(theirs, "prediction_logits"):
+        pairs["logits"] = (mine.logits, theirs.prediction_logits, source)
+        pairs["sentence_logits"] = (mine.sentence_logits, theirs.seq_relationship_logits, None)
+    elif hasattr(theirs, "logits"):
+        per_token = theirs.logits.dim() == 3
+        pairs["logits"] = (mine.logits, theirs.logits, target if per_token else None)
+    assert pairs, f"nothing to compare for {type(reference).__name__}"
+    return {name: max_diff(a, b, mask) for name, (a, b, mask) in pairs.items()}
+
+
+def hf_model(case: str):
+    config_class, fields, class_name = CASES[case]
+    torch.manual_seed(0)
+    reference = getattr(transformers, class_name)(config_class(**fields)).eval()
+    if case == "T5ForConditionalGeneration-v1.1":  # as Flan-T5 checkpoints load: a head of its own
+        reference.lm_head.weight = torch.nn.Parameter(reference.shared.weight.detach().clone())
+        reference.config.tie_word_embeddings = False
+    perturb(reference, seed=1)
+    return reference
+
+
+def load_hf(class_name: str, folder):
+    reference, info = getattr(transformers, class_name).from_pretrained(folder, output_loading_info=True)
+    problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
+    assert not problems, problems
+    return reference.eval()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_parity_both_directions(tmp_path, case):
+    reference = hf_model(case)
+    reference.save_pretrained(tmp_path / "hf")
+    ours = trilogy.from_pretrained(tmp_path / "hf")
+    assert ours.config.extra["hf_architecture"] == CASES[case][2]
+    inputs = make_inputs(ours.config)
+    worst = differences(ours, reference, inputs)
+    assert max(worst.values()) <= TOLERANCE, ("HF -> trilogy", worst)
+
+    perturb(ours, seed=2)  # weights HF has never seen
+    ours.save_pretrained(tmp_path / "ours", format="hf")
+    back = load_hf(CASES[case][2], tmp_path / "ours")
+    worst = differences(ours, back, inputs)
+    assert max(worst.values()) <= TOLERANCE, ("trilogy -> HF", worst)
+
+
+@pytest.mark.parametrize("case", ["GPT2LMHeadModel", "LlamaForCausalLM-gqa-untied"])
+def test_decoders_with_left_padding(tmp_path, case):
+    reference = hf_model(case)
+    reference.save_pretrained(tmp_path)
+    ours = trilogy.from_pretrained(tmp_path)
+    worst = differences(ours, reference, make_inputs(ours.config, left_padding=True),
+                        left_padding=True)
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_llama_rope_theta_in_the_old_top_level_form(tmp_path):
+    reference = hf_model("LlamaForCausalLM-gqa-untied")
+    reference.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.pop("rope_parameters")
+    config["rope_theta"] = 500.0
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    ours = trilogy.from_pretrained(tmp_path)
+    assert ours.config.rope_theta == 500.0
+    worst = differences(ours, reference, make_inputs(ours.config))
+    assert max(worst.values()) <= TOLERANCE, worst
+
+
+def test_rope_theta_matters(tmp_path):
+    """The parity tests can see a wrong theta: the default 10000 instead of 500 moves the logits."""
+    reference = hf_model("LlamaForCausalLM-gqa-untied")
+    reference.save_pretrained(tmp_path)
+    ours = trilogy.from_pretrained(tmp_path)
+    wrong = trilogy.build(ours.config.replace(rope_theta=10000.0)).eval()
+    wrong.load_state_dict(ours.state_dict())
+    assert max(differences(wrong, reference, make_inputs(ours.config)).values()) > 10 * TOLERANCE
+
+
+@pytest.mark.parametrize("preset,class_name", [
+    ("tiny-bert", "BertForMaskedLM"), ("tiny-gpt2", "GPT2LMHeadModel"), ("tiny-t5", "T5ForConditionalGeneration"),
+    ("tiny-llama", "LlamaForCausalLM"),
+])
+def test_presets_export_to_transformers(tmp_path, preset, class_name):
+    ours = trilogy.build(preset, vocab_size=VOCAB).eval()
+    perturb(ours, seed=3)
+    ours.save_pretrained(tmp_path, format="hf")
+    reference = load_hf(class_name, tmp_path)
+    worst = differences(ours, reference, make_inputs(ours.config))
+    assert max(worst.values()) <= TOLERANCE, worst
