@@ -23,6 +23,8 @@ SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.j
 BIN, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, BIN, BIN_INDEX)  # in order of preference
 CONFIG, TOKENIZER = "config.json", "tokenizer.json"
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                       "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
 def checkpoint_folder(path: str | Path) -> Path:
@@ -134,7 +136,8 @@ def tensor_shapes(folder: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]],
             with safe_open(part, framework="pt") as reader:
                 for key in reader.keys():  # noqa: SIM118 - safe_open is not a dict
                     tensor_slice = reader.get_slice(key)
-                    shapes[key] = (tuple(tensor_slice.get_shape()), str(tensor_slice.get_dtype()))
+                    dtype = str(tensor_slice.get_dtype())
+                    shapes[key] = (tuple(tensor_slice.get_shape()), _SAFETENSORS_DTYPES.get(dtype, dtype))
         except Exception as error:
             raise CheckpointError(f"{part} is truncated or corrupted ({error})") from None
     return shapes, file
