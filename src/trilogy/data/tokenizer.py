@@ -1,0 +1,127 @@
+"""Tokenizers trained on the user's text with the ``tokenizers`` library, one kind per family:
+
+- ``decoder``: byte-level BPE (GPT-2); specials ``<pad>`` (0) and ``<|endoftext|>`` (1, both bos and eos).
+  Every string round-trips exactly.
+- ``encoder``: WordPiece (BERT, cased); specials ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (0-4); encoding adds
+  ``[CLS] ... [SEP]``. Decoding keeps every non-space character but not the spacing around punctuation.
+- ``encoder-decoder``: Unigram (T5's SentencePiece model); specials ``<pad> </s> <unk>`` (0-2) then the sentinels
+  ``<extra_id_0>`` ... ``<extra_id_{N-1}>`` (3 onwards); encoding appends ``</s>``. Runs of whitespace decode
+  as one space.
+
+Save one with ``tokenizer.save("tokenizer.json")`` and load it with ``tokenizers.Tokenizer.from_file``;
+``special_tokens`` finds the ids again from the token strings alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+NUM_SENTINELS = 100  # as T5
+UNIGRAM_SEED_SIZE = 100_000  # candidate pieces Unigram prunes down from (library default 1M); ample for vocab_size <= 32k
+SPECIAL_NAMES = {
+    "pad": ("<pad>", "[PAD]"),
+    "bos": ("<|endoftext|>",),
+    "eos": ("<|endoftext|>", "</s>"),
+    "unk": ("<unk>", "[UNK]"),
+    "cls": ("[CLS]",),
+    "sep": ("[SEP]",),
+    "mask": ("[MASK]",),
+}
+
+
+def sentinel(index: int) -> str:
+    return f"<extra_id_{index}>"
+
+
+def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
+                    num_sentinels: int = NUM_SENTINELS) -> Tokenizer:
+    """A tokenizer of the kind ``arch`` uses, trained on ``texts`` (streamed) to at most ``vocab_size`` ids,
+    special tokens included (``num_sentinels`` is for ``encoder-decoder`` only)."""
+    if arch == "decoder":
+        tokenizer, trainer = _byte_level_bpe(vocab_size)
+    elif arch == "encoder":
+        tokenizer, trainer = _wordpiece(vocab_size)
+    elif arch == "encoder-decoder":
+        tokenizer, trainer = _unigram(vocab_size, num_sentinels)
+    else:
+        raise ValueError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
+    tokenizer.train_from_iterator(_lines(texts), trainer)
+    if arch == "encoder":
+        cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        )
+    if arch == "encoder-decoder":
+        eos = tokenizer.token_to_id("</s>")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+        )
+    return tokenizer
+
+
+def special_tokens(tokenizer: Tokenizer) -> dict:
+    """Ids of the special tokens a tokenizer has: keys among pad, bos, eos, unk, cls, sep, mask, plus
+    ``decoder_start`` (= pad, as T5) and ``sentinels`` (a list, empty unless encoder-decoder)."""
+    found = {}
+    for name, candidates in SPECIAL_NAMES.items():
+        for token in candidates:
+            token_id = tokenizer.token_to_id(token)
+            if token_id is not None:
+                found[name] = token_id
+                break
+    sentinels = []
+    while (token_id := tokenizer.token_to_id(sentinel(len(sentinels)))) is not None:
+        sentinels.append(token_id)
+    if sentinels:
+        found["decoder_start"] = found["pad"]
+    found["sentinels"] = sentinels
+    return found
+
+
+def special_ids(tokenizer: Tokenizer) -> set[int]:
+    """Every id the tokenizer treats as special (never masked, never drawn as a random replacement)."""
+    return {token_id for token_id, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+
+
+def _lines(texts: Iterable[str]) -> Iterator[str]:
+    """Texts cut into lines: the trainers count the same words, and Unigram's training is much faster on short
+    strings than on whole books."""
+    for text in texts:
+        yield from text.splitlines(keepends=True)
+
+
+def _byte_level_bpe(vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    return tokenizer, trainer
+
+
+def _wordpiece(vocab_size: int) -> tuple[Tokenizer, trainers.Trainer]:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False,
+    )
+    return tokenizer, trainer
+
+
+def _unigram(vocab_size: int, num_sentinels: int) -> tuple[Tokenizer, trainers.Trainer]:
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    specials = ["<pad>", "</s>", "<unk>"] + [sentinel(i) for i in range(num_sentinels)]
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", seed_size=UNIGRAM_SEED_SIZE,
+        show_progress=False,
+    )
+    return tokenizer, trainer
