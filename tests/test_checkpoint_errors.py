@@ -220,3 +220,21 @@ def test_info_flags_mismatched_weights_and_bad_folders(folder, tmp_path_factory,
     error = capsys.readouterr().err.strip()
     assert error.startswith("trilogy info: error:") and "config.json is missing" in error
     assert len(error.splitlines()) == 1
+
+
+def test_old_bert_layer_norm_names_load(tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    reference = BertForMaskedLM(BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=4, intermediate_size=37)).eval()
+    perturb(reference)
+    reference.config.architectures = ["BertForMaskedLM"]
+    reference.config.save_pretrained(tmp_path)
+    state = {k.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta"): v
+             for k, v in reference.state_dict().items()}
+    assert any(k.endswith("LayerNorm.gamma") for k in state)
+    torch.save(state, tmp_path / "pytorch_model.bin")  # as the original bert-base-uncased file names them
+    ids = torch.randint(0, 99, (2, 7))
+    with torch.no_grad():
+        assert max_diff(trilogy.from_pretrained(tmp_path)(ids), reference(ids).logits) <= 1e-4

@@ -126,7 +126,7 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | None = None) -> Trans
     tensors, file = read_tensors(folder)
     model = build_model(layout.config)
     rules, expected, ignored = expected_tensors(layout, model)
-    tensors = hf.with_prefix(tensors, set(expected), layout.prefix)
+    tensors = hf.current_names(tensors, set(expected), layout.prefix)
     if has_distinct_tied_head(layout, model, tensors):
         warnings.warn(f"{folder / CONFIG} ties the output layer to the embeddings, but the weights hold a "
                       "different output layer; loaded untied, as transformers does", UserWarning, stacklevel=2)

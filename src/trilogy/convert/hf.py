@@ -126,13 +126,21 @@ def ignored_patterns(patterns: tuple[str, ...], tied_names: list[str]) -> list[r
     return [re.compile(p) for p in patterns] + [re.compile(re.escape(n)) for n in tied_names]
 
 
-def with_prefix(tensors: dict[str, Tensor], expected: set[str], prefix: str) -> dict[str, Tensor]:
-    """Names as the head model has them: the bare base model (GPT2Model, BertModel, LlamaModel) saves its
-    body without the prefix (``transformer.``, ``bert.``, ``model.``)."""
-    if not prefix:
-        return tensors
-    return {(prefix + k if not k.startswith(prefix) and prefix + k in expected else k): v
-            for k, v in tensors.items()}
+LEGACY_NAMES = ((re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"), "LayerNorm.bias"))
+
+
+def current_names(tensors: dict[str, Tensor], expected: set[str], prefix: str) -> dict[str, Tensor]:
+    """Names as the head model has them today: the LayerNorm ``gamma``/``beta`` of old (TensorFlow-converted)
+    BERT files become ``weight``/``bias``, and the body's prefix (``transformer.``, ``bert.``, ``model.``),
+    which the bare base models (GPT2Model, BertModel, LlamaModel) save without, is added back."""
+    renamed = {}
+    for name, tensor in tensors.items():
+        for pattern, replacement in LEGACY_NAMES:
+            name = pattern.sub(replacement, name)
+        if prefix and not name.startswith(prefix) and prefix + name in expected:
+            name = prefix + name
+        renamed[name] = tensor
+    return renamed
 
 
 def without_prefix(tensors: dict[str, Tensor], prefix: str, architecture: str, family: ModuleType) -> dict:

@@ -12,7 +12,7 @@ from ..models import build_model
 from .checkpoint import NATIVE, expected_tensors, read_layout
 from .errors import CheckpointError
 from .files import TOKENIZER, checkpoint_folder, read_tokenizer, tensor_shapes
-from .hf import with_prefix
+from .hf import current_names
 from .mapping import check_tensors
 
 FAMILY_NAMES = {"encoder": "encoder-only", "decoder": "decoder-only", "encoder-decoder": "encoder-decoder"}
@@ -33,7 +33,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
     _, expected, ignored = expected_tensors(layout, model)
     problem = None
     try:
-        named = with_prefix({k: torch.empty(shape, device="meta") for k, (shape, _) in stored.items()},
+        named = current_names({k: torch.empty(shape, device="meta") for k, (shape, _) in stored.items()},
                             set(expected), layout.prefix)
         check_tensors(named, expected, ignored, source=weights_file.name)
     except CheckpointError as error:
