@@ -20,11 +20,13 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 import transformers
 from torch import nn
 
 import trilogy
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
 
 D_MODEL, N_LAYERS, N_HEADS, D_FF, VOCAB, SEQ, BATCH = 256, 4, 4, 1024, 8192, 256, 8
 
@@ -66,14 +68,13 @@ def hf_loss(model: nn.Module, family: str, batch: dict) -> torch.Tensor:
 
 
 def our_loss(model: trilogy.TransformerModel, family: str, batch: dict) -> torch.Tensor:
+    """The library's training path: labels go into ``run``, which fuses the head with the cross-entropy."""
     if family == "t5":
-        logits = model.run(batch["input_ids"], batch["decoder_input_ids"]).logits  # (B, T, V)
-        return F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten())
-    logits = model.run(batch["input_ids"]).logits  # (B, T, V)
+        return model.run(batch["input_ids"], batch["decoder_input_ids"], labels=batch["labels"]).loss
     labels = batch["labels"]
-    if family == "gpt2":
-        logits, labels = logits[:, :-1], labels[:, 1:]
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+    if family == "gpt2":  # run() takes labels already shifted: labels[:, t] is what position t predicts
+        labels = torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], -100)], dim=1)
+    return model.run(batch["input_ids"], labels=labels).loss
 
 
 class Contender:
@@ -103,8 +104,11 @@ def step_flops(model: trilogy.TransformerModel, family: str, batch: dict) -> flo
         total += 2.0 * inputs[0].numel() * module.out_features
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        our_loss(model, family, batch)
+    with torch.no_grad():  # without labels, so that the LM head runs as a module the hooks see
+        if family == "t5":
+            model.run(batch["input_ids"], batch["decoder_input_ids"])
+        else:
+            model.run(batch["input_ids"])
     for hook in hooks:
         hook.remove()
     d_attn = model.config.n_heads * model.config.d_head

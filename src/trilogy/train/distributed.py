@@ -1,6 +1,7 @@
 """DistributedDataParallel set-up: under ``torchrun`` (RANK / WORLD_SIZE / LOCAL_RANK in the environment) join
-the process group, gloo on CPU and nccl on GPU; otherwise a single process. Every rank sees its own rows of
-every global batch, so N processes with per-rank batch b compute what one process computes with batch N*b."""
+the process group, gloo on CPU and nccl on GPU; otherwise a single process. Each rank takes its rows of every
+global batch (``trilogy.objectives.Batches(rank=, world_size=)``), so N processes with per-rank batch b compute
+what one process computes with batch N*b."""
 
 from __future__ import annotations
 
@@ -32,13 +33,6 @@ class Distributed:
         if self.enabled:
             dist.all_reduce(total)
         return total
-
-    def my_rows(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """This rank's contiguous share of a global batch: rows [rank*b, (rank+1)*b) of every tensor."""
-        if not self.enabled:
-            return batch
-        return {name: value.chunk(self.world_size, dim=0)[self.rank] if isinstance(value, Tensor) else value
-                for name, value in batch.items()}
 
     def barrier(self) -> None:
         if self.enabled:

@@ -67,14 +67,9 @@ class Resumable(Iterator[Batch]):  # the interface ``batches`` must offer
     def load_state_dict(self, state: dict) -> None: ...
 
 
-def loss_positions(batch: Batch) -> int:
-    """How many targets the batch's loss averages over: labels that are not -100 (ignored)."""
-    return int((batch["labels"] != -100).sum())
-
-
 def tokens_seen(batch: Batch) -> int:
-    """Input tokens processed, for throughput: every id tensor (encoder and decoder) counted."""
-    return sum(value.numel() for name, value in batch.items() if name.endswith("input_ids"))
+    """Real (not padding) input tokens of a batch, encoder and decoder, for the throughput figure."""
+    return sum(int(value.sum()) for name, value in batch.items() if name.endswith("attention_mask"))
 
 
 def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: TrainSettings, out_dir: Path,
@@ -83,8 +78,9 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     """Train ``model`` for ``settings.max_steps`` optimizer steps, writing checkpoints and metrics to ``out_dir``.
 
     Args:
-        batches: yields global batches (every rank the same); each rank trains on its rows (``dist.my_rows``).
-        loss_fn: ``(model, batch) -> (mean loss over the batch's targets, metrics)``.
+        batches: yields this rank's share of each global batch, with ``loss_normalizer`` (global targets /
+            world size), and can save and restore its position (``trilogy.objectives.Batches``).
+        loss_fn: ``(model, batch) -> (loss sum / loss_normalizer, metrics with loss_sum and targets)``.
         save_model_files: ``(model, folder)`` writes config.json, model.safetensors, tokenizer.json.
         evaluate: ``model -> metrics`` on the validation split (with ``loss``), run on every rank.
         resume: continue from the latest checkpoint in ``out_dir``; the result is bitwise the same as a run
@@ -142,21 +138,23 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
         set_lr(optimizer, lr)
 
-        # 2. forward and backward over the micro-batches; each loss is weighted by its share of all targets
-        #    in the global batch, so that the gradient is the mean over every target whatever the split
-        micro = [dist.my_rows(next(batches)) for _ in range(settings.grad_accum)]
-        all_targets = dist.sum(torch.tensor(sum(loss_positions(b) for b in micro)))
-        loss_sum = torch.zeros((), dtype=torch.float64, device=dist.device)
+        # 2. forward and backward over the micro-batches. ``compute_loss`` divides each micro-batch's loss sum by
+        #    its global target count / world size; weighting by the micro-batches' shares of all their targets
+        #    makes the gradient the mean over every target of the step, however the batch is split
+        micro = [next(batches) for _ in range(settings.grad_accum)]
+        normalizers = [float(b["loss_normalizer"]) for b in micro]
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        targets = torch.zeros((), dtype=torch.float64)
         for i, batch in enumerate(micro):
             batch = {k: v.to(dist.device) for k, v in batch.items()}
             sync = i == len(micro) - 1 or not dist.enabled
             with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
-                loss, _ = loss_fn(model, batch)
-            weight = loss_positions(batch) / all_targets.item()
-            (loss * (weight * dist.world_size)).backward()
-            loss_sum += loss.detach().double() * weight
+                loss, metrics = loss_fn(model, batch)
+            (loss * (normalizers[i] / sum(normalizers))).backward()
+            loss_sum += metrics["loss_sum"]
+            targets += metrics["targets"]
             tokens_since += tokens_seen(batch) * dist.world_size
-        step_loss = dist.sum(loss_sum).item()
+        step_loss = (dist.sum(loss_sum) / dist.sum(targets)).item()
 
         # 3. a NaN or infinite loss stops the run before it can touch the weights or the checkpoints
         if not math.isfinite(step_loss):

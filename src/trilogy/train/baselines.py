@@ -1,0 +1,89 @@
+"""Baselines a trained model's validation figures are read against, computed on the same validation data:
+
+- ``clm``: a unigram model of the training split's tokens (add-one smoothed), in nats and bits per character;
+- ``mlm``: always guessing the training split's most frequent token, as masked accuracy;
+- ``seq2seq`` on source code: copying the function's name (``def parse_args(`` -> "parse args") as the summary,
+  exact match and word F1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..data import Corpus, special_ids, special_tokens
+from ..objectives import IGNORE, Batches
+from .evaluate import word_f1
+
+FUNCTION_NAME = re.compile(r"def\s+(\w+)")
+
+
+def token_counts(corpus: Corpus, tokenizer: Tokenizer) -> np.ndarray:
+    """How often each id occurs in the training split's texts. (V,) int64."""
+    counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
+    texts = corpus.texts("train")
+    while chunk := list(itertools.islice(texts, 64)):
+        for encoding in tokenizer.encode_batch_fast(chunk, add_special_tokens=False):
+            np.add.at(counts, encoding.ids, 1)
+    return counts
+
+
+def unigram_nats_per_char(corpus: Corpus, tokenizer: Tokenizer, separator: int) -> float:
+    """Validation loss of the add-one-smoothed unigram model of the training tokens, per character (the
+    document separators are predicted too, as in causal-LM evaluation)."""
+    counts = token_counts(corpus, tokenizer)
+    counts[separator] += corpus.num_documents("train")
+    log_p = np.log(counts + 1.0) - math.log(counts.sum() + len(counts))
+    total = 0.0
+    for encoding in tokenizer.encode_batch_fast(list(corpus.validation), add_special_tokens=False):
+        total -= log_p[encoding.ids].sum() + log_p[separator]
+    return total / corpus.num_characters("validation")
+
+
+def most_frequent_accuracy(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+                           max_batches: int | None) -> float:
+    """Masked-token accuracy of always guessing the most frequent non-special training token, on the same
+    validation batches (same masks) as ``evaluate``."""
+    counts = token_counts(corpus, tokenizer)
+    counts[sorted(special_ids(tokenizer))] = -1
+    guess = int(counts.argmax())
+    batches = Batches("mlm", corpus.validation, tokenizer, seq_len, batch_size, seed=0, epochs=1, shuffle=False)
+    hits = total = 0
+    for batch in itertools.islice(batches, max_batches):
+        labels = batch["labels"][batch["labels"] != IGNORE]
+        hits += int((labels == guess).sum())
+        total += labels.numel()
+    return hits / max(total, 1)
+
+
+def function_name_summary(source: str) -> str:
+    """The copy-the-name baseline's summary of a function: its name with underscores as spaces."""
+    match = FUNCTION_NAME.search(source)
+    return match.group(1).replace("_", " ").strip() if match else ""
+
+
+def copy_name_scores(corpus: Corpus, max_pairs: int | None) -> dict:
+    pairs = list(itertools.islice(corpus.validation, max_pairs))
+    guesses = [function_name_summary(source) for source, _ in pairs]
+    exact = sum(g.strip() == t.strip() for g, (_, t) in zip(guesses, pairs, strict=True))
+    f1 = sum(word_f1(g, t) for g, (_, t) in zip(guesses, pairs, strict=True))
+    return {"exact_match": exact / max(len(pairs), 1), "word_f1": f1 / max(len(pairs), 1)}
+
+
+def baselines(objective: str, corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+              max_batches: int | None) -> dict[str, dict]:
+    """The baselines that apply to ``objective`` on ``corpus``: {name: {metric: value}}."""
+    if objective == "clm":
+        nats = unigram_nats_per_char(corpus, tokenizer, special_tokens(tokenizer)["eos"])
+        return {"unigram model": {"nats_per_char": nats, "bits_per_char": nats / math.log(2)}}
+    if objective == "mlm":
+        accuracy = most_frequent_accuracy(corpus, tokenizer, seq_len, batch_size, max_batches)
+        return {"most frequent token": {"accuracy": accuracy}}
+    if objective == "seq2seq" and any(FUNCTION_NAME.search(s) for s, _ in itertools.islice(corpus.validation, 20)):
+        return {"copy the function name": copy_name_scores(
+            corpus, None if max_batches is None else max_batches * batch_size)}
+    return {}

@@ -1,0 +1,178 @@
+"""From the options of ``trilogy train`` to a running loop: corpus, tokenizer, model, batches, loss and
+evaluation, and the file ``run.json`` that lets ``--resume DIR`` rebuild exactly the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from ..config import PRESETS, ModelConfig
+from ..data import load_corpus, special_tokens, train_tokenizer
+from ..models import build_model
+from ..objectives import Batches, compute_loss
+from .distributed import Distributed
+from .evaluate import evaluate
+from .loop import TrainResult, TrainSettings, train
+from .state import latest_checkpoint
+
+RUN_FILE = "run.json"
+DEFAULT_PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
+OBJECTIVES = {  # (arch, corpus kind) -> objective
+    ("encoder", "text"): "mlm", ("encoder", "pairs"): "classification",
+    ("decoder", "text"): "clm", ("decoder", "pairs"): "clm",
+    ("encoder-decoder", "text"): "span", ("encoder-decoder", "pairs"): "seq2seq",
+}
+HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "seq2seq": "lm"}
+
+
+@dataclass
+class RunOptions:
+    """Everything that decides what a run computes. Saved as run.json; ``--resume`` reads it back."""
+
+    arch: str
+    data: str = "shakespeare"
+    preset: str | None = None  # default: the tiny preset of the family
+    objective: str | None = None  # default: from the family and the corpus kind (OBJECTIVES)
+    max_steps: int = 1000
+    batch_size: int = 16  # per process
+    seq_len: int = 128
+    vocab_size: int = 2048
+    seed: int = 0
+    lr: float = 1e-3
+    warmup_steps: int | None = None  # default: a tenth of max_steps, at most 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    grad_accum: int = 1
+    precision: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
+    dropout: float | None = None  # default: the preset's
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    d_ff: int | None = None
+    save_every: int = 0  # 0: at the end only
+    keep_last: int = 2
+    eval_every: int = 0  # 0: at the end only
+    eval_batches: int = 50
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+        if self.preset is not None and PRESETS[self.preset]["arch"] != self.arch:
+            raise ValueError(f"preset {self.preset!r} is a {PRESETS[self.preset]['arch']} model, not {self.arch}")
+        for name in ("max_steps", "batch_size", "seq_len", "vocab_size", "grad_accum", "keep_last", "eval_batches"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("save_every", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.lr <= 0:
+            raise ValueError(f"--lr must be positive, got {self.lr}")
+
+    def settings(self, device: torch.device) -> TrainSettings:
+        precision = self.precision
+        if precision == "auto":
+            gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            precision = "bf16" if gpu_bf16 else "fp32"
+        warmup = self.warmup_steps if self.warmup_steps is not None else min(100, max(1, self.max_steps // 10))
+        return TrainSettings(
+            max_steps=self.max_steps, lr=self.lr, warmup_steps=warmup, min_lr_ratio=self.min_lr_ratio,
+            weight_decay=self.weight_decay, clip_norm=self.clip_norm, grad_accum=self.grad_accum,
+            precision=precision, save_every=self.save_every, keep_last=self.keep_last, eval_every=self.eval_every,
+        )
+
+    def save(self, out_dir: Path) -> None:
+        temp = out_dir / f".{RUN_FILE}.tmp"
+        temp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(temp, out_dir / RUN_FILE)
+
+    @classmethod
+    def load(cls, out_dir: Path) -> RunOptions:
+        file = Path(out_dir) / RUN_FILE
+        if not file.is_file():
+            raise ValueError(f"--resume {out_dir}: no {RUN_FILE} there, so it is not a trilogy training folder")
+        return cls(**json.loads(file.read_text()))
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_labels: int) -> ModelConfig:
+    """The preset, sized to the tokenizer and sequence length, with the tokenizer's special ids and the head
+    the objective trains."""
+    special = special_tokens(tokenizer)
+    changes = dict(
+        vocab_size=tokenizer.get_vocab_size(), head=HEAD_FOR[objective],
+        max_seq_len=max(options.seq_len, PRESETS[options.preset]["max_seq_len"]),
+        pad_token_id=special.get("pad"), bos_token_id=special.get("bos"), eos_token_id=special.get("eos"),
+    )
+    if options.arch == "encoder-decoder":
+        changes["decoder_start_token_id"] = special.get("decoder_start", special.get("pad"))
+    if objective == "classification":
+        changes["num_labels"] = num_labels
+    for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff"):
+        if getattr(options, name) is not None:
+            changes[name] = getattr(options, name)
+    if options.d_model is not None and options.arch == "encoder-decoder" and options.n_heads is not None:
+        changes["d_head"] = options.d_model // options.n_heads
+    return ModelConfig.from_preset(options.preset, **changes)
+
+
+def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: bool = False) -> TrainResult:
+    """Build the run ``options`` describe and train it; with ``resume`` continue the run in ``out_dir``."""
+    out_dir = Path(out_dir)
+    options.preset = options.preset or DEFAULT_PRESET[options.arch]
+    corpus = load_corpus(options.data)
+    options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
+    tokenizer_file = out_dir / "tokenizer.json"
+    if resume and tokenizer_file.is_file():
+        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    else:
+        if not resume and latest_checkpoint(out_dir) is not None:
+            raise ValueError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
+                             "or choose another --out")
+        tokenizer = train_tokenizer(options.arch, corpus.texts("train"), options.vocab_size)
+        if dist.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            temp = out_dir / ".tokenizer.json.tmp"
+            tokenizer.save(str(temp))
+            os.replace(temp, tokenizer_file)
+            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        options.save(out_dir)
+
+    labels = label_names(corpus) if options.objective == "classification" else None
+    torch.manual_seed(options.seed)
+    model = build_model(model_config(options, tokenizer, options.objective, len(labels or ()))).to(dist.device)
+    model.tokenizer = tokenizer
+    torch.manual_seed(options.seed + 1 + dist.rank)  # dropout draws differ between ranks
+    batches = Batches(options.objective, corpus.train, tokenizer, options.seq_len,
+                      options.batch_size * dist.world_size, options.seed, rank=dist.rank,
+                      world_size=dist.world_size, label_names=labels)
+
+    def loss_fn(model, batch):
+        return compute_loss(options.objective, model, batch)
+
+    def run_eval(model):
+        return evaluate(model, options.objective, corpus, tokenizer, options.seq_len, options.batch_size,
+                        options.eval_batches, dist, labels)
+
+    def save_model_files(model, folder):
+        model.save_pretrained(folder)
+
+    return train(model, batches, loss_fn, options.settings(dist.device), out_dir, save_model_files, run_eval,
+                 dist, resume=resume, run_info=asdict(options))
+
+
+def label_names(corpus) -> list[str]:
+    """The classes of a classification corpus: its distinct training targets, sorted."""
+    return sorted({target for _, target in corpus.train})
