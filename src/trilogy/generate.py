@@ -185,7 +185,7 @@ def _token_stream(model: TransformerModel, input_ids: Tensor, attention_mask: Te
     if settings.max_new_tokens == 0:
         return
     unfinished = torch.ones(sequences.size(0), dtype=torch.bool, device=sequences.device)
-    cache = KVCache.empty(len(_decoder_layers(model)))
+    cache = _allocate(model, sequences.size(0), sequences.size(1) + settings.max_new_tokens)
     for step in range(settings.max_new_tokens):
         with torch.inference_mode():
             logits, cache = _next_logits(model, prompt, cache)  # (B, V)
@@ -200,8 +200,12 @@ def _token_stream(model: TransformerModel, input_ids: Tensor, attention_mask: Te
             return
 
 
-def _decoder_layers(model: TransformerModel) -> torch.nn.ModuleList:
-    return model.decoder.layers if isinstance(model, EncoderDecoderTransformer) else model.stack.layers
+def _allocate(model: TransformerModel, batch: int, capacity: int) -> KVCache:
+    """An empty cache with room for ``capacity`` positions in every decoder layer, so no step copies it."""
+    config, weight = model.config, model.embeddings.tokens.weight
+    layers = config.n_decoder_layers if isinstance(model, EncoderDecoderTransformer) else config.n_layers
+    return KVCache.allocate(layers, batch, config.n_kv_heads, capacity, config.d_head, weight.dtype,
+                            weight.device)
 
 
 # --- beam search -------------------------------------------------------------------------------------------
@@ -240,7 +244,7 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
         pool_full = torch.zeros((batch, n), dtype=torch.bool, device=device)
         row_open = torch.ones((batch, 1), dtype=torch.bool, device=device)  # can the pool still improve?
         is_top_n = (torch.arange(2 * n, device=device) < n)[None]  # (1, 2N)
-        cache = KVCache.empty(len(_decoder_layers(model)))
+        cache = _allocate(model, batch * n, max_len)  # beam reordering copies it: see KVCache.select
         for length in range(prompt_len, max_len):
             logits, cache = _next_logits(model, prompt, cache)  # (B*N, V)
             vocab = logits.size(-1)

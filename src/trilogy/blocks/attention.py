@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from .cache import append
 from .masks import causal_mask
 from .position import apply_rotary
 
@@ -106,7 +107,7 @@ class Attention(nn.Module):
             if rotary is not None:
                 q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
             if past is not None:
-                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, K, S, D)
+                k, v = append(past[0], k), append(past[1], v)  # (B, K, S, D), written into the cache's room
         out, weights = attend(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention,

@@ -1,12 +1,21 @@
 """The key/value cache: a value that generation creates, passes down the model and gets back updated.
 
-Legend: B batch, K key/value heads, S cached length, D head size.
+Cached keys and values are views of the first S positions of buffers that may hold more. Appending the next
+tokens writes them into that spare room instead of copying the whole cache, as ``torch.cat`` would at every
+step; a buffer without room is replaced by one twice as large, so appending costs the new positions only
+(amortised), like a Python list. ``KVCache.allocate`` sizes the buffers up front so that no step copies.
+
+Because the spare room is shared, a cache is *consumed* by the forward pass that extends it: continue from the
+cache that pass returns. (Extending one cache twice would write both continuations into the same room.)
+
+Legend: B batch, K key/value heads, S cached length, T new length, D head size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor
 
 
@@ -30,7 +39,19 @@ class KVCache:
 
     @classmethod
     def empty(cls, n_layers: int) -> KVCache:
+        """A cache with nothing in it; its buffers are made (and grown) as tokens arrive."""
         return cls([LayerCache() for _ in range(n_layers)])
+
+    @classmethod
+    def allocate(cls, n_layers: int, batch: int, n_kv_heads: int, capacity: int, d_head: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> KVCache:
+        """An empty cache whose self-attention buffers already hold ``capacity`` positions, (B, K, capacity, D)
+        per layer for keys and for values, so that no step up to that length copies the cache."""
+
+        def room() -> Tensor:
+            return torch.empty(batch, n_kv_heads, capacity, d_head, dtype=dtype, device=device)[:, :, :0]
+
+        return cls([LayerCache(self_kv=(room(), room())) for _ in range(n_layers)])
 
     @property
     def length(self) -> int:
@@ -46,3 +67,30 @@ class KVCache:
             return None if kv is None else (kv[0].index_select(0, index), kv[1].index_select(0, index))
 
         return KVCache([LayerCache(pick(layer.self_kv), pick(layer.cross_kv)) for layer in self.layers])
+
+
+def append(past: Tensor, new: Tensor) -> Tensor:
+    """``past`` (B, K, S, D) followed by ``new`` (B, K, T, D) along the positions: (B, K, S + T, D), written
+    into the spare room of past's buffer when it has some, else into a new buffer with room to double."""
+    batch, heads, length, d_head = past.shape
+    grown_shape = (batch, heads, length + new.size(2), d_head)
+    if _room(past) >= grown_shape[2]:
+        grown = past.as_strided(grown_shape, past.stride(), past.storage_offset())
+    else:
+        buffer = past.new_empty(batch, heads, 2 * grown_shape[2], d_head)  # (B, K, capacity, D)
+        buffer[:, :, :length] = past
+        grown = buffer[:, :, : grown_shape[2]]
+    grown[:, :, length:] = new
+    return grown
+
+
+def _room(past: Tensor) -> int:
+    """How many positions past's buffer holds, if past is the start of a (B, K, capacity, D) buffer; else 0."""
+    batch, heads, _, d_head = past.shape
+    stride = past.stride()
+    if past.storage_offset() != 0 or stride[3] != 1 or stride[2] != d_head or stride[0] != heads * stride[1]:
+        return 0
+    capacity = stride[1] // d_head
+    if past.untyped_storage().nbytes() < batch * heads * capacity * d_head * past.element_size():
+        return 0
+    return capacity
