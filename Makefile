@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/trilogy tour
+	$(VENV)/bin/trilogy demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --durations=15

@@ -1,0 +1,69 @@
+"""``trilogy demo``: train a BERT-, a GPT- and a T5-style model of the same size on the same text under the same
+wall-clock budget, then report what each learned, what it cost and how it attends."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from ..cli import UserError
+
+# option -> (type, help); defaults live in DemoOptions, so --resume can tell what was given on the command line
+OPTIONS = {
+    "minutes": (float, "total time to aim for on this machine (default 10); about 70%% of it trains, "
+                       "split equally between the three families"),
+    "data": (str, "text to train on: a .txt file, a folder, a .jsonl with 'text', or shakespeare (default)"),
+    "pairs": (str, "T5's second task: a .jsonl with 'source'/'target', or stdlib-docstrings (default)"),
+    "seed": (int, "seed of the weights, batches and samples (default 0)"),
+    "d_model": (int, "model width of all three (default 128)"),
+    "layers": (int, "layers of BERT and GPT; T5 gets half in its encoder, half in its decoder (default 4)"),
+    "heads": (int, "attention heads (default 4)"),
+    "seq_len": (int, "tokens per sequence (default 128)"),
+    "batch_size": (int, "sequences per step (default 16)"),
+    "vocab_size": (int, "tokenizer vocabulary of each family (default 2048)"),
+    "eval_batches": (int, "held-out batches per evaluation (default 10)"),
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..demo.report import SUMMARY_HEADERS, text_table
+    from ..demo.run import DemoOptions, load_state, run_demo
+
+    out = Path(args.out)
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    if args.resume:
+        options = DemoOptions(**load_state(out)["options"])
+        for name, value in given.items():
+            if getattr(options, name) != value:
+                raise UserError(f"--{name.replace('_', '-')} {value} differs from the demo being resumed "
+                                f"({getattr(options, name)}); resume with the same options")
+    else:
+        options = DemoOptions(**given)
+    report = run_demo(options, out, resume=args.resume)
+    if args.json:
+        print(json.dumps({"out": str(out), "interrupted": report["interrupted"], "options": asdict(options),
+                          "units": [{k: v for k, v in u.items() if k != "curve"} for u in report["units"]]}))
+    else:
+        print()
+        print(text_table(SUMMARY_HEADERS, report["summary"]))
+        print(f"\nreport: {out / 'report.html'} (and report.md); checkpoints: {out}/bert, {out}/gpt, {out}/t5")
+    if report["interrupted"]:
+        print(f"trilogy demo: interrupted; partial report written. Continue with: trilogy demo --resume --out {out}",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="train BERT, GPT and T5 side by side under one budget and write a report",
+        description=__doc__ + " Ctrl-C stops cleanly and writes a partial report; --resume continues.")
+    for name, (kind, text) in OPTIONS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    parser.add_argument("--out", default="demo", help="output folder (default ./demo)")
+    parser.add_argument("--resume", action="store_true", help="continue the demo in --out where it stopped")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON line at the end")
+    parser.set_defaults(func=run)

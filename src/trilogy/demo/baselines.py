@@ -1,0 +1,97 @@
+"""What a model must beat to have learned something, measured on the same held-out data as the model:
+
+- causal LM: a unigram model of the training text (token frequencies, add-one smoothed), in nats per character
+  of the validation split;
+- fill-mask: always guessing the most frequent ordinary token, scored on the very positions the MLM evaluation
+  masks;
+- docstrings: the function's own name as its summary (``read_file`` -> "Read file"), scored with the same word
+  F1 as the model's greedy docstrings on the same validation functions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterable
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from ..data import Corpus, special_ids, special_tokens
+from ..objectives import Batches
+from ..train.evaluate import decode_labels, word_f1
+
+EVAL_SEED = 0  # the seed trilogy.train.evaluate draws its validation batches with
+
+
+def unigram_counts(tokenizer: Tokenizer, texts: Iterable[str]) -> np.ndarray:
+    """How often each id occurs in ``texts`` (encoded without special tokens). Returns (vocab_size,) int64."""
+    counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.int64)
+    for encoding in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False):
+        counts += np.bincount(encoding.ids, minlength=len(counts))
+    return counts
+
+
+def unigram_nats_per_char(counts: np.ndarray, corpus: Corpus, tokenizer: Tokenizer) -> float:
+    """Cross-entropy of the add-one-smoothed unigram model on the validation split, per character, with the
+    document separator predicted once per document as the causal-LM evaluation does."""
+    separator = special_tokens(tokenizer)["eos"]
+    documents = list(corpus.validation)
+    smoothed = counts.astype(np.float64) + 1.0
+    smoothed[separator] += len(documents)
+    log_p = np.log(smoothed / smoothed.sum())
+    nats = 0.0
+    for encoding in tokenizer.encode_batch_fast(documents, add_special_tokens=False):
+        nats -= log_p[encoding.ids].sum() + log_p[separator]
+    return float(nats / corpus.num_characters("validation"))
+
+
+def most_frequent_token(counts: np.ndarray, tokenizer: Tokenizer) -> int:
+    ordinary = counts.copy()
+    ordinary[sorted(special_ids(tokenizer))] = -1
+    return int(ordinary.argmax())
+
+
+def unigram_fill_mask_accuracy(counts: np.ndarray, corpus: Corpus, tokenizer: Tokenizer, seq_len: int,
+                               batch_size: int, max_batches: int) -> float:
+    """Accuracy of always guessing the most frequent ordinary token, on the positions the MLM evaluation masks
+    (the same batches: validation split in order, noise seed ``EVAL_SEED``)."""
+    guess = most_frequent_token(counts, tokenizer)
+    batches = Batches("mlm", corpus.validation, tokenizer, seq_len, batch_size, seed=EVAL_SEED, epochs=1,
+                      shuffle=False)
+    hits = targets = 0
+    for batch in itertools.islice(batches, max_batches):
+        labels = batch["labels"][batch["labels"] != -100]
+        hits += int((labels == guess).sum())
+        targets += labels.numel()
+    return hits / max(targets, 1)
+
+
+def function_name(source: str) -> str:
+    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
+    match = re.search(r"def\s+(\w+)", source)
+    return match.group(1) if match else ""
+
+
+def name_as_docstring(source: str) -> str:
+    """The copy-the-function-name baseline: ``def read_file(...)`` -> "Read file"."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
+    text = " ".join(part for part in name.split("_") if part).lower()
+    return text[:1].upper() + text[1:]
+
+
+def copy_name_word_f1(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+                      max_batches: int) -> float:
+    """Mean word F1 of ``name_as_docstring`` against the references the seq2seq evaluation scores (the same
+    validation pairs, the references decoded from the same labels)."""
+    batches = Batches("seq2seq", corpus.validation, tokenizer, seq_len, batch_size, seed=EVAL_SEED, epochs=1,
+                      shuffle=False)
+    pairs = iter(corpus.validation)
+    scores = []
+    for batch in itertools.islice(batches, max_batches):
+        references = decode_labels(batch["labels"], tokenizer)
+        for reference, (source, _) in zip(references, pairs, strict=False):
+            scores.append(word_f1(name_as_docstring(source), reference))
+    return math.fsum(scores) / max(len(scores), 1)
+

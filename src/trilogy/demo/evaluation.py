@@ -1,0 +1,100 @@
+"""Measuring the trained units: held-out metrics (``trilogy.train.evaluate``), the common ground (parameters,
+FLOPs per token, tokens/s, peak memory), each family's quality figure against its baseline, and the loss curves.
+Everything here is measured on this run or computed from the model's config; nothing is typed in."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..sizing import size_report
+from ..train.metrics import MetricsLog
+from . import baselines
+from .budget import read_timeline
+from .families import Unit
+
+SMOOTHING = 10  # steps in the moving average of the training loss quoted as "last"
+
+
+def curve(folder: Path) -> list[dict]:
+    """Training loss per step with the tokens and seconds at the end of that step, and validation losses."""
+    timeline = {r["step"]: r for r in read_timeline(folder / "timeline.jsonl")}
+    points = []
+    for record in MetricsLog(folder / "metrics.jsonl").records():
+        at = timeline.get(record.get("step"))
+        if at is not None and record.get("loss") is not None:
+            points.append(dict(split=record.get("split", "train"), step=record["step"], loss=record["loss"],
+                               tokens=at["tokens"], seconds=at["seconds"]))
+    return points
+
+
+def common_ground(config, record: dict, seq_len: int, batch_size: int) -> dict:
+    """Parameters and FLOPs per training token (``trilogy.sizing``, for a batch of ``seq_len`` tokens; T5 with
+    ``seq_len`` source and ``seq_len`` target tokens), and the measured tokens/s and peak memory."""
+    sizes = size_report(config, batch=batch_size, seq=seq_len,
+                        src=seq_len if config.arch == "encoder-decoder" else None)
+    seconds = record.get("seconds") or 0.0
+    peak = record.get("peak_memory_bytes")
+    return dict(params=sizes["params"], flops_per_token=sizes["flops_per_token"]["training"],
+                tokens_per_s=record["tokens"] / seconds if seconds else None,
+                peak_memory_mb=peak / 2**20 if peak else None)
+
+
+def loss_fall(points: list[dict]) -> tuple[float | None, float | None]:
+    """(first training loss, mean of the last ``SMOOTHING`` training losses)."""
+    losses = [p["loss"] for p in points if p["split"] == "train" and math.isfinite(p["loss"])]
+    if not losses:
+        return None, None
+    tail = losses[-SMOOTHING:]
+    return losses[0], sum(tail) / len(tail)
+
+
+def quality(unit: Unit, validation: dict, baseline: dict) -> dict | None:
+    """The unit's held-out quality figure beside its baseline's (None for span corruption, which has none).
+    ``higher_is_better`` tells which way "beats" goes."""
+    if unit.objective == "clm":
+        return dict(metric="nats per character", model=validation["nats_per_char"], baseline_name="unigram",
+                    baseline=baseline["unigram_nats_per_char"], higher_is_better=False)
+    if unit.objective == "mlm":
+        return dict(metric="masked-token accuracy", model=validation["accuracy"],
+                    baseline_name="most frequent token", baseline=baseline["unigram_accuracy"],
+                    higher_is_better=True)
+    if unit.objective == "seq2seq":
+        return dict(metric="docstring word F1", model=validation["word_f1"], baseline_name="copy the function name",
+                    baseline=baseline["copy_name_word_f1"], higher_is_better=True)
+    return None
+
+
+def beats(figure: dict | None) -> bool | None:
+    if figure is None:
+        return None
+    if figure["higher_is_better"]:
+        return figure["model"] > figure["baseline"]
+    return figure["model"] < figure["baseline"]
+
+
+def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_size: int,
+                     eval_batches: int) -> dict:
+    if unit.objective == "clm":
+        return {"unigram_nats_per_char": baselines.unigram_nats_per_char(counts, corpus, tokenizer)}
+    if unit.objective == "mlm":
+        return {"unigram_accuracy": baselines.unigram_fill_mask_accuracy(counts, corpus, tokenizer, seq_len,
+                                                                          batch_size, eval_batches),
+                "most_frequent_token": baselines.most_frequent_token(counts, tokenizer)}
+    if unit.objective == "seq2seq":
+        return {"copy_name_word_f1": baselines.copy_name_word_f1(corpus, tokenizer, seq_len, batch_size,
+                                                                 eval_batches)}
+    return {}
+
+
+def cached(folder: Path, steps: int, compute) -> dict:
+    """``compute()`` once per trained state of a unit: kept in ``demo_eval.json`` with the step it measured."""
+    file = folder / "demo_eval.json"
+    if file.is_file():
+        saved = json.loads(file.read_text())
+        if saved.get("steps") == steps:
+            return saved["result"]
+    result = compute()
+    file.write_text(json.dumps({"steps": steps, "result": result}, indent=1) + "\n")
+    return result

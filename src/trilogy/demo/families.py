@@ -1,0 +1,113 @@
+"""The three families of the demo, sized to the same number of parameters.
+
+The demo trains four *units*, each one run of the training loop in its own checkpoint folder:
+
+=========  ===============  =========  ====================  ==========================================
+unit       family           objective  data                  share of the family's budget
+=========  ===============  =========  ====================  ==========================================
+``bert``   encoder-only     mlm        the text corpus       all
+``gpt``    decoder-only     clm        the text corpus       all
+``t5-span`` encoder-decoder  span       the text corpus       ``T5_SPAN_SHARE``
+``t5``     encoder-decoder  seq2seq    code -> docstring     the rest, starting from ``t5-span``'s weights
+=========  ===============  =========  ====================  ==========================================
+
+Sizes: GPT is the reference (``d_model``, ``n_layers``, MLP width ``4 * d_model``). BERT has as many layers;
+T5 splits them into ``n_layers // 2`` encoder and ``n_layers // 2`` decoder layers (its decoder layers are
+larger: they cross-attend). Each of BERT and T5 then gets the MLP width (a multiple of ``FF_STEP``) whose
+parameter count, from ``num_parameters()`` of the model built on the meta device, is nearest GPT's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import ModelConfig
+from ..data import special_tokens
+from ..models import build_model
+
+T5_SPAN_SHARE = 1 / 3
+FF_STEP = 16
+MAX_SIZE_GAP = 0.10  # the issue's "equal parameter counts (within 10%)"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One training run of the demo."""
+
+    name: str  # folder name under the demo's output folder
+    family: str  # "bert" | "gpt" | "t5": whose budget and size it shares
+    arch: str
+    objective: str
+    data: str  # "text" or "pairs"
+    label: str  # for tables and charts
+    budget_share: float  # of the family's wall-clock budget
+    starts_from: str | None = None  # unit whose final weights it starts from
+
+
+UNITS = (
+    Unit("bert", "bert", "encoder", "mlm", "text", "BERT (masked LM)", 1.0),
+    Unit("gpt", "gpt", "decoder", "clm", "text", "GPT (causal LM)", 1.0),
+    Unit("t5-span", "t5", "encoder-decoder", "span", "text", "T5 (span corruption)", T5_SPAN_SHARE),
+    Unit("t5", "t5", "encoder-decoder", "seq2seq", "pairs", "T5 (code -> docstring)", 1 - T5_SPAN_SHARE,
+         starts_from="t5-span"),
+)
+FAMILY_ARCH = {"bert": "encoder", "gpt": "decoder", "t5": "encoder-decoder"}
+PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
+
+
+def unit(name: str) -> Unit:
+    return next(u for u in UNITS if u.name == name)
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """``num_parameters()`` of the model ``config`` builds, on the meta device (no memory, no init cost)."""
+    with torch.device("meta"):
+        return build_model(config).num_parameters()
+
+
+def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int, d_ff: int,
+                seq_len: int) -> ModelConfig:
+    """The family's tiny preset at the demo's sizes, with the tokenizer's vocabulary and special ids.
+    Dropout is off: in a budget of minutes these models underfit, and dropout would only slow them down."""
+    special = special_tokens(tokenizer)
+    changes = dict(
+        vocab_size=tokenizer.get_vocab_size(), d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
+        max_seq_len=seq_len, dropout=0.0, pad_token_id=special.get("pad"), bos_token_id=special.get("bos"),
+        eos_token_id=special.get("eos"),
+    )
+    if arch == "encoder":
+        changes["head"] = "mlm"
+    if arch == "encoder-decoder":
+        changes.update(d_head=d_model // n_heads, n_layers=n_layers // 2, n_decoder_layers=n_layers // 2,
+                       head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"])
+    return ModelConfig.from_preset(PRESET[arch], **changes)
+
+
+def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n_layers: int,
+                    seq_len: int) -> dict[str, ModelConfig]:
+    """One config per family (keys "bert", "gpt", "t5"), BERT's and T5's MLP widths chosen so their
+    parameter counts are nearest GPT's. Raises ValueError when no width brings them within 10%.
+
+    Args:
+        tokenizers: family -> its trained ``tokenizers.Tokenizer`` (vocabularies may differ a little).
+    """
+    if n_layers < 2 or n_layers % 2:
+        raise ValueError(f"--layers must be an even number >= 2 (T5 splits them into encoder and decoder), "
+                         f"got {n_layers}")
+    if d_model % n_heads:
+        raise ValueError(f"--d-model ({d_model}) must be divisible by the {n_heads} heads")
+    configs = {"gpt": base_config("decoder", tokenizers["gpt"], d_model, n_heads, n_layers, 4 * d_model, seq_len)}
+    target = count_parameters(configs["gpt"])
+    for family in ("bert", "t5"):
+        widths = range(FF_STEP, 8 * d_model + 1, FF_STEP)
+        sizes = {count_parameters(config): config for config in (
+            base_config(FAMILY_ARCH[family], tokenizers[family], d_model, n_heads, n_layers, d_ff, seq_len)
+            for d_ff in widths)}
+        nearest = min(sizes, key=lambda size: abs(size - target))
+        configs[family], gap = sizes[nearest], abs(nearest - target) / target
+        if gap > MAX_SIZE_GAP:
+            raise ValueError(f"cannot size {family} within {MAX_SIZE_GAP:.0%} of GPT's {target:,} parameters "
+                             f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")
+    return configs

@@ -1,0 +1,267 @@
+"""The demo's report: ``report.md`` and a self-contained ``report.html`` (pictures embedded as base64) built
+from one list of blocks, so both carry the same numbers; ``report.json`` holds the data they were built from;
+the terminal gets the summary table.
+
+A block is a tuple: ``("h1" | "h2", text)``, ``("ul", [text, ...])``, ``("p", text)``, ``("pre", text)``, ``("table", headers, rows)`` or
+``("img", file, caption)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from pathlib import Path
+
+COLORS = {"bert": "tab:blue", "gpt": "tab:green", "t5-span": "tab:orange", "t5": "tab:orange"}
+SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs/token", "steps", "tokens", "time",
+                   "tokens/s", "peak memory", "train loss first -> last", "validation loss",
+                   "held-out quality (model vs baseline)"]
+STATUS_TEXT = {"done": "done", "interrupted": "interrupted (Ctrl-C)", "deadline": "stopped at its deadline",
+               "training": "interrupted", "pending": "not trained"}
+
+
+def _number(value, fmt: str, missing: str = "n/a") -> str:
+    return missing if value is None else format(value, fmt)
+
+
+def _quality(unit: dict) -> str:
+    figure = unit.get("quality")
+    if figure is None:
+        return "no baseline (pre-training for the docstring task)" if unit.get("steps") else ""
+    verdict = "better" if unit["beats_baseline"] else "NOT better"
+    return (f"{figure['metric']}: {figure['model']:.3f} vs {figure['baseline']:.3f} "
+            f"({figure['baseline_name']}): {verdict}")
+
+
+def summary_rows(units: list[dict]) -> list[list[str]]:
+    """One row of ``SUMMARY_HEADERS`` per unit, every figure as measured (n/a where nothing was measured)."""
+    rows = []
+    for unit in units:
+        if unit.get("steps") is None:
+            rows.append([unit["label"], STATUS_TEXT[unit["status"]]] + [""] * (len(SUMMARY_HEADERS) - 2))
+            continue
+        loss = (f"{unit['first_loss']:.2f} -> {unit['last_loss']:.2f}" if unit["first_loss"] is not None
+                else "n/a")
+        rows.append([
+            unit["label"], STATUS_TEXT[unit["status"]], f"{unit['params']:,}",
+            f"{unit['flops_per_token'] / 1e6:.1f} M", f"{unit['steps']}/{unit['max_steps']}", f"{unit['tokens']:,}",
+            f"{unit['seconds']:.0f} s", _number(unit["tokens_per_s"], ",.0f"),
+            _number(unit["peak_memory_mb"], ",.0f") + (" MiB" if unit["peak_memory_mb"] else ""),
+            loss, f"{unit['validation']['loss']:.3f}", _quality(unit),
+        ])
+    return rows
+
+
+def text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain-text table for the terminal."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+             for line in [headers, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+# --- pictures ---------------------------------------------------------------------------------------------
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def draw_loss_curves(units: list[dict], path: Path) -> None:
+    """Training loss (moving average over 10 steps) and validation loss of every unit, against tokens and
+    against seconds of training; T5's docstring phase continues where its span-corruption phase ended."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.6), layout="constrained")
+    by_tokens, by_time = figure.subplots(1, 2)
+    offsets = {"tokens": 0, "seconds": 0.0}
+    for unit in units:
+        start = offsets if unit["name"] == "t5" else {"tokens": 0, "seconds": 0.0}
+        train = [p for p in unit["curve"] if p["split"] == "train"]
+        valid = [p for p in unit["curve"] if p["split"] == "validation"]
+        smoothed = _moving_average([p["loss"] for p in train], 10)
+        style = "--" if unit["name"] == "t5-span" else "-"
+        for ax, key, scale in ((by_tokens, "tokens", 1e-6), (by_time, "seconds", 1.0)):
+            xs = [(p[key] + start[key]) * scale for p in train]
+            ax.plot(xs, smoothed, style, color=COLORS[unit["name"]], label=unit["label"], linewidth=1.4)
+            ax.plot([(p[key] + start[key]) * scale for p in valid], [p["loss"] for p in valid], "o",
+                    color=COLORS[unit["name"]], markersize=4)
+        if unit["name"] == "t5-span" and train:
+            offsets = {"tokens": train[-1]["tokens"], "seconds": train[-1]["seconds"]}
+    by_tokens.set_xlabel("tokens trained on (millions)")
+    by_time.set_xlabel("seconds of training (wall-clock)")
+    for ax in (by_tokens, by_time):
+        ax.set_ylabel("loss (nats per predicted token)")
+        ax.grid(alpha=0.3)
+    by_tokens.legend(fontsize=8)
+    figure.suptitle("Training loss (moving average of 10 steps; dots: validation). Each objective predicts "
+                    "different tokens, so compare each curve with its own start.", fontsize=10)
+    figure.savefig(path, dpi=90)
+
+
+# --- the blocks --------------------------------------------------------------------------------------------
+
+
+def _verdicts(report: dict) -> list[str]:
+    lines = []
+    for unit in report["units"]:
+        if unit.get("steps") is None:
+            lines.append(f"{unit['label']}: not trained in this run.")
+            continue
+        text = f"{unit['label']}: {STATUS_TEXT[unit['status']]} after {unit['steps']} of {unit['max_steps']} steps"
+        if unit["first_loss"] is not None:
+            fall = 1 - unit["last_loss"] / unit["first_loss"]
+            text += f"; training loss {unit['first_loss']:.2f} -> {unit['last_loss']:.2f} ({fall:.0%} lower)"
+        if unit["quality"] is not None:
+            figure = unit["quality"]
+            text += (f"; {figure['metric']} {figure['model']:.3f} against {figure['baseline']:.3f} for the "
+                     f"{figure['baseline_name']} baseline: "
+                     + ("better than the baseline." if unit["beats_baseline"] else
+                        "NOT better than the baseline: it did not learn enough in this budget."))
+        lines.append(text)
+    return lines
+
+
+def blocks(report: dict) -> list[tuple]:
+    options = report["options"]
+    out = [("h1", "trilogy demo: three transformer families, one budget")]
+    if report["interrupted"]:
+        out.append(("p", "PARTIAL REPORT: the demo was interrupted with Ctrl-C. Continue it with "
+                         "`trilogy demo --resume --out DIR`."))
+    out += [
+        ("p", f"Budget: the same wall-clock time for each family, {report['family_seconds']:.0f} s of training "
+              f"(T5: a third on span corruption, two thirds on code -> docstring), planned as steps from a measured "
+              f"step time and stopped at 1.25 times the allowance at the latest. Data: `{options['data']}` "
+              f"(text) and `{options['pairs']}` (pairs). Models: d_model {options['d_model']}, {options['layers']} "
+              f"layers (T5: {options['layers'] // 2} encoder + {options['layers'] // 2} decoder), "
+              f"{options['heads']} heads, sequences of {options['seq_len']} tokens, batches of "
+              f"{options['batch_size']}, seed {options['seed']}; MLP widths chosen so the parameter counts match."),
+        ("p", f"Machine: {report['machine']}; device {report['device']}. Peak memory is the "
+              f"{report['memory_kind']} while the unit trained."),
+        ("h2", "Summary"),
+        ("table", SUMMARY_HEADERS, report["summary"]),
+        ("ul", _verdicts(report)),
+    ]
+    pictures = report["pictures"]
+    out += [("h2", "Loss curves"), ("img", pictures["loss"], "loss against tokens and against time")]
+    out += _sample_blocks(report["samples"])
+    out.append(("h2", "How each family attends"))
+    if "attention" in pictures:
+        out.append(("img", pictures["attention"], "last layer's attention per head, same sentence"))
+    out.append(("p", "The masks behind those patterns, drawn from the masks the models build "
+                     "(coloured = may attend):"))
+    out.append(("img", pictures["masks"], "attention masks of the three families"))
+    out += [("h2", "Checkpoints"),
+            ("p", "Each unit's folder is a checkpoint: `trilogy.from_pretrained(\"DIR/gpt\")`, "
+                  "`trilogy generate DIR/gpt --prompt \"ROMEO:\"`; also `DIR/bert`, `DIR/t5-span`, `DIR/t5`. "
+                  "Each holds metrics.jsonl (every step), timeline.jsonl (tokens and seconds per step) and "
+                  "loss.png.")]
+    out += [("h2", "How the figures are measured"),
+            ("ul", ["validation loss, masked-token accuracy, nats per character and docstring word F1: "
+                    f"trilogy.train.evaluate on the held-out split ({options['eval_batches']} batches);",
+                    "baselines on the same held-out data: a unigram model of the training text (nats per "
+                    "character), always guessing the most frequent token (masked positions), the function's "
+                    "name as its docstring (word F1);",
+                    "FLOPs per training token: trilogy.sizing for batches of the demo's shape (T5: source and "
+                    "target of the same length); tokens/s: real (non-padding) tokens over the unit's training "
+                    "wall-clock, evaluations and checkpoints included."])]
+    return out
+
+
+def _sample_blocks(shown: dict) -> list[tuple]:
+    out = []
+    if "gpt" in shown:
+        out += [("h2", "GPT: samples from prompts"),
+                ("p", "Sampled with temperature 0.8 and top-k 40 from the trained GPT (model.generate).")]
+        out += [("pre", f"{row['prompt']}{row['continuation']}") for row in shown["gpt"]]
+    if "bert" in shown:
+        rows = [[row["sentence"], row["answer"],
+                 ", ".join(f"{token} {p:.1%}" for token, p in row["predictions"]), row["baseline"]]
+                for row in shown["bert"]]
+        out += [("h2", "BERT: fill in the blank (held-out lines)"),
+                ("table", ["sentence", "answer", "top 5 (probability)", "unigram guess"], rows)]
+    if "t5" in shown:
+        rows = [[row["function"], row["real"], row["generated"], row["baseline"]] for row in shown["t5"]]
+        out += [("h2", "T5: docstrings for functions it never saw (held-out modules)"),
+                ("table", ["function", "real first docstring line", "T5 (greedy)", "baseline: its name"], rows)]
+    return out
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(items: list[tuple]) -> str:
+    lines = []
+    for kind, *rest in items:
+        if kind in ("h1", "h2"):
+            lines += [("# " if kind == "h1" else "## ") + rest[0], ""]
+        elif kind == "p":
+            lines += [rest[0], ""]
+        elif kind == "ul":
+            lines += [f"- {item}" for item in rest[0]] + [""]
+        elif kind == "pre":
+            lines += ["```text", rest[0], "```", ""]
+        elif kind == "table":
+            headers, rows = rest
+            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("|" + "---|" * len(headers))
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{rest[1]}]({rest[0]})", ""]
+    return "\n".join(lines)
+
+
+def to_html(items: list[tuple], folder: Path) -> str:
+    body = []
+    for kind, *rest in items:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{html.escape(rest[0])}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{html.escape(rest[0])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in rest[0]) + "</ul>")
+        elif kind == "pre":
+            body.append(f"<pre>{html.escape(rest[0])}</pre>")
+        elif kind == "table":
+            headers, rows = rest
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+            cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                            for row in rows)
+            body.append(f"<table><tr>{head}</tr>{cells}</table>")
+        elif kind == "img":
+            data = base64.b64encode((folder / rest[0]).read_bytes()).decode()
+            body.append(f'<figure><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}">'
+                        f"<figcaption>{html.escape(rest[1])}</figcaption></figure>")
+    style = ("body{font-family:sans-serif;max-width:1300px;margin:2em auto;line-height:1.4}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
+             "vertical-align:top}th{background:#f3f3f3}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>trilogy demo</title>"
+            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def _write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, path)
+
+
+def write_reports(out: Path, report: dict) -> None:
+    """report.md, report.html and report.json in ``out`` (each replaced atomically)."""
+    items = blocks(report)
+    _write(out / "report.md", to_markdown(items))
+    _write(out / "report.html", to_html(items, out))
+    _write(out / "report.json", json.dumps(report, indent=1) + "\n")
