@@ -94,7 +94,10 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     optimizer = build_optimizer(raw_model, settings.lr, settings.weight_decay)
     step, best_step, best_loss, last_eval, last_eval_step = 0, None, None, None, None
 
-    if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if resume and checkpoint is None and dist.is_main:  # killed before its first checkpoint: start again
+        log.truncate_after(0)
+    if checkpoint is not None:
         state = load_training_state(checkpoint)
         load_weights(raw_model, checkpoint)
         optimizer.load_state_dict(state["optimizer"])
