@@ -238,3 +238,15 @@ def test_old_bert_layer_norm_names_load(tmp_path):
     ids = torch.randint(0, 99, (2, 7))
     with torch.no_grad():
         assert max_diff(trilogy.from_pretrained(tmp_path)(ids), reference(ids).logits) <= 1e-4
+
+
+def test_info_reads_bin_and_sharded_folders(tmp_path, reference, capsys):
+    reference.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    (tmp_path / "bin").mkdir()
+    reference.config.save_pretrained(tmp_path / "bin")
+    torch.save(reference.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    for name, weights_file in (("sharded", "model.safetensors.index.json"), ("bin", "pytorch_model.bin")):
+        assert main(["info", str(tmp_path / name), "--json"]) == 0
+        info = json.loads(capsys.readouterr().out)
+        assert info["weights_file"] == weights_file and info["weights_match_config"]
+        assert info["dtypes"] == ["float32"]

@@ -57,3 +57,36 @@ def test_format_hf_refuses_a_model_without_equivalent(tmp_path):
     with pytest.raises(trilogy.CheckpointError, match="position='rope'"):
         model.save_pretrained(tmp_path, format="hf")
     assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.parametrize("preset", [p for p in trilogy.PRESETS if not p.startswith("tiny-")])
+def test_named_presets_have_a_transformers_equivalent(preset):
+    from trilogy.convert.hf import config_to_hf
+
+    expected = {"encoder": "BertModel", "decoder": "GPT2LMHeadModel", "encoder-decoder": "T5ForConditionalGeneration"}
+    config = ModelConfig.from_preset(preset)
+    hf_config, _, architecture = config_to_hf(config)
+    assert architecture == expected[config.arch]
+    if preset.startswith("t5"):  # v1.0: tied and scaled; Flan: gated-GELU, untied, unscaled
+        assert hf_config["tie_word_embeddings"] and hf_config["scale_decoder_outputs"]
+    if preset.startswith("flan"):
+        assert hf_config["feed_forward_proj"] == "gated-gelu" and not hf_config["tie_word_embeddings"]
+
+
+def test_stored_dtype_is_cast_to_float32_unless_asked(tmp_path):
+    model = trilogy.build("tiny-gpt2").eval()
+    perturb(model)
+    model.half().save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "float16"
+    loaded = trilogy.from_pretrained(tmp_path)
+    assert loaded.embeddings.tokens.weight.dtype == torch.float32
+    torch.testing.assert_close(loaded.embeddings.tokens.weight, model.embeddings.tokens.weight.float())
+    assert trilogy.from_pretrained(tmp_path, dtype=torch.bfloat16).embeddings.tokens.weight.dtype == torch.bfloat16
+
+
+def test_bert_without_pooler_and_head_has_no_equivalent(tmp_path):
+    model = trilogy.build("tiny-bert", head="none").eval()
+    with pytest.warns(UserWarning, match="as BertModel: pooler=False"):
+        model.save_pretrained(tmp_path)
+    inputs = sample_inputs(model)
+    torch.testing.assert_close(trilogy.from_pretrained(tmp_path)(**inputs), model(**inputs), rtol=0, atol=0)

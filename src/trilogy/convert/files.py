@@ -134,7 +134,7 @@ def tensor_shapes(folder: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]],
             continue
         try:
             with safe_open(part, framework="pt") as reader:
-                for key in reader.keys():  # noqa: SIM118 - safe_open is not a dict
+                for key in reader.keys():
                     tensor_slice = reader.get_slice(key)
                     dtype = str(tensor_slice.get_dtype())
                     shapes[key] = (tuple(tensor_slice.get_shape()), _SAFETENSORS_DTYPES.get(dtype, dtype))
