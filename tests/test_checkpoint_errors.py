@@ -197,8 +197,13 @@ def test_tokenizer_travels_with_the_model(folder, tmp_path_factory):
     model = trilogy.from_pretrained(folder)
     assert model.tokenizer.encode("hello world").ids == [1, 2]
     copy = tmp_path_factory.mktemp("copy")
+    model.config.eos_token_id = 2
     model.save_pretrained(copy)
     assert trilogy.from_pretrained(copy).tokenizer.encode("world hello").ids == [2, 1]
+    from transformers import AutoTokenizer
+
+    theirs = AutoTokenizer.from_pretrained(copy)
+    assert theirs("world hello").input_ids == [2, 1] and theirs.eos_token == "world"
 
 
 def test_info_reports_a_checkpoint(folder, capsys):

@@ -24,13 +24,13 @@ from .errors import CheckpointError
 from .files import (
     CONFIG,
     SAFETENSORS,
-    TOKENIZER,
     checkpoint_folder,
     read_json,
     read_tensors,
     read_tokenizer,
     write_json,
     write_safetensors,
+    write_tokenizer,
 )
 from .mapping import Rule, check_tensors, expected_shapes
 
@@ -145,7 +145,8 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | None = None) -> Trans
 
 
 def save_pretrained(model: TransformerModel, path: str | Path, format: str = "auto") -> Path:
-    """Write ``model`` to a folder: config.json, model.safetensors and (when the model has one) tokenizer.json.
+    """Write ``model`` to a folder: config.json, model.safetensors and, when the model has a tokenizer,
+    tokenizer.json with a tokenizer_config.json for transformers' AutoTokenizer.
 
     Args:
         format: "hf" writes the Hugging Face layout, which transformers' ``from_pretrained`` loads with
@@ -186,7 +187,7 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
     folder.mkdir(parents=True, exist_ok=True)
     write_safetensors(tensors, folder / SAFETENSORS)
     write_json(config_data, folder / CONFIG)
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is not None:
-        tokenizer.save(str(folder / TOKENIZER))
+    if model.tokenizer is not None:
+        write_tokenizer(model.tokenizer, folder, {"bos_token": config.bos_token_id, "eos_token": config.eos_token_id,
+                                                  "pad_token": config.pad_token_id})
     return folder

@@ -22,7 +22,7 @@ from .errors import CheckpointError
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 BIN, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
 WEIGHT_FILES = (SAFETENSORS, SAFETENSORS_INDEX, BIN, BIN_INDEX)  # in order of preference
-CONFIG, TOKENIZER = "config.json", "tokenizer.json"
+CONFIG, TOKENIZER, TOKENIZER_CONFIG = "config.json", "tokenizer.json", "tokenizer_config.json"
 _SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                        "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
@@ -159,3 +159,15 @@ def read_tokenizer(folder: Path):
         return Tokenizer.from_file(str(file))
     except Exception as error:
         raise CheckpointError(f"{file} cannot be read by the tokenizers library ({error})") from None
+
+
+def write_tokenizer(tokenizer, folder: Path, special_ids: dict[str, int | None]) -> None:
+    """tokenizer.json, plus the tokenizer_config.json that lets transformers' AutoTokenizer read it and know the
+    special tokens (``special_ids`` like ``{"eos_token": 2}``)."""
+    tokenizer.save(str(folder / TOKENIZER))
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast"}
+    for name, token_id in special_ids.items():
+        token = tokenizer.id_to_token(token_id) if token_id is not None else None
+        if token is not None:
+            settings[name] = token
+    write_json(settings, folder / TOKENIZER_CONFIG)
