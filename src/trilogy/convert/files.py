@@ -144,8 +144,9 @@ def tensor_shapes(folder: Path) -> tuple[dict[str, tuple[tuple[int, ...], str]],
 
 
 def write_safetensors(tensors: dict[str, Tensor], file: Path) -> None:
-    """Each tensor gets its own contiguous storage: safetensors refuses shared (tied or sliced) tensors."""
-    save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, file, metadata={"format": "pt"})
+    """Each tensor gets its own contiguous CPU storage: safetensors refuses shared (tied or sliced) tensors."""
+    save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}, file,
+              metadata={"format": "pt"})
 
 
 def read_tokenizer(folder: Path):
