@@ -26,11 +26,12 @@ MAX_LISTED = 12  # tensors named in an error message before "... and N more"
 
 
 def _fuse(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    """q (H*D, C), k (K*D, C), v (K*D, C) -> qkv (H*D + 2*K*D, C); or k, v -> kv (2*K*D, C). Biases likewise."""
     return torch.cat(parts, dim=0)
 
 
 def _unfuse(fused: Tensor, config: ModelConfig) -> list[Tensor]:
-    """Split our fused ``qkv`` (3 parts) or cross-attention ``kv`` (2 parts) into the checkpoint's pieces."""
+    """Our fused ``qkv`` (H*D + 2*K*D, ...) or cross-attention ``kv`` (2*K*D, ...) -> the checkpoint's pieces."""
     kv_width = config.n_kv_heads * config.d_head
     q_width = fused.size(0) - 2 * kv_width
     sizes = [q_width, kv_width, kv_width] if q_width else [kv_width, kv_width]
@@ -38,10 +39,12 @@ def _unfuse(fused: Tensor, config: ModelConfig) -> list[Tensor]:
 
 
 def _transpose(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    """Conv1D (in, out) -> nn.Linear (out, in)."""
     return parts[0].t()
 
 
 def _untranspose(ours: Tensor, config: ModelConfig) -> list[Tensor]:
+    """nn.Linear (out, in) -> Conv1D (in, out)."""
     return [ours.t()]
 
 
