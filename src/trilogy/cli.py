@@ -45,3 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"trilogy {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `trilogy info DIR | head`): stop quietly
+        sys.stderr.close()
+        return 141
