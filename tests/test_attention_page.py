@@ -141,3 +141,15 @@ def test_heatmap_pngs_for_a_preset(tmp_path, capsys):
 def test_attention_command_rejects_bad_input(args, tmp_path, capsys):
     assert main(["attention", *args, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("trilogy attention: error:")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(trilogy.PRESETS))
+def test_attention_command_every_preset(name, tmp_path, capsys):
+    code = main(["attention", name, "--text", "5 17 42 9 3", "--out", str(tmp_path), "--no-png", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    config = trilogy.ModelConfig.from_preset(name)
+    assert code == 0 and (tmp_path / "attention.html").is_file()
+    kinds = {"encoder": ["encoder"], "decoder": ["decoder"], "encoder-decoder": ["encoder", "decoder", "cross"]}
+    assert list(summary["kinds"]) == kinds[config.arch]
+    assert all(k["heads"] == config.n_heads for k in summary["kinds"].values())

@@ -171,3 +171,13 @@ def test_size_command_rejects_bad_input(args, capsys):
         code, err = exit_.code, capsys.readouterr().err
     assert code == 2 and err.strip().splitlines()[-1].startswith("trilogy size: error"), err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_size_command_every_preset(name, capsys):
+    for mode in ("--training", "--inference"):
+        code, out, err = trilogy(capsys, "size", name, "--seq", "64", "--batch", "2", mode, "--json")
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["params"] == count_parameters(ModelConfig.from_preset(name))
+        assert report["memory_bytes"]["total"] >= report["memory_bytes"]["weights"] > 0
