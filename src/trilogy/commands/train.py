@@ -24,6 +24,7 @@ OPTIONS = {
     "batch_size": (int, "sequences per process per micro-batch (default 16)"),
     "seq_len": (int, "tokens per sequence (default 128)"),
     "vocab_size": (int, "tokenizer vocabulary, trained on the training split (default 2048)"),
+    "tokenizer": (str, "use this tokenizer.json (of the family's kind) instead of training one on the data"),
     "seed": (int, "seed of the weights, batches and dropout (default 0)"),
     "lr": (float, "peak learning rate (default 1e-3)"),
     "warmup_steps": (int, "linear warmup steps (default max_steps/10, at most 100)"),

@@ -67,6 +67,23 @@ class Resumable(Iterator[Batch]):  # the interface ``batches`` must offer
     def load_state_dict(self, state: dict) -> None: ...
 
 
+class LossOf(nn.Module):
+    """The model with its loss as ``forward``: what DistributedDataParallel wraps."""
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict]:
+        return self.loss_fn(self.model, batch)
+
+
+def micro_batches(batch: Batch, pieces: int) -> list[Batch]:
+    """Cut a batch's rows in ``pieces``; ``loss_normalizer`` (a scalar for the whole batch) goes to each."""
+    cut = {k: v.tensor_split(pieces) if v.dim() > 0 else [v] * pieces for k, v in batch.items()}
+    return [{k: parts[i] for k, parts in cut.items()} for i in range(pieces)]
+
+
 def tokens_seen(batch: Batch) -> int:
     """Real (not padding) input tokens of a batch, encoder and decoder, for the throughput figure."""
     return sum(int(value.sum()) for name, value in batch.items() if name.endswith("attention_mask"))
@@ -78,8 +95,9 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     """Train ``model`` for ``settings.max_steps`` optimizer steps, writing checkpoints and metrics to ``out_dir``.
 
     Args:
-        batches: yields this rank's share of each global batch, with ``loss_normalizer`` (global targets /
-            world size), and can save and restore its position (``trilogy.objectives.Batches``).
+        batches: yields this rank's share of each step's global batch (all micro-batches of the step), with
+            ``loss_normalizer`` (global targets / world size); can save and restore its position
+            (``trilogy.objectives.Batches``).
         loss_fn: ``(model, batch) -> (loss sum / loss_normalizer, metrics with loss_sum and targets)``.
         save_model_files: ``(model, folder)`` writes config.json, model.safetensors, tokenizer.json.
         evaluate: ``model -> metrics`` on the validation split (with ``loss``), run on every rank.
@@ -107,9 +125,10 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         if dist.is_main:
             log.truncate_after(step)
 
-    if dist.enabled:
-        model = nn.parallel.DistributedDataParallel(raw_model, device_ids=[dist.device] if dist.device.type == "cuda"
-                                                    else None)
+    step_module: nn.Module = LossOf(raw_model, loss_fn)
+    if dist.enabled:  # DDP syncs gradients for what runs through its forward, so the loss is its forward
+        device_ids = [dist.device] if dist.device.type == "cuda" else None
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=device_ids)
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
 
     def checkpoint(at_step: int) -> None:
@@ -135,25 +154,25 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
                desc="train")
     last_loss = None
     started, tokens_since = time.perf_counter(), 0
-    model.train()
+    raw_model.train()
     while step < settings.max_steps:
         # 1. the learning rate of this step
         lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
         set_lr(optimizer, lr)
 
-        # 2. forward and backward over the micro-batches. ``compute_loss`` divides each micro-batch's loss sum by
-        #    its global target count / world size; weighting by the micro-batches' shares of all their targets
-        #    makes the gradient the mean over every target of the step, however the batch is split
-        micro = [next(batches) for _ in range(settings.grad_accum)]
-        normalizers = [float(b["loss_normalizer"]) for b in micro]
+        # 2. forward and backward over the micro-batches: the step's batch cut in ``grad_accum`` pieces, so that
+        #    accumulating computes exactly the big batch (same rows, same noise). ``compute_loss`` divides each
+        #    piece's loss sum by the step's global target count / world size, so the pieces' gradients add up to
+        #    the mean over every target of the step, and DDP's average over the ranks keeps it so
         loss_sum = torch.zeros((), dtype=torch.float64)
         targets = torch.zeros((), dtype=torch.float64)
+        micro = micro_batches(next(batches), settings.grad_accum)
         for i, batch in enumerate(micro):
             batch = {k: v.to(dist.device) for k, v in batch.items()}
             sync = i == len(micro) - 1 or not dist.enabled
-            with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
-                loss, metrics = loss_fn(model, batch)
-            (loss * (normalizers[i] / sum(normalizers))).backward()
+            with (contextlib.nullcontext() if sync else step_module.no_sync()), autocast:
+                loss, metrics = step_module(batch)
+            loss.backward()
             loss_sum += metrics["loss_sum"]
             targets += metrics["targets"]
             tokens_since += tokens_seen(batch) * dist.world_size
@@ -187,9 +206,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         bar.update(1)
         final = step == settings.max_steps
         if evaluate is not None and (final or (settings.eval_every and step % settings.eval_every == 0)):
-            model.eval()
-            last_eval, last_eval_step = evaluate(raw_model), step
-            model.train()
+            last_eval, last_eval_step = evaluate(raw_model), step  # evaluate() restores train mode
             if dist.is_main:
                 log.append(dict(step=step, split="validation", **last_eval))
                 bar.write("step {}: {}".format(step, ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items())))

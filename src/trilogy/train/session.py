@@ -42,6 +42,7 @@ class RunOptions:
     batch_size: int = 16  # per process
     seq_len: int = 128
     vocab_size: int = 2048
+    tokenizer: str | None = None  # a tokenizer.json to use instead of training one
     seed: int = 0
     lr: float = 1e-3
     warmup_steps: int | None = None  # default: a tenth of max_steps, at most 100
@@ -133,21 +134,23 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     corpus = load_corpus(options.data)
     options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
     tokenizer_file = out_dir / "tokenizer.json"
-    if resume and tokenizer_file.is_file():
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
-    else:
+    if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
             raise ValueError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
                              "or choose another --out")
-        tokenizer = train_tokenizer(options.arch, corpus.texts("train"), options.vocab_size)
-        if dist.is_main:
+        if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
+            if options.tokenizer is not None:
+                tokenizer = Tokenizer.from_file(options.tokenizer)
+            else:
+                tokenizer = train_tokenizer(options.arch, corpus.texts("train"), options.vocab_size)
             out_dir.mkdir(parents=True, exist_ok=True)
             temp = out_dir / ".tokenizer.json.tmp"
             tokenizer.save(str(temp))
             os.replace(temp, tokenizer_file)
             (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+        dist.barrier()
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
         options.save(out_dir)
 
     labels = label_names(corpus) if options.objective == "classification" else None
@@ -156,7 +159,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     model.tokenizer = tokenizer
     torch.manual_seed(options.seed + 1 + dist.rank)  # dropout draws differ between ranks
     batches = Batches(options.objective, corpus.train, tokenizer, options.seq_len,
-                      options.batch_size * dist.world_size, options.seed, rank=dist.rank,
+                      options.batch_size * options.grad_accum * dist.world_size, options.seed, rank=dist.rank,
                       world_size=dist.world_size, label_names=labels)
 
     def loss_fn(model, batch):
