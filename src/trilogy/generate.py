@@ -84,10 +84,10 @@ class _Prompt:
         """Each row repeated n times in place (row b becomes rows b*n .. b*n+n-1), for beam search."""
 
         def rows(t: Tensor | None) -> Tensor | None:
-            return t if t is None or t.size(0) == 1 else t.repeat_interleave(n, dim=0)
+            return None if t is None else t.repeat_interleave(n, dim=0)
 
-        return _Prompt(rows(self.tokens), rows(self.mask), rows(self.positions), rows(self.context),
-                       rows(self.context_mask))
+        positions = self.positions if self.mask is None else rows(self.positions)  # (1, T) serves every row
+        return _Prompt(rows(self.tokens), rows(self.mask), positions, rows(self.context), rows(self.context_mask))
 
     def advance(self, tokens: Tensor) -> _Prompt:
         """The state for feeding ``tokens`` (B, 1) after the current ones."""
