@@ -93,11 +93,6 @@ def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n
     Args:
         tokenizers: family -> its trained ``tokenizers.Tokenizer`` (vocabularies may differ a little).
     """
-    if n_layers < 2 or n_layers % 2:
-        raise ValueError(f"--layers must be an even number >= 2 (T5 splits them into encoder and decoder), "
-                         f"got {n_layers}")
-    if d_model % n_heads:
-        raise ValueError(f"--d-model ({d_model}) must be divisible by the {n_heads} heads")
     configs = {"gpt": base_config("decoder", tokenizers["gpt"], d_model, n_heads, n_layers, 4 * d_model, seq_len)}
     target = count_parameters(configs["gpt"])
     for family in ("bert", "t5"):

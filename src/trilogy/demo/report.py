@@ -2,7 +2,7 @@
 from one list of blocks, so both carry the same numbers; ``report.json`` holds the data they were built from;
 the terminal gets the summary table.
 
-A block is a tuple: ``("h1" | "h2", text)``, ``("ul", [text, ...])``, ``("p", text)``, ``("pre", text)``, ``("table", headers, rows)`` or
+A block is a tuple: ``("h1" | "h2", text)``, ``("ul", [text, ...])``, ``("links", text, [(text, file), ...])``, ``("p", text)``, ``("pre", text)``, ``("table", headers, rows)`` or
 ``("img", file, caption)``.
 """
 
@@ -101,7 +101,8 @@ def draw_loss_curves(units: list[dict], path: Path) -> None:
     for ax in (by_tokens, by_time):
         ax.set_ylabel("loss (nats per predicted token)")
         ax.grid(alpha=0.3)
-    by_tokens.legend(fontsize=8)
+    if units:
+        by_tokens.legend(fontsize=8)
     figure.suptitle("Training loss (moving average of 10 steps; dots: validation). Each objective predicts "
                     "different tokens, so compare each curve with its own start.", fontsize=10)
     figure.savefig(path, dpi=90)
@@ -156,6 +157,9 @@ def blocks(report: dict) -> list[tuple]:
     out.append(("h2", "How each family attends"))
     if "attention" in pictures:
         out.append(("img", pictures["attention"], "last layer's attention per head, same sentence"))
+    if pictures["pages"]:
+        out.append(("links", "Explore every layer and head interactively (hover a token to see where it attends):",
+                    [(f"{name} attention page", file) for name, file in pictures["pages"].items()]))
     out.append(("p", "The masks behind those patterns, drawn from the masks the models build "
                      "(coloured = may attend):"))
     out.append(("img", pictures["masks"], "attention masks of the three families"))
@@ -221,6 +225,8 @@ def to_markdown(items: list[tuple]) -> str:
             lines.append("")
         elif kind == "img":
             lines += [f"![{rest[1]}]({rest[0]})", ""]
+        elif kind == "links":
+            lines += [rest[0], ""] + [f"- [{text}]({target})" for text, target in rest[1]] + [""]
     return "\n".join(lines)
 
 
@@ -241,6 +247,10 @@ def to_html(items: list[tuple], folder: Path) -> str:
             cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                             for row in rows)
             body.append(f"<table><tr>{head}</tr>{cells}</table>")
+        elif kind == "links":
+            items = "".join(f'<li><a href="{html.escape(target)}">{html.escape(text)}</a></li>'
+                            for text, target in rest[1])
+            body.append(f"<p>{html.escape(rest[0])}</p><ul>{items}</ul>")
         elif kind == "img":
             data = base64.b64encode((folder / rest[0]).read_bytes()).decode()
             body.append(f'<figure><img alt="{html.escape(rest[1])}" src="data:image/png;base64,{data}">'

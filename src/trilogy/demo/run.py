@@ -24,7 +24,7 @@ from ..data import load_corpus, train_tokenizer
 from ..models import build_model
 from ..train.distributed import Distributed
 from . import baselines, evaluation, samples
-from .attention import attention_rows, draw_attention
+from .attention import draw_attention, family_maps, write_pages
 from .budget import first_ctrl_c_requests_stop
 from .families import FAMILY_ARCH, UNITS, matched_configs
 from .memory import describe
@@ -34,7 +34,7 @@ from .training import Job, measure_step_seconds, plan_steps, train_unit
 STATE_FILE = "demo.json"
 TRAIN_SHARE = 0.7  # of --minutes spent training, split equally between the families; the rest: tokenizers,
 #                    step-time measurements, evaluation, samples and the report
-TOKENIZER_CHARS = {"text": 2_000_000, "pairs": 1_000_000}  # characters each tokenizer is trained on, at most
+TOKENIZER_CHARS = {"text": 1_000_000, "pairs": 300_000}  # characters each tokenizer is trained on, at most
 SHOWN = {"gpt": 4, "bert": 8, "t5": 8}  # examples shown per family
 
 
@@ -60,6 +60,11 @@ class DemoOptions:
         for name in ("d_model", "layers", "heads", "seq_len", "batch_size", "vocab_size", "eval_batches"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.layers % 2:
+            raise ValueError(f"--layers must be an even number (T5 splits them into encoder and decoder), "
+                             f"got {self.layers}")
+        if self.d_model % self.heads:
+            raise ValueError(f"--d-model ({self.d_model}) must be divisible by --heads ({self.heads})")
 
     @property
     def family_seconds(self) -> float:
@@ -130,14 +135,8 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
     """Run (or continue) the demo in ``out`` and write its report. Returns the report's data; its
     ``interrupted`` is True when Ctrl-C stopped the training (the report is then partial)."""
     out = Path(out)
-    if resume:
-        state = load_state(out)
-    elif (out / STATE_FILE).exists():
-        raise ValueError(f"{out} already holds a demo; continue it with --resume or choose another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        state = {"options": asdict(options), "units": {}}
-        save_state(out, state)
+    if not resume and (out / STATE_FILE).exists():
+        raise ValueError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist = Distributed(0, 1, device)
     started = time.perf_counter()
@@ -148,6 +147,9 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
         if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
             raise ValueError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
                              "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
+        state = load_state(out) if resume else {"options": asdict(options), "units": {}}
+        out.mkdir(parents=True, exist_ok=True)
+        save_state(out, state)
         print("training tokenizers", flush=True)
         tokenizers = prepare_tokenizers(out, corpora, options.vocab_size)
         configs = matched_configs(tokenizers, options.d_model, options.heads, options.layers, options.seq_len)
@@ -162,6 +164,9 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
                 print(f"[{number}/{len(UNITS)}] {unit.label}: measuring the step time", flush=True)
                 record["step_seconds"] = measure_step_seconds(job)
                 record["max_steps"] = plan_steps(record["step_seconds"], job.allowance_s)
+                save_state(out, state)
+            if stop.requested:  # Ctrl-C while the step time was measured
+                continue
             print(f"[{number}/{len(UNITS)}] {unit.label}: {job.model.num_parameters():,} parameters, "
                   f"{record['max_steps']} steps planned for {job.allowance_s:.0f} s "
                   f"({record['step_seconds']:.2f} s/step measured)", flush=True)
@@ -234,15 +239,17 @@ def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, optio
 
 
 def draw_pictures(out: Path, units: list[dict], models: dict) -> dict:
+    """The loss curves, the masks, the attention picture and the interactive attention pages, in ``out``."""
     from ..viz.masks import draw_masks, family_masks
 
-    pictures = {"loss": "loss_curves.png", "masks": "masks.png"}
+    pictures = {"loss": "loss_curves.png", "masks": "masks.png", "pages": {}}
     draw_loss_curves([u for u in units if u.get("curve")], out / pictures["loss"])
     draw_masks(family_masks(), str(out / pictures["masks"]))
-    rows = attention_rows({name: models[name] for name in ("bert", "gpt", "t5") if name in models})
-    if rows:
+    maps = family_maps({name: models[name] for name in ("bert", "gpt", "t5") if name in models})
+    if maps:
         pictures["attention"] = "attention.png"
-        draw_attention(rows, out / pictures["attention"])
+        draw_attention(maps, out / pictures["attention"])
+        pictures["pages"] = write_pages(maps, out)
     return pictures
 
 
@@ -253,7 +260,8 @@ def show_examples(models: dict, units: list[dict], corpora: dict, options: DemoO
     if "bert" in models:
         bert = models["bert"]
         guess = next(u for u in units if u["name"] == "bert")["baseline"]["most_frequent_token"]
-        blanks = samples.blank_sentences(corpora["text"].validation, bert.tokenizer, SHOWN["bert"], options.seed)
+        blanks = samples.blank_sentences(corpora["text"].validation, bert.tokenizer, SHOWN["bert"], options.seed,
+                                         bert.config.max_seq_len)
         shown["bert"] = samples.fill_mask(bert, blanks, guess)
     if "t5" in models:
         pairs = [p for p in corpora["pairs"].validation if len(p[0]) <= 600][:SHOWN["t5"]]

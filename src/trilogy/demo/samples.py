@@ -28,9 +28,10 @@ def gpt_samples(model, prompts=PROMPTS, max_new_tokens: int = 60, seed: int = 0)
     return rows
 
 
-def blank_sentences(texts, tokenizer, count: int, seed: int) -> list[tuple[str, str]]:
+def blank_sentences(texts, tokenizer, count: int, seed: int, max_len: int) -> list[tuple[str, str]]:
     """``count`` (sentence with one word replaced by [MASK], the word) from ``texts``: lines of 6-16 words
-    with a lower-case word of 3+ letters that is one token of the vocabulary, drawn with ``seed``."""
+    and at most ``max_len`` tokens with a lower-case word of 3+ letters that is one token of the vocabulary,
+    drawn with ``seed``."""
     candidates = []
     for text in texts:
         for line in text.splitlines():
@@ -44,7 +45,7 @@ def blank_sentences(texts, tokenizer, count: int, seed: int) -> list[tuple[str, 
     chosen = []
     for line in candidates:
         words = [w for w in re.findall(r"[a-z]{3,}", line) if tokenizer.token_to_id(w) is not None]
-        if words:
+        if words and len(tokenizer.encode(line).ids) <= max_len:
             word = rng.choice(words)
             chosen.append((re.sub(rf"\b{word}\b", "[MASK]", line, count=1), word))
         if len(chosen) == count:

@@ -1,0 +1,182 @@
+"""``trilogy demo`` end to end on a tiny corpus with a seconds-long budget: interrupted with Ctrl-C (a real
+SIGINT to a real process), then resumed; the report files, the checkpoints, the equal sizes and the errors."""
+
+from __future__ import annotations
+
+import ast
+import html
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+import trilogy
+from trilogy.cli import main
+from trilogy.data.docstrings import module_pairs
+from trilogy.demo.families import MAX_SIZE_GAP, UNITS, count_parameters, matched_configs
+from trilogy.demo.report import SUMMARY_HEADERS
+
+WORDS = ("love", "king", "lord", "night", "sword", "heart", "crown", "death", "fair", "sweet", "good", "noble",
+         "speak", "come", "go", "know", "thou", "thee", "my", "the", "and", "not", "to", "of", "is", "in")
+NAMES = ("ROMEO", "JULIET", "KING HENRY", "HAMLET", "OTHELLO")
+TINY = ["--minutes", "0.3", "--d-model", "32", "--layers", "2", "--seq-len", "32", "--batch-size", "8",
+        "--vocab-size", "300", "--eval-batches", "2"]
+
+
+def write_corpora(folder: Path) -> tuple[Path, Path]:
+    """A play-like text (speaker lines of 6-12 words) and code -> docstring pairs from trilogy's own source."""
+    rng = random.Random(0)
+    lines = []
+    for _ in range(700):
+        lines.append(f"{rng.choice(NAMES)}:")
+        lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(6, 12))).capitalize() + ".")
+        lines.append("")
+    text = folder / "play.txt"
+    text.write_text("\n".join(lines))
+    pairs = folder / "pairs.jsonl"
+    sources = [path.read_text() for path in sorted(Path(trilogy.__file__).parent.rglob("*.py"))]
+    found = [pair for source in sources for pair in module_pairs(source, ast.parse(source))]
+    pairs.write_text("".join(json.dumps({"source": code, "target": doc}) + "\n" for code, doc in found[:150]))
+    return text, pairs
+
+
+def wait_for(predicate, timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting; demo exited with {process.poll()}: {process.stderr.read()}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Start a tiny demo, press Ctrl-C once BERT has trained two steps, keep the partial report, then resume it
+    to the end. Returns the folder and what was seen at each stage."""
+    folder = tmp_path_factory.mktemp("demo")
+    text, pairs = write_corpora(folder)
+    out = folder / "out"
+    command = [sys.executable, "-m", "trilogy", "demo", *TINY, "--data", str(text), "--pairs", str(pairs),
+               "--out", str(out)]
+    env = dict(os.environ, TRILOGY_CACHE=str(folder / "cache"))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = out / "bert" / "metrics.jsonl"
+    wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 2, 120, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    partial = dict(returncode=process.returncode, stdout=stdout, stderr=stderr,
+                   report=(out / "report.md").read_text(), state=json.loads((out / "demo.json").read_text()))
+    resumed_code = main(["demo", "--resume", "--out", str(out), "--json"])
+    return dict(out=out, partial=partial, resumed_code=resumed_code)
+
+
+def test_ctrl_c_stops_cleanly_keeps_the_training_and_writes_a_partial_report(demo):
+    partial = demo["partial"]
+    assert partial["returncode"] == 130, partial["stderr"]
+    assert "Traceback" not in partial["stderr"]
+    assert "--resume" in partial["stderr"]
+    assert partial["report"].startswith("# trilogy demo")
+    assert "PARTIAL REPORT" in partial["report"]
+    bert = partial["state"]["units"]["bert"]
+    assert bert["status"] == "interrupted" and bert["steps"] >= 2
+    assert "not trained" in partial["report"]  # the units that never started are listed as such
+
+
+def test_resume_continues_to_the_end(demo):
+    assert demo["resumed_code"] == 0
+    out = demo["out"]
+    state = json.loads((out / "demo.json").read_text())
+    for unit in UNITS:
+        record = state["units"][unit.name]
+        assert record["status"] in ("done", "deadline"), (unit.name, record)
+        # the timeline goes on from the checkpoint it resumed from: steps 1..N, each once, clock increasing
+        timeline = [json.loads(line) for line in (out / unit.name / "timeline.jsonl").read_text().splitlines()]
+        steps = [r["step"] for r in timeline]
+        assert sorted(set(steps)) == list(range(1, record["steps"] + 1))
+        seconds = [r["seconds"] for r in sorted(timeline, key=lambda r: r["step"])]
+        assert seconds == sorted(seconds)
+    assert state["units"]["bert"]["steps"] >= demo["partial"]["state"]["units"]["bert"]["steps"]
+    assert "PARTIAL REPORT" not in (out / "report.md").read_text()
+
+
+def test_report_files_are_complete_self_contained_and_agree(demo):
+    out = demo["out"]
+    report = json.loads((out / "report.json").read_text())
+    page = (out / "report.html").read_text()
+    markdown = (out / "report.md").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) >= 3 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "http://" not in page and "https://" not in page
+    assert len(report["summary"]) == len(UNITS)
+    for row in report["summary"]:
+        assert len(row) == len(SUMMARY_HEADERS)
+        for cell in row:
+            assert html.escape(cell) in page
+            assert cell.replace("|", "\\|") in markdown
+    for picture in ("loss_curves.png", "masks.png", "attention.png"):
+        assert (out / picture).read_bytes()[:4] == b"\x89PNG"
+    for family in ("bert", "gpt", "t5"):  # the interactive attention pages, linked
+        assert f'href="attention-{family}.html"' in page
+        assert "<script" in (out / f"attention-{family}.html").read_text()
+    shown = report["samples"]
+    assert shown["gpt"] and shown["bert"] and shown["t5"]
+    assert all(len(row["predictions"]) == 5 for row in shown["bert"])
+    assert all(row["baseline"] for row in shown["t5"])
+
+
+def test_checkpoints_load_and_have_equal_sizes(demo):
+    out = demo["out"]
+    report = json.loads((out / "report.json").read_text())
+    sizes = {}
+    for unit in report["units"]:
+        model = trilogy.from_pretrained(out / unit["name"])
+        assert model.tokenizer is not None
+        assert model.num_parameters() == unit["params"]
+        sizes[unit["name"]] = unit["params"]
+    assert all(abs(size - sizes["gpt"]) <= MAX_SIZE_GAP * sizes["gpt"] for size in sizes.values())
+
+
+def test_default_sizes_match_within_ten_percent(demo):
+    tokenizers = {family: Tokenizer.from_file(str(demo["out"] / "tokenizers" / f"{family}.json"))
+                  for family in ("bert", "gpt", "t5")}
+    configs = matched_configs(tokenizers, d_model=128, n_heads=4, n_layers=4, seq_len=128)
+    target = count_parameters(configs["gpt"])
+    for family, config in configs.items():
+        assert abs(count_parameters(config) - target) <= MAX_SIZE_GAP * target, family
+    assert configs["t5"].n_layers == configs["t5"].n_decoder_layers == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--minutes", "0"], "--minutes must be positive"),
+    (["--layers", "3"], "--layers must be an even number"),
+    (["--resume"], "no demo.json"),
+    (["--data", "/no/such/file"], "no such file"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main(["demo", "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_existing_demo_is_not_overwritten(demo, capsys):
+    assert main(["demo", "--out", str(demo["out"])]) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_minute_demo_finishes_in_under_three_minutes(tmp_path):
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "trilogy", "demo", "--minutes", "1", "--out", str(tmp_path / "d")],
+                            capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "d" / "report.html").is_file()
+    assert elapsed < 180, f"took {elapsed:.0f} s"
