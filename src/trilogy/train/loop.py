@@ -50,7 +50,7 @@ class TrainSettings:
 
 
 class NonFiniteLoss(RuntimeError):
-    """The loss became NaN or infinite; the run stopped and its last good checkpoint is kept."""
+    """The loss or the gradient became NaN or infinite; the run stopped and its last good checkpoint is kept."""
 
 
 @dataclass
@@ -178,19 +178,21 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
             tokens_since += tokens_seen(batch) * dist.world_size
         step_loss = (dist.sum(loss_sum) / dist.sum(targets)).item()
 
-        # 3. a NaN or infinite loss stops the run before it can touch the weights or the checkpoints
-        if not math.isfinite(step_loss):
+        # 3. clip; a NaN or infinite loss or gradient stops the run before it can touch the weights or the
+        #    checkpoints
+        grad_norm = float(nn.utils.clip_grad_norm_(raw_model.parameters(), settings.clip_norm))
+        if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
             if dist.is_main:
-                log.append(dict(step=step + 1, split="train", loss=None, event="non-finite loss"))
+                log.append(dict(step=step + 1, split="train", loss=step_loss if math.isfinite(step_loss) else None,
+                                event="non-finite loss or gradient"))
             bar.close()
             kept = latest_checkpoint(out_dir)
             raise NonFiniteLoss(
-                f"loss is {step_loss} at step {step + 1}; stopped, last good checkpoint: "
+                f"loss {step_loss}, gradient norm {grad_norm} at step {step + 1}; stopped, last good checkpoint: "
                 f"{kept if kept is not None else 'none (no checkpoint was written yet)'}"
             )
 
-        # 4. clip and step
-        grad_norm = nn.utils.clip_grad_norm_(raw_model.parameters(), settings.clip_norm)
+        # 4. step
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -200,7 +202,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         elapsed = time.perf_counter() - started
         tokens_per_s = tokens_since / elapsed if elapsed > 0 else 0.0
         if dist.is_main and (step % settings.log_every == 0 or step == settings.max_steps):
-            log.append(dict(step=step, split="train", loss=step_loss, lr=lr, grad_norm=float(grad_norm),
+            log.append(dict(step=step, split="train", loss=step_loss, lr=lr, grad_norm=grad_norm,
                             tokens_per_s=round(tokens_per_s, 1)))
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
         bar.update(1)

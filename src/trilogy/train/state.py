@@ -92,6 +92,8 @@ def save_checkpoint(out_dir: Path, step: int, save_model_files, training_state: 
     os.replace(temp, final)
     _fsync_dir(final.parent)
     for name in MODEL_FILES:
+        if not (final / name).is_file():  # a model without a tokenizer
+            continue
         top_temp = out_dir / f".{name}.tmp"
         shutil.copyfile(final / name, top_temp)
         os.replace(top_temp, out_dir / name)

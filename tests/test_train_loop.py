@@ -1,0 +1,204 @@
+"""The training loop's parts, in process: AdamW groups, the schedule, checkpoints kept and published, a
+non-finite loss, the output folder, and the evaluation figures against an independent computation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+
+import trilogy
+from trilogy.cli import main
+from trilogy.data import load_corpus, special_tokens
+from trilogy.train.distributed import Distributed
+from trilogy.train.evaluate import evaluate, word_f1
+from trilogy.train.loop import NonFiniteLoss, TrainSettings, train
+from trilogy.train.optim import decay_groups, lr_at
+from trilogy.train.state import checkpoint_steps
+
+from .train_helpers import train_args, weights, write_text
+
+ONE_PROCESS = Distributed(rank=0, world_size=1, device=torch.device("cpu"))
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-bert", "tiny-t5", "tiny-llama"])
+def test_weight_decay_only_on_linear_weight_matrices(preset):
+    model = trilogy.build(preset)
+    decayed, not_decayed = (group["params"] for group in decay_groups(model, 0.1))
+    linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+    embedding = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    assert {id(p) for p in decayed} == linear - embedding  # a head tied to the embedding is not decayed
+    assert all(p.dim() == 2 for p in decayed)
+    assert all(p.dim() == 1 for p in not_decayed if id(p) not in embedding)
+    assert len(decayed) + len(not_decayed) == len(list(model.parameters()))
+
+
+def test_warmup_then_cosine():
+    peak, warmup, total = 1e-3, 10, 110
+    lrs = [lr_at(s, peak, warmup, total, 0.1) for s in range(total + 1)]
+    assert lrs[0] == pytest.approx(peak / warmup) and lrs[warmup - 1] == pytest.approx(peak)
+    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup], strict=False))
+    assert all(a >= b for a, b in zip(lrs[warmup:], lrs[warmup + 1:], strict=False))
+    assert lrs[warmup + 50] == pytest.approx(peak * (0.1 + 0.9 * 0.5))  # half way down the cosine
+    assert lrs[total] == pytest.approx(0.1 * peak)
+
+
+class Counting:
+    """A resumable stream of random-token LM batches in the objectives' format."""
+
+    def __init__(self):
+        self.index = 0
+
+    def __next__(self):
+        ids = torch.randint(3, 1024, (4, 17), generator=torch.Generator().manual_seed(self.index))
+        self.index += 1
+        labels = ids[:, 1:]
+        return {"input_ids": ids[:, :-1], "attention_mask": torch.ones_like(labels), "labels": labels,
+                "loss_normalizer": torch.tensor(float(labels.numel()))}
+
+    def state_dict(self):
+        return {"index": self.index}
+
+    def load_state_dict(self, state):
+        self.index = state["index"]
+
+
+def lm_loss(model, batch):
+    out = model.run(batch["input_ids"], labels=batch["labels"])
+    loss_sum = out.loss * out.label_count
+    return loss_sum / batch["loss_normalizer"], {"loss_sum": float(loss_sum.detach()), "targets": int(out.label_count)}
+
+
+def save_files(model, folder):
+    model.save_pretrained(folder)
+
+
+@pytest.mark.parametrize("poison_reported_loss", [True, False])
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, poison_reported_loss):
+    torch.manual_seed(0)
+    model = trilogy.build("tiny-gpt2", dropout=0.0)
+
+    def poisoned(model, batch):
+        loss, metrics = lm_loss(model, batch)
+        if batches.index != 8:
+            return loss, metrics
+        if poison_reported_loss:
+            metrics["loss_sum"] = float("inf")
+        return loss * float("nan"), metrics  # the gradient is NaN either way
+
+    batches = Counting()
+    with pytest.raises(NonFiniteLoss, match="step 8"):
+        train(model, batches, poisoned, TrainSettings(max_steps=20, save_every=3, warmup_steps=2), tmp_path,
+              save_files, None, ONE_PROCESS)
+    assert checkpoint_steps(tmp_path) == [3, 6]
+    saved = weights(tmp_path / "checkpoints" / "step-00000006")
+    assert saved.keys() == weights(tmp_path).keys()
+    assert all(torch.equal(saved[k], v) for k, v in weights(tmp_path).items())  # the top level is step 6
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 8 and last["event"] == "non-finite loss or gradient"
+
+
+def test_keeps_the_last_k_checkpoints_and_the_best(tmp_path):
+    torch.manual_seed(0)
+    model = trilogy.build("tiny-gpt2", dropout=0.0)
+    validation = iter([5.0, 3.0, 4.0, 4.5, 4.2, 4.1])  # best at the second evaluation (step 4)
+    settings = TrainSettings(max_steps=12, save_every=2, eval_every=2, keep_last=2, warmup_steps=2)
+    result = train(model, Counting(), lm_loss, settings, tmp_path, save_files,
+                   lambda m: {"loss": next(validation)}, ONE_PROCESS)
+    assert checkpoint_steps(tmp_path) == [4, 10, 12]
+    assert (result.best_step, result.best_loss) == (4, 3.0)
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_output_folder_loads_and_records_the_run(tmp_path):
+    data = write_text(tmp_path / "text.txt")
+    out = tmp_path / "run"
+    assert main(train_args(out, data, "decoder", max_steps=6, save_every=3, eval_every=3)) == 0
+    model = trilogy.from_pretrained(out)
+    assert model.tokenizer is not None and model.config.vocab_size == model.tokenizer.get_vocab_size()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(r["loss"]) and r["lr"] > 0 for r in records if r["split"] == "train")
+    assert [r["step"] for r in records if r["split"] == "validation"] == [3, 6]
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert checkpoint_steps(out) == [3, 6]
+
+
+def independent_nats_per_char(model, corpus, tokenizer, seq_len) -> float:
+    """Causal-LM loss of the whole validation text, computed directly: the documents joined by the separator
+    (one in front), cut into windows of seq_len + 1 tokens that overlap by one, summed, over the characters."""
+    eos = special_tokens(tokenizer)["eos"]
+    stream = [eos]
+    for document in corpus.validation:
+        stream += tokenizer.encode(document, add_special_tokens=False).ids + [eos]
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(stream) - 1, seq_len):
+            window = torch.tensor(stream[start:start + seq_len + 1])
+            logits = model.run(window[None, :-1]).logits[0]  # (T, V)
+            total += float(F.cross_entropy(logits, window[1:], reduction="sum"))
+    return total / sum(len(d) for d in corpus.validation)
+
+
+def test_bits_per_character_match_an_independent_computation(tmp_path):
+    data = write_text(tmp_path / "text.txt", chars=30_000)
+    out = tmp_path / "run"
+    assert main(train_args(out, data, "decoder", max_steps=4, save_every=0, eval_every=0)) == 0
+    model, corpus = trilogy.from_pretrained(out), load_corpus(str(data))
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    figures = evaluate(model, "clm", corpus, tokenizer, 32, 4, None, ONE_PROCESS)
+    expected = independent_nats_per_char(model, corpus, tokenizer, 32)
+    assert figures["nats_per_char"] == pytest.approx(expected, rel=1e-5)
+    assert figures["bits_per_char"] == pytest.approx(expected / math.log(2), rel=1e-5)
+
+
+def test_word_f1():
+    assert word_f1("Return the value.", "return the value") == 1.0
+    assert word_f1("return a value", "return the value") == pytest.approx(2 / 3)
+    assert word_f1("", "something") == 0.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--data", "x.txt", "--out", "o"], "--arch is required"),
+    (["train", "--arch", "decoder"], "--out DIR is required"),
+    (["train", "--arch", "decoder", "--preset", "tiny-bert", "--out", "o"], "is a encoder model"),
+    (["train", "--arch", "decoder", "--max-steps", "0", "--out", "o"], "--max-steps must be positive"),
+    (["train", "--resume", "nowhere"], "no run.json"),
+    (["train", "--arch", "decoder", "--data", "missing.txt", "--out", "o"], "no such file"),
+    (["eval", "nowhere"], "is not a folder"),
+])
+def test_bad_command_lines_give_one_line_errors(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_resume_refuses_changed_options(tmp_path, capsys):
+    data = write_text(tmp_path / "text.txt")
+    out = tmp_path / "run"
+    assert main(train_args(out, data, "decoder", max_steps=2, save_every=0, eval_every=0)) == 0
+    assert main(["train", "--resume", str(out), "--lr", "0.5"]) == 2
+    assert "differs from the run being resumed" in capsys.readouterr().err
+    assert main(train_args(out, data, "decoder", max_steps=2)) == 2  # an existing run is not overwritten
+
+
+def test_eval_prints_the_training_figures_and_a_baseline(tmp_path, capsys):
+    data = write_text(tmp_path / "text.txt")
+    out = tmp_path / "run"
+    assert main(train_args(out, data, "encoder", max_steps=3, save_every=0, eval_every=0)) == 0
+    final = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--batch-size", "4", "--max-batches", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["objective"] == "mlm"
+    assert report["metrics"]["loss"] == pytest.approx(final["loss"], rel=1e-5)
+    assert report["metrics"]["accuracy"] == pytest.approx(final["accuracy"])
+    assert 0 <= report["baselines"]["most frequent token"]["accuracy"] <= 1
+    assert Path(out / "run.json").is_file()
