@@ -63,7 +63,7 @@ def register(subparsers) -> None:
         description=__doc__ + " Ctrl-C stops cleanly and writes a partial report; --resume continues.")
     for name, (kind, text) in OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
-    parser.add_argument("--out", default="demo", help="output folder (default ./demo)")
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--resume", action="store_true", help="continue the demo in --out where it stopped")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON line at the end")
     parser.set_defaults(func=run)

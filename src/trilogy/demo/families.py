@@ -14,7 +14,8 @@ unit       family           objective  data                  share of the family
 Sizes: GPT is the reference (``d_model``, ``n_layers``, MLP width ``4 * d_model``). BERT has as many layers;
 T5 splits them into ``n_layers // 2`` encoder and ``n_layers // 2`` decoder layers (its decoder layers are
 larger: they cross-attend). Each of BERT and T5 then gets the MLP width (a multiple of ``FF_STEP``) whose
-parameter count, from ``num_parameters()`` of the model built on the meta device, is nearest GPT's.
+parameter count, from ``num_parameters()`` of the model built on the meta device, is nearest GPT's (the count
+is linear in the width, so two counts find it).
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n
     configs = {"gpt": base_config("decoder", tokenizers["gpt"], d_model, n_heads, n_layers, 4 * d_model, seq_len)}
     target = count_parameters(configs["gpt"])
     for family in ("bert", "t5"):
-        widths = range(FF_STEP, 8 * d_model + 1, FF_STEP)
-        sizes = {count_parameters(config): config for config in (
-            base_config(FAMILY_ARCH[family], tokenizers[family], d_model, n_heads, n_layers, d_ff, seq_len)
-            for d_ff in widths)}
-        nearest = min(sizes, key=lambda size: abs(size - target))
-        configs[family], gap = sizes[nearest], abs(nearest - target) / target
+        def sized(d_ff: int, family=family) -> ModelConfig:
+            return base_config(FAMILY_ARCH[family], tokenizers[family], d_model, n_heads, n_layers, d_ff, seq_len)
+
+        # parameters grow linearly with the MLP width: two counts give the slope, a third checks the result
+        first, second = count_parameters(sized(FF_STEP)), count_parameters(sized(2 * FF_STEP))
+        steps = max(1, 1 + round((target - first) / (second - first)))
+        configs[family] = sized(steps * FF_STEP)
+        gap = abs(count_parameters(configs[family]) - target) / target
         if gap > MAX_SIZE_GAP:
             raise ValueError(f"cannot size {family} within {MAX_SIZE_GAP:.0%} of GPT's {target:,} parameters "
                              f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")

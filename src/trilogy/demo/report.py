@@ -146,7 +146,8 @@ def blocks(report: dict) -> list[tuple]:
               f"{options['heads']} heads, sequences of {options['seq_len']} tokens, batches of "
               f"{options['batch_size']}, seed {options['seed']}; MLP widths chosen so the parameter counts match."),
         ("p", f"Machine: {report['machine']}; device {report['device']}. Peak memory is the "
-              f"{report['memory_kind']} while the unit trained."),
+              f"{report['memory_kind']} while the unit trained. This session took "
+              f"{report['wall_seconds']:.0f} s from start to report."),
         ("h2", "Summary"),
         ("table", SUMMARY_HEADERS, report["summary"]),
         ("ul", _verdicts(report)),

@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -70,10 +70,6 @@ class DemoOptions:
     def family_seconds(self) -> float:
         """Wall-clock training budget of each family."""
         return self.minutes * 60 * TRAIN_SHARE / len(FAMILY_ARCH)
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def load_state(out: Path) -> dict:
@@ -182,7 +178,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
                   f"{record['tokens']:,} tokens, {record['seconds']:.0f} s", flush=True)
         print("evaluating and writing the report", flush=True)
         report = build_report(out, options, state, corpora, tokenizers, dist, interrupted=stop.requested)
-        report["wall_seconds_this_session"] = round(time.perf_counter() - started, 1)
+        report["wall_seconds"] = round(time.perf_counter() - started, 1)
         write_reports(out, report)
     return report
 
