@@ -304,6 +304,9 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
     for name, value in (("batch", batch), ("seq", seq), ("src", src if src is not None else 1)):
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    if config.position in ("learned", "sinusoidal") and max(seq, src or 0) > config.max_seq_len:
+        raise ValueError(f"this model's positions stop at max_seq_len={config.max_seq_len}; "
+                         f"--seq/--src {max(seq, src or 0)} is longer")
     if config.arch != "encoder-decoder" and src is not None:
         raise ValueError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
     flops = flops_breakdown(config, batch, seq, src)

@@ -36,7 +36,10 @@ def tokenize(model: TransformerModel, text: str, what: str) -> tuple[list[int], 
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is not None:
         encoding = tokenizer.encode(text)
-        ids, labels = list(encoding.ids), list(encoding.tokens)
+        ids = list(encoding.ids)
+        # the piece of the text each token covers reads better than byte-level names like "Ġlight"
+        labels = [text[start:end].strip() or token if end > start else token
+                  for (start, end), token in zip(encoding.offsets, encoding.tokens, strict=True)]
     else:
         try:
             ids = [int(word) for word in text.split()]

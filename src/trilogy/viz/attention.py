@@ -75,10 +75,11 @@ def draw_layer(maps: AttentionMaps, kind: str, layer: int, path: str | Path, tit
         if head >= n_heads:
             ax.set_visible(False)
             continue
-        ax.imshow(heads[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        image = ax.imshow(heads[head].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
         ax.set_title(f"head {head}", fontsize=10)
         ax.set_xticks(range(n_keys), maps.keys[kind], rotation=90, fontsize=7)
         ax.set_yticks(range(n_queries), maps.queries[kind], fontsize=7)
+    figure.colorbar(image, ax=axes[:n_heads].tolist(), shrink=0.8, label="attention weight")
     figure.suptitle(f"{title}{KIND_TITLES[kind]}, layer {layer} (rows: queries, columns: keys)", fontsize=12)
     figure.savefig(path, dpi=100)
 
