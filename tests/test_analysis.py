@@ -51,6 +51,7 @@ PHRASINGS = {
         "compose song lyrics",
         "I need a model that can hold a dialogue with users about their orders",
         "language modelling on a large web corpus",
+        "tell me a joke",
     ],
     "encoder-decoder": [
         "translate English documents into German",

@@ -57,7 +57,7 @@ CUES: list[tuple[str, str, str, float]] = [
      "encoder-only", "bidirectional", 1.5),
     # generation: open-ended text, continuation, dialogue, code
     (r"\bgenerat\w*|\bwrite\w*|\bwriting\b|\bcompos\w*|\bdraft\w*|\bcreative|\bstor(y|ies)|\bpoem\w*|\blyrics"
-     r"|\bessay", "decoder-only", "generation", 2),
+     r"|\bessay|\bjokes?\b|\btell (me )?(a|an|the|some)\b", "decoder-only", "generation", 2),
     (r"\bchat\w*|\bdialog\w*|\bconversation\w*|\bassistant|\bconversational|\bcustomer support bot|\breply"
      r"|\brespond\w*", "decoder-only", "generation", 3),
     (r"\bcode\b|\bcoding|\bprogram\w*|\bfunction bodies|\bsnippet\w*|\bsql\b|\bpython\b", "decoder-only",
