@@ -168,7 +168,8 @@ def test_tokens_identical_to_transformers_generate(pairs, name, batch, num_beams
         expected = reference.generate(ids, attention_mask=mask, eos_token_id=eos, **options)
     ours_out = ours.generate(ids, mask, eos_token_id=eos, **options)
     assert torch.equal(ours_out, expected)
-    assert (ours_out[0] == eos).any()
+    if num_beams == 1:
+        assert (ours_out[0] == eos).any()
 
 
 def test_t5_beam_search_pads_with_the_pad_token_where_transformers_writes_eos(pairs):

@@ -297,12 +297,11 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
 
 
 def settings_for(model: TransformerModel, **options) -> Settings:
-    """Settings from ``generate``'s keyword arguments, with EOS and pad ids defaulting to the model config's
-    (pad falls back to EOS, as in Hugging Face)."""
-    eos = options.pop("eos_token_id", None)
-    pad = options.pop("pad_token_id", None)
-    eos = model.config.eos_token_id if eos is None else eos
-    pad = model.config.pad_token_id if pad is None else pad
+    """Settings from ``generate``'s keyword arguments. As in Hugging Face, EOS and pad ids that are not given
+    come from the model's config, an explicit ``eos_token_id=None`` means "never stop early", and a missing
+    pad id falls back to EOS."""
+    eos = options.pop("eos_token_id", model.config.eos_token_id)
+    pad = options.pop("pad_token_id", model.config.pad_token_id)
     return Settings(eos_token_id=eos, pad_token_id=eos if pad is None else pad, **options)
 
 
@@ -356,7 +355,8 @@ def generate(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor 
         decoder_start_token_id: encoder-decoder only; default the config's (or its pad token).
         options: see ``Settings``: max_new_tokens=20, do_sample=False, temperature=1.0, top_k=None,
             top_p=None, repetition_penalty=1.0, num_beams=1, length_penalty=1.0, early_stopping=False,
-            eos_token_id and pad_token_id (default: the config's), seed (a private RNG for sampling).
+            eos_token_id and pad_token_id (when not given: the config's; ``eos_token_id=None`` never stops
+            early), seed (a private RNG for sampling; None = torch's global one).
     Returns:
         (B, T + new) prompt and new tokens (decoder-only), or (B, 1 + new) decoder tokens starting with the
         start token (encoder-decoder). Rows that finished early are padded with the pad token.

@@ -73,24 +73,23 @@ def append(past: Tensor, new: Tensor) -> Tensor:
     """``past`` (B, K, S, D) followed by ``new`` (B, K, T, D) along the positions: (B, K, S + T, D), written
     into the spare room of past's buffer when it has some, else into a new buffer with room to double."""
     batch, heads, length, d_head = past.shape
-    grown_shape = (batch, heads, length + new.size(2), d_head)
-    if _room(past) >= grown_shape[2]:
-        grown = past.as_strided(grown_shape, past.stride(), past.storage_offset())
+    grown_length = length + new.size(2)
+    if _room(past) >= grown_length:
+        grown = past.as_strided((batch, heads, grown_length, d_head), past.stride())
     else:
-        buffer = past.new_empty(batch, heads, 2 * grown_shape[2], d_head)  # (B, K, capacity, D)
-        buffer[:, :, :length] = past
-        grown = buffer[:, :, : grown_shape[2]]
-    grown[:, :, length:] = new
+        grown = past.new_empty(batch, heads, 2 * grown_length, d_head)[:, :, :grown_length]  # (B, K, S + T, D)
+        grown.narrow(2, 0, length).copy_(past)
+    grown.narrow(2, length, new.size(2)).copy_(new)
     return grown
 
 
 def _room(past: Tensor) -> int:
-    """How many positions past's buffer holds, if past is the start of a (B, K, capacity, D) buffer; else 0."""
-    batch, heads, _, d_head = past.shape
-    stride = past.stride()
-    if past.storage_offset() != 0 or stride[3] != 1 or stride[2] != d_head or stride[0] != heads * stride[1]:
+    """How many positions past's buffer holds, if past starts a contiguous (B, K, capacity, D) buffer; else 0."""
+    batch_stride, head_stride, position_stride, last_stride = past.stride()
+    if past.storage_offset() or last_stride != 1 or position_stride != past.size(3) or \
+            batch_stride != past.size(1) * head_stride:
         return 0
-    capacity = stride[1] // d_head
-    if past.untyped_storage().nbytes() < batch * heads * capacity * d_head * past.element_size():
+    capacity = head_stride // position_stride
+    if past.untyped_storage().nbytes() < past.size(0) * batch_stride * past.element_size():
         return 0
     return capacity

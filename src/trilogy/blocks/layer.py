@@ -33,7 +33,7 @@ class TransformerLayer(nn.Module):
         return norm(x) if self.pre_norm else x
 
     def _add(self, x: Tensor, branch: Tensor, norm: nn.Module) -> Tensor:
-        x = x + self.dropout(branch)
+        x = x + (self.dropout(branch) if self.training else branch)  # no call per token when decoding
         return x if self.pre_norm else norm(x)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None, is_causal: bool = False,

@@ -44,7 +44,8 @@ class MLP(nn.Module):
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down(self.dropout(self.act(self.up(x))))
+        hidden = self.act(self.up(x))  # (B, T, F)
+        return self.down(self.dropout(hidden) if self.training else hidden)
 
 
 class GatedMLP(nn.Module):
@@ -59,7 +60,8 @@ class GatedMLP(nn.Module):
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.down(self.dropout(self.act(self.gate(x)) * self.up(x)))
+        hidden = self.act(self.gate(x)) * self.up(x)  # (B, T, F)
+        return self.down(self.dropout(hidden) if self.training else hidden)
 
 
 def build_mlp(config: ModelConfig) -> nn.Module:
