@@ -169,6 +169,8 @@ def test_word_f1():
     (["train", "--arch", "decoder"], "--out DIR is required"),
     (["train", "--arch", "decoder", "--preset", "tiny-bert", "--out", "o"], "is a encoder model"),
     (["train", "--arch", "decoder", "--max-steps", "0", "--out", "o"], "--max-steps must be positive"),
+    (["train", "--arch", "gpt", "--out", "o"], "--arch must be one of"),
+    (["train", "--arch", "decoder", "--objective", "mlm", "--out", "o"], "objective 'mlm' trains"),
     (["train", "--resume", "nowhere"], "no run.json"),
     (["train", "--arch", "decoder", "--data", "missing.txt", "--out", "o"], "no such file"),
     (["eval", "nowhere"], "is not a folder"),

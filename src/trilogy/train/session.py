@@ -27,6 +27,9 @@ OBJECTIVES = {  # (arch, corpus kind) -> objective
     ("decoder", "text"): "clm", ("decoder", "pairs"): "clm",
     ("encoder-decoder", "text"): "span", ("encoder-decoder", "pairs"): "seq2seq",
 }
+ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
+            "seq2seq": "encoder-decoder"}
+PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
 HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "seq2seq": "lm"}
 
 
@@ -62,6 +65,13 @@ class RunOptions:
     eval_batches: int = 50
 
     def __post_init__(self) -> None:
+        if self.arch not in DEFAULT_PRESET:
+            raise ValueError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
+        if self.objective is not None and self.objective not in HEAD_FOR:
+            raise ValueError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
+        if self.objective is not None and ARCH_FOR[self.objective] != self.arch:
+            raise ValueError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
+                             f"not {self.arch}")
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
         if self.preset is not None and PRESETS[self.preset]["arch"] != self.arch:
@@ -133,6 +143,9 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
     options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
+    if (options.objective in PAIRS) != (corpus.kind == "pairs"):
+        needs = "source/target pairs (.jsonl)" if options.objective in PAIRS else "text"
+        raise ValueError(f"objective {options.objective!r} needs {needs}; --data {options.data} holds {corpus.kind}")
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
