@@ -13,6 +13,7 @@ from trilogy.analysis import (
     architecture_decision_guide,
     compare_architectures,
     equal_size_configs,
+    measure_throughput,
     practical_implementation_example,
     visualize_attention_patterns,
 )
@@ -124,15 +125,15 @@ def test_compare_table_is_corrected_from_the_presets():
     assert any("12 encoder + 12 decoder" in e for e in table["encoder-decoder"]["examples"])
 
 
-def test_compare_measure_and_json(capsys):
-    code = main(["compare", "--measure", "--json", "--batch", "2", "--seq", "16", "--d-model", "32", "--heads", "2",
-                 "--d-ff", "64", "--layers", "2"])
-    result = json.loads(capsys.readouterr().out)
-    assert code == 0
-    measured = result["measured"]
+def test_measured_throughput_is_positive_and_json(capsys):
+    configs = equal_size_configs(d_model=32, n_heads=2, d_ff=64, n_layers=2, max_seq_len=64)
+    measured = measure_throughput(configs, batch=2, seq=16, steps=1, new_tokens=4, progress=False)
     assert all(m["training_tokens_per_s"] > 0 for m in measured.values())
     assert measured["encoder-only"]["generation_tokens_per_s"] is None
     assert measured["decoder-only"]["generation_tokens_per_s"] > 0
+    assert measured["encoder-decoder"]["generation_tokens_per_s"] > 0
+    assert main(["compare", "--json", "--d-model", "32", "--heads", "2", "--d-ff", "64", "--layers", "2"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"table", "workload", "config", "computed"}
     assert main(["compare", "--layers", "3"]) == 2
 
 

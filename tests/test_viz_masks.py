@@ -3,14 +3,12 @@ the Attention modules) and, independently, read off the attention weights (zero 
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from trilogy.blocks.attention import Attention
 from trilogy.blocks.masks import causal_mask
+from trilogy.cli import main
 from trilogy.viz.masks import family_masks
 
 SEQ, SRC, PAD = 7, 5, 2
@@ -109,11 +107,10 @@ def test_t5_pictures_are_what_t5_attention_receives(panels):
     check(pick(panels, ["cross"]), seen["decoder.layers.1.cross_attn"], out.attentions["cross"][1], SEQ, SRC)
 
 
-def test_masks_command_writes_png_and_rejects_bad_input(tmp_path):
+def test_masks_command_writes_png_and_rejects_bad_input(tmp_path, capsys):
     out = tmp_path / "masks.png"
-    cli = [sys.executable, "-m", "trilogy", "masks"]
-    done = subprocess.run(cli + ["--seq", "6", "--out", str(out)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    assert main(["masks", "--seq", "6", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = subprocess.run(cli + ["--seq", "4", "--pad", "4"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "--pad" in bad.stderr
+    assert main(["masks", "--seq", "4", "--pad", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trilogy masks: error:") and "--pad" in err
