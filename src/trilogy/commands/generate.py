@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
                 print(args.prompt, end="")
             print(model.tokenizer.decode(new_ids, skip_special_tokens=True))
     else:
-        text = TextStream(model.tokenizer)
+        text, steps = TextStream(model.tokenizer), stream(model, input_ids, **options)  # checks the options
         if decoder_only:
             print(args.prompt, end="", flush=True)
         new_ids = []
-        for tokens in stream(model, input_ids, **options):
+        for tokens in steps:
             new_ids.append(int(tokens[0]))
             print(text.push(new_ids[-1]), end="", flush=True)
         print()
