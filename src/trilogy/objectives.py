@@ -108,8 +108,10 @@ def random_spans_noise_mask(length: int, generator: torch.Generator, density: fl
         return torch.zeros(length, dtype=torch.bool)
     noise_lengths = _random_segmentation(noise, spans, generator)  # (spans,)
     kept_lengths = _random_segmentation(length - noise, spans, generator)  # (spans,)
-    run_lengths = torch.stack([kept_lengths, noise_lengths], dim=1).flatten()  # (2 * spans,)
-    return torch.tensor([False, True]).repeat(spans).repeat_interleave(run_lengths)
+    run_ends = torch.stack([kept_lengths, noise_lengths], dim=1).flatten().cumsum(0)  # (2 * spans,)
+    run_starts = torch.zeros(length, dtype=torch.long)
+    run_starts[run_ends[:-1]] = 1
+    return run_starts.cumsum(0) % 2 == 1  # odd runs are noise
 
 
 def _random_segmentation(items: int, segments: int, generator: torch.Generator) -> Tensor:
