@@ -3,12 +3,15 @@ the Attention modules) and, independently, read off the attention weights (zero 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from trilogy.blocks.attention import Attention
 from trilogy.blocks.masks import causal_mask
 from trilogy.cli import main
+from trilogy.config import PRESETS
 from trilogy.viz.masks import family_masks
 
 SEQ, SRC, PAD = 7, 5, 2
@@ -114,3 +117,26 @@ def test_masks_command_writes_png_and_rejects_bad_input(tmp_path, capsys):
     assert main(["masks", "--seq", "4", "--pad", "4"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("trilogy masks: error:") and "--pad" in err
+
+
+@pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-bert"])
+def test_one_models_masks_are_what_its_attention_receives(name):
+    import trilogy
+    from trilogy.viz.masks import model_masks
+    model = trilogy.build(name).eval()
+    panels = model_masks(model, SEQ, pad=PAD)
+    kind = "encoder" if model.config.arch == "encoder" else "decoder"
+    ids = torch.randint(5, 1000, (1, SEQ))
+    for key, mask in (("self", None), ("self+padding", padded(SEQ, PAD))):
+        seen, out = received(model, lambda mask=mask: model.run(ids, mask, return_attention=True))
+        check(panels[key].allowed, seen["stack.layers.1.self_attn"], out.attentions[kind][1], SEQ, SEQ)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_masks_command_for_every_preset(name, capsys):
+    assert main(["masks", "--model", name, "--seq", "5", "--pad", "1", "--json"]) == 0
+    panels = json.loads(capsys.readouterr().out)
+    arch = PRESETS[name]["arch"]
+    assert len(panels) == (4 if arch == "encoder-decoder" else 2)
+    causal = [[int(k <= q) for k in range(5)] for q in range(5)]
+    assert (panels[0]["allowed"] == causal) == (arch == "decoder")

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..blocks.masks import causal_mask, cross_attention_mask
 from ..config import ModelConfig
-from ..models import build_model
+from ..models import TransformerModel, build_model
 
 
 @dataclass
@@ -61,45 +61,68 @@ def _labels(length: int, pad: int, prefix: str) -> list[str]:
     return [f"{prefix}{i}" if i < length - pad else "pad" for i in range(length)]
 
 
-def _tiny(arch: str, **changes) -> ModelConfig:
+def _tiny(arch: str) -> ModelConfig:
     preset = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}[arch]
-    return ModelConfig.from_preset(preset, **changes)
+    return ModelConfig.from_preset(preset)
+
+
+def _check_lengths(seq: int, src: int) -> None:
+    for name, value in (("--seq", seq), ("--src", src)):
+        if not 1 <= value <= 256:
+            raise ValueError(f"{name} must be between 1 and 256 (a picture of more is unreadable), got {value}")
+
+
+@torch.no_grad()
+def model_masks(model: TransformerModel, seq: int = 6, src: int | None = None, pad: int = 2,
+                name: str = "") -> dict[str, MaskPanel]:
+    """The masks one model's attention receives for a row of ``seq`` target tokens (``src`` source tokens
+    for an encoder-decoder, default ``seq``), without padding and with the last ``pad`` positions padded.
+
+    Returns panels keyed ``self``, ``self+padding`` (encoder or decoder stack), and for an encoder-decoder
+    ``encoder+padding``, ``decoder``, ``decoder+padding`` and ``cross+padding``.
+    """
+    src = seq if src is None else src
+    _check_lengths(seq, src)
+    config = model.config
+    target_pad, source_pad = _real_tokens(seq, pad), _real_tokens(src, min(pad, src - 1))
+    padded, padded_source = _labels(seq, pad, "t"), _labels(src, min(pad, src - 1), "s")
+    plain = [f"t{i}" for i in range(seq)]
+    bias_note = " (folded into the bias)" if config.position == "relative" else ""
+
+    def panel(title, stack, attention_mask, length, labels):
+        mask, bias, is_causal = stack.masks(attention_mask, length, length)
+        return MaskPanel(f"{name}{title}", allowed(mask, bias, is_causal, length, length)[0], labels, labels)
+
+    if config.arch == "encoder":
+        return {"self": panel("encoder\nbidirectional", model.stack, None, seq, plain),
+                "self+padding": panel("encoder\nbidirectional + padding", model.stack, target_pad, seq, padded)}
+    if config.arch == "decoder":
+        return {"self": panel("decoder\ncausal" + bias_note, model.stack, None, seq, plain),
+                "self+padding": panel("decoder\ncausal + padding", model.stack, target_pad, seq, padded)}
+    cross = allowed(cross_attention_mask(source_pad), None, False, seq, src)[0]
+    return {
+        "encoder+padding": panel("encoder\nbidirectional + source padding", model.encoder, source_pad, src,
+                                 padded_source),
+        "decoder": panel("decoder self-attention\ncausal" + bias_note, model.decoder, None, seq, plain),
+        "decoder+padding": panel("decoder self-attention\ncausal + target padding", model.decoder, target_pad,
+                                 seq, padded),
+        "cross+padding": MaskPanel(f"{name}cross-attention\ndecoder -> encoder, source padding", cross, plain,
+                                   padded_source),
+    }
 
 
 def family_masks(seq: int = 6, src: int | None = None, pad: int = 2) -> list[MaskPanel]:
-    """The masks each family's attention receives, for a batch row of ``seq`` target tokens (``src`` source
-    tokens for T5, default ``seq``) whose last ``pad`` positions are padding.
-
-    Returns six panels: BERT (bidirectional + padding), GPT (causal), GPT (causal + padding), T5 encoder
-    (bidirectional + source padding), T5 decoder self-attention (causal), T5 cross-attention (source padding).
-    """
+    """Six panels across the families, from tiny models of each: BERT (bidirectional + padding), GPT (causal;
+    causal + padding), T5 (encoder with source padding; decoder self-attention, causal; cross-attention with
+    source padding)."""
     src = seq if src is None else src
-    for name, value in (("--seq", seq), ("--src", src)):
-        if not 1 <= value <= 128:
-            raise ValueError(f"{name} must be between 1 and 128, got {value}")
+    _check_lengths(seq, src)
     with torch.no_grad():
-        bert = build_model(_tiny("encoder"))
-        gpt = build_model(_tiny("decoder"))
-        t5 = build_model(_tiny("encoder-decoder"))
-        target_pad, source_pad = _real_tokens(seq, pad), _real_tokens(src, min(pad, src - 1))
-        t_labels, s_labels = _labels(seq, pad, "t"), _labels(src, min(pad, src - 1), "s")
-        plain = [f"t{i}" for i in range(seq)]
-
-        def self_panel(title, stack, attention_mask, length, q_labels, k_labels):
-            mask, bias, is_causal = stack.masks(attention_mask, length, length)
-            return MaskPanel(title, allowed(mask, bias, is_causal, length, length)[0], q_labels, k_labels)
-
-        cross = allowed(cross_attention_mask(source_pad), None, False, seq, src)[0]
-        return [
-            self_panel("BERT encoder\nbidirectional + padding", bert.stack, target_pad, seq, t_labels, t_labels),
-            self_panel("GPT decoder\ncausal", gpt.stack, None, seq, plain, plain),
-            self_panel("GPT decoder\ncausal + padding", gpt.stack, target_pad, seq, t_labels, t_labels),
-            self_panel("T5 encoder\nbidirectional + source padding", t5.encoder, source_pad, src, s_labels,
-                       s_labels),
-            self_panel("T5 decoder self-attention\ncausal (folded into the bias)", t5.decoder, None, seq, plain,
-                       plain),
-            MaskPanel("T5 cross-attention\ndecoder -> encoder, source padding", cross, plain, s_labels),
-        ]
+        bert = model_masks(build_model(_tiny("encoder")), seq, src, pad, "BERT ")
+        gpt = model_masks(build_model(_tiny("decoder")), seq, src, pad, "GPT ")
+        t5 = model_masks(build_model(_tiny("encoder-decoder")), seq, src, pad, "T5 ")
+    return [bert["self+padding"], gpt["self"], gpt["self+padding"], t5["encoder+padding"], t5["decoder"],
+            t5["cross+padding"]]
 
 
 def draw_masks(panels: list[MaskPanel], path: str) -> None:
@@ -107,12 +130,13 @@ def draw_masks(panels: list[MaskPanel], path: str) -> None:
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
 
-    columns = 3
+    columns = min(3, len(panels))
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(5 * columns, 4.6 * rows), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
-    colours = ["tab:blue", "tab:green", "tab:green", "tab:orange", "tab:orange", "tab:red"]
-    for ax, panel, colour in zip(axes, panels, colours, strict=False):
+    for ax, panel in zip(axes, panels, strict=False):
+        colour = ("tab:red" if "cross" in panel.title else "tab:orange" if "T5" in panel.title
+                  else "tab:blue" if "encoder" in panel.title else "tab:green")
         matrix = panel.allowed.int().numpy()
         ax.imshow(matrix, cmap=ListedColormap(["white", colour]), vmin=0, vmax=1)
         ax.set_title(panel.title, fontsize=11)
