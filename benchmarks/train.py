@@ -171,8 +171,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9, help="timed steps per contender (default 9)")
     parser.add_argument("--families", default="gpt2,bert,t5", help="comma-separated subset of gpt2,bert,t5")
     parser.add_argument("--no-bf16", action="store_true", help="fp32 only")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     families = args.families.split(",")
     unknown = sorted(set(families) - {"gpt2", "bert", "t5"})
     if unknown:
