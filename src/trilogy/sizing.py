@@ -174,11 +174,10 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     stats = 2 if config.norm == "layernorm" else 1
     noise = 1 if dropout else 0  # one mask per dropout call, as large as its input
 
-    def attention_core(query_len: int, key_len: int, kv_tokens: int) -> int:
+    def attention_core(query_len: int, key_len: int, kv_tokens: int, learned_bias: bool) -> int:
         scores = batch * config.n_heads * query_len * key_len
-        if attention == "explicit" or (config.position == "relative" and query_len == stack.query_len
-                                       and key_len == stack.key_len):
-            # T5's learned bias needs a gradient, which fused kernels do not give: SDPA runs its math path
+        if attention == "explicit" or learned_bias:
+            # (a learned bias, T5's, needs a gradient, which fused kernels do not give: SDPA runs its math path)
             # contiguous copies of q, k, v for the matmuls; softmax output (+ dropout mask and result)
             return n * a + 2 * kv_tokens * g + scores * (1 + 2 * noise)
         # fused kernel: q, k, v (views of the projection), output, log-sum-exp per query
@@ -186,13 +185,14 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
 
     # a sublayer saves its norm's input and statistics, the projection's input, and a residual-dropout mask
     sublayer = 2 * n * c + stats * n + noise * n * c
-    saved = sublayer + attention_core(stack.query_len, stack.key_len, n) + n * a  # + out-projection input
+    relative = config.position == "relative"
+    saved = sublayer + attention_core(stack.query_len, stack.key_len, n, relative) + n * a  # + out-proj input
     if config.position == "rope":
         saved += n * (a + g)  # rotated q and k are new tensors
     if config.n_kv_heads != config.n_heads:
         saved += 2 * n * (a - g)  # keys and values repeated to every query head
     if stack.cross_len:
-        saved += sublayer + attention_core(stack.query_len, stack.cross_len, batch * stack.cross_len) + n * a
+        saved += sublayer + attention_core(stack.query_len, stack.cross_len, batch * stack.cross_len, False) + n * a
     hidden = (4 if config.gated_mlp else 2) + noise  # activation input/output (+ gate, up, product) + mask
     saved += sublayer + hidden * n * f
     return saved
