@@ -235,3 +235,10 @@ def test_wordpiece_and_unigram_round_trip_seen_characters(tokenizers):
         t5 = tokenizers["encoder-decoder"]
         words = " ".join(text.split())
         assert t5.decode(t5.encode(words).ids) == words  # single spaces between words: exact
+
+
+@pytest.mark.parametrize("arch", ["decoder", "encoder-decoder"])
+def test_training_twice_gives_the_same_tokenizer(arch, documents):
+    # tokenizers' Unigram trainer alone is not reproducible (float sums, hash-map order); BPE is
+    first, second = (train_tokenizer(arch, documents[:4], 500) for _ in range(2))
+    assert first.to_str() == second.to_str()

@@ -5,8 +5,12 @@
 - ``encoder``: WordPiece (BERT, cased); specials ``[PAD] [UNK] [CLS] [SEP] [MASK]`` (0-4); encoding adds
   ``[CLS] ... [SEP]``. Decoding keeps every non-space character but not the spacing around punctuation.
 - ``encoder-decoder``: Unigram (T5's SentencePiece model); specials ``<pad> </s> <unk>`` (0-2) then the sentinels
-  ``<extra_id_0>`` ... ``<extra_id_{N-1}>`` (3 onwards); encoding appends ``</s>``. Runs of whitespace decode
-  as one space.
+  ``<extra_id_0>`` ... ``<extra_id_{N-1}>`` (3 onwards); encoding appends ``</s>``. Text is NFKC-normalised
+  and decoding drops a leading space.
+
+Training is reproducible for BPE and (after ``_canonical_unigram``) Unigram. The WordPiece trainer of
+``tokenizers`` is not: two runs on the same text can end with a few different pieces (ties between merges are
+broken in hash-map order), so keep the trained ``tokenizer.json`` and reuse it to repeat an experiment exactly.
 
 Save one with ``tokenizer.save("tokenizer.json")`` and load it with ``tokenizers.Tokenizer.from_file``;
 ``special_tokens`` finds the ids again from the token strings alone.
@@ -14,11 +18,14 @@ Save one with ``tokenizer.save("tokenizer.json")`` and load it with ``tokenizers
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 NUM_SENTINELS = 100  # as T5
+CHAR_PENALTY = 1e-4  # score step between the characters Unigram's trainer adds after pruning
 UNIGRAM_SEED_SIZE = 100_000  # candidate pieces Unigram prunes down from (library default 1M); ample for vocab_size <= 32k
 SPECIAL_NAMES = {
     "pad": ("<pad>", "[PAD]"),
@@ -54,6 +61,7 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
         )
     if arch == "encoder-decoder":
+        tokenizer = _canonical_unigram(tokenizer, len(trainer.special_tokens))
         eos = tokenizer.token_to_id("</s>")
         tokenizer.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
@@ -83,6 +91,26 @@ def special_tokens(tokenizer: Tokenizer) -> dict:
 def special_ids(tokenizer: Tokenizer) -> set[int]:
     """Every id the tokenizer treats as special (never masked, never drawn as a random replacement)."""
     return {token_id for token_id, token in tokenizer.get_added_tokens_decoder().items() if token.special}
+
+
+def _canonical_unigram(tokenizer: Tokenizer, num_special: int) -> Tokenizer:
+    """The same Unigram pieces with reproducible ids and scores. The trainer's scores differ in the last bits
+    from run to run, and the characters it adds after pruning (scored ``CHAR_PENALTY`` apart, below the
+    others) come in hash-map order: give those scores to the characters in sorted order, round every score
+    to 1e-8, and sort the pieces after the specials by (score, piece)."""
+    data = json.loads(tokenizer.to_str())
+    pieces = data["model"]["vocab"][num_special:]  # [[piece, log probability], ...]
+    by_offset = defaultdict(list)  # the added characters' scores are equal modulo CHAR_PENALTY
+    for piece, score in pieces:
+        if len(piece) == 1:
+            by_offset[round(score % CHAR_PENALTY, 10)].append(piece)
+    added = set(max(by_offset.values(), key=len, default=[]))
+    scores = sorted((score for piece, score in pieces if piece in added), reverse=True)
+    rescored = dict(zip(sorted(added), scores, strict=True))
+    ranked = sorted(([piece, round(rescored.get(piece, score), 8)] for piece, score in pieces),
+                    key=lambda p: (-p[1], p[0]))
+    data["model"]["vocab"] = data["model"]["vocab"][:num_special] + ranked
+    return Tokenizer.from_str(json.dumps(data))
 
 
 def _lines(texts: Iterable[str]) -> Iterator[str]:
