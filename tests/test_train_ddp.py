@@ -42,7 +42,7 @@ def data(tmp_path_factory):
     return write_text(tmp_path_factory.mktemp("data") / "text.txt")
 
 
-@pytest.mark.parametrize("arch", ["decoder", "encoder"])
+@pytest.mark.parametrize("arch", ["decoder", pytest.param("encoder", marks=pytest.mark.slow)])
 def test_two_processes_match_one_process_with_the_double_batch(tmp_path, data, arch):
     options = dict(max_steps=STEPS, dropout=0.0, save_every=0, eval_every=0)
     run(train_args(tmp_path / "one", data, arch, batch_size=8, **options))
