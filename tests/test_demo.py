@@ -27,7 +27,7 @@ from trilogy.demo.report import SUMMARY_HEADERS
 WORDS = ("love", "king", "lord", "night", "sword", "heart", "crown", "death", "fair", "sweet", "good", "noble",
          "speak", "come", "go", "know", "thou", "thee", "my", "the", "and", "not", "to", "of", "is", "in")
 NAMES = ("ROMEO", "JULIET", "KING HENRY", "HAMLET", "OTHELLO")
-TINY = ["--minutes", "0.3", "--d-model", "32", "--layers", "2", "--seq-len", "32", "--batch-size", "8",
+TINY = ["--minutes", "0.2", "--d-model", "32", "--layers", "2", "--seq-len", "32", "--batch-size", "8",
         "--vocab-size", "300", "--eval-batches", "2"]
 
 

@@ -136,7 +136,7 @@ def blocks(report: dict) -> list[tuple]:
     out = [("h1", "trilogy demo: three transformer families, one budget")]
     if report["interrupted"]:
         out.append(("p", "PARTIAL REPORT: the demo was interrupted with Ctrl-C. Continue it with "
-                         "`trilogy demo --resume --out DIR`."))
+                         f"`trilogy demo --resume --out {report['out']}`."))
     out += [
         ("p", f"Budget: the same wall-clock time for each family, {report['family_seconds']:.0f} s of training "
               f"(T5: a third on span corruption, two thirds on code -> docstring), planned as steps from a measured "

@@ -200,7 +200,7 @@ def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, to
     pictures = draw_pictures(out, units, models)
     shown = show_examples(models, units, corpora, options)
     return dict(
-        interrupted=interrupted, options=state["options"], device=str(dist.device),
+        interrupted=interrupted, out=str(out), options=state["options"], device=str(dist.device),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
         memory_kind=describe(dist.device), family_seconds=options.family_seconds, units=units,
         summary=summary_rows(units), pictures=pictures, samples=shown,
