@@ -22,7 +22,10 @@ def config_from(spec: str) -> ModelConfig:
 
         return read_layout(checkpoint_folder(path)).config
     if path.is_file():
-        data = json.loads(path.read_text())
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not JSON ({error})") from None
         if "arch" in data:
             return ModelConfig.from_dict(data)
         from ..convert import hf
