@@ -149,6 +149,8 @@ class ModelConfig:
             data["n_kv_heads"] = None
         if "n_layers" in changes:
             data["n_decoder_layers"] = None
+        if "d_model" in changes and self.head_scale != 1.0 and abs(self.head_scale - self.d_model**-0.5) < 1e-12:
+            data["head_scale"] = changes["d_model"] ** -0.5  # T5 v1.0's scale follows the width
         data.update(changes)
         return ModelConfig.from_dict(data)
 
@@ -159,8 +161,8 @@ class ModelConfig:
             raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         data = {k: v for k, v in PRESETS[name].items() if k != "source"}
         data["extra"] = {"preset": name, "source": PRESETS[name].get("source")}
-        data.update(changes)
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        return config.replace(**changes) if changes else config
 
     @classmethod
     def notebook(cls, arch: str, vocab_size: int, d_model: int, n_heads: int, n_layers: int, d_ff: int,

@@ -43,6 +43,12 @@ OPTIONS = {
     "eval_every": (int, "evaluate on the validation split every M steps (default 0: at the end only)"),
     "eval_batches": (int, "at most this many validation batches per evaluation (default 50)"),
 }
+SWITCHES = {
+    "checkpoint_activations": "recompute each layer's activations in backward instead of storing them "
+                              "(activation memory down several-fold for about one more forward pass)",
+    "fsdp": "under torchrun: shard parameters, gradients and optimizer state over the processes (FSDP2); "
+            "checkpoints are saved whole",
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.session import RunOptions, run_training
 
     given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    given.update({name: True for name in SWITCHES if getattr(args, name)})
     if args.resume is not None:
         out_dir = Path(args.out or args.resume)
         if Path(args.resume).resolve() != out_dir.resolve():
@@ -100,6 +107,9 @@ def register(subparsers) -> None:
     )
     for name, (kind, text) in OPTIONS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None, help=text)
+    for name, text in SWITCHES.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=text)
+    parser.add_argument("--dtype", dest="precision", type=str, default=None, help="the same as --precision")
     parser.add_argument("--out", help="output folder: a checkpoint trilogy.from_pretrained loads, plus "
                                       "checkpoints/, metrics.jsonl, loss.png")
     parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its latest checkpoint "

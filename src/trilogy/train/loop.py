@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import fsdp
 from .distributed import Distributed
 from .metrics import MetricsLog, plot_loss
 from .optim import build_optimizer, lr_at, set_lr
@@ -47,6 +48,8 @@ class TrainSettings:
     keep_last: int = 2
     eval_every: int = 0  # 0: only at the end
     log_every: int = 1
+    checkpoint_activations: bool = False  # recompute layer activations in backward (less memory, more time)
+    fsdp: bool = False  # shard parameters, gradients and optimizer state over the ranks (FSDP2)
 
 
 class NonFiniteLoss(RuntimeError):
@@ -109,16 +112,23 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     out_dir.mkdir(parents=True, exist_ok=True)
     log = MetricsLog(out_dir / "metrics.jsonl")
     raw_model = model
-    optimizer = build_optimizer(raw_model, settings.lr, settings.weight_decay)
     step, best_step, best_loss, last_eval, last_eval_step = 0, None, None, None, None
 
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if resume and checkpoint is None and dist.is_main:  # killed before its first checkpoint: start again
         log.truncate_after(0)
     if checkpoint is not None:
+        load_weights(raw_model, checkpoint)  # into the whole model, before it is sharded
+    raw_model.set_activation_checkpointing(settings.checkpoint_activations)
+    if settings.fsdp:
+        fsdp.shard(raw_model)
+    optimizer = build_optimizer(raw_model, settings.lr, settings.weight_decay)
+    if checkpoint is not None:
         state = load_training_state(checkpoint)
-        load_weights(raw_model, checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
+        if settings.fsdp:
+            fsdp.load_full_optimizer_state(raw_model, optimizer, state["optimizer"])
+        else:
+            optimizer.load_state_dict(state["optimizer"])
         batches.load_state_dict(state["data"])
         set_rng_state(state["rng"][dist.rank])
         step, best_step, best_loss = state["step"], state["best_step"], state["best_loss"]
@@ -126,7 +136,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
             log.truncate_after(step)
 
     step_module: nn.Module = LossOf(raw_model, loss_fn)
-    if dist.enabled:  # DDP syncs gradients for what runs through its forward, so the loss is its forward
+    if dist.enabled and not settings.fsdp:  # DDP syncs gradients for what runs through its forward, so the loss is its forward
         device_ids = [dist.device] if dist.device.type == "cuda" else None
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=device_ids)
     autocast = torch.autocast(dist.device.type, dtype=torch.bfloat16, enabled=settings.precision == "bf16")
@@ -135,6 +145,9 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         nonlocal best_step, best_loss
         if last_eval is not None and last_eval_step == at_step and (best_loss is None or last_eval["loss"] < best_loss):
             best_step, best_loss = at_step, last_eval["loss"]  # the best is chosen among saved checkpoints
+        optimizer_state = (fsdp.full_optimizer_state(raw_model, optimizer) if settings.fsdp
+                           else optimizer.state_dict())  # with FSDP a collective: every rank takes part
+        export = fsdp.unsharded_copy(raw_model) if settings.fsdp else raw_model
         rngs = [None] * dist.world_size
         if dist.enabled:
             torch.distributed.all_gather_object(rngs, rng_state())
@@ -142,10 +155,10 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
             rngs = [rng_state()]
         if dist.is_main:
             training_state = dict(
-                step=at_step, best_step=best_step, best_loss=best_loss, optimizer=optimizer.state_dict(),
+                step=at_step, best_step=best_step, best_loss=best_loss, optimizer=optimizer_state,
                 data=batches.state_dict(), rng=rngs, settings=asdict(settings), run_info=run_info or {},
             )
-            save_checkpoint(out_dir, at_step, lambda folder: save_model_files(raw_model, folder), training_state,
+            save_checkpoint(out_dir, at_step, lambda folder: save_model_files(export, folder), training_state,
                             settings.keep_last, best_step)
             plot_loss(log.records(), out_dir / "loss.png")
         dist.barrier()
@@ -170,7 +183,10 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         for i, batch in enumerate(micro):
             batch = {k: v.to(dist.device) for k, v in batch.items()}
             sync = i == len(micro) - 1 or not dist.enabled
-            with (contextlib.nullcontext() if sync else step_module.no_sync()), autocast:
+            if settings.fsdp:
+                raw_model.set_requires_gradient_sync(sync)
+            no_sync = contextlib.nullcontext() if sync or settings.fsdp else step_module.no_sync()
+            with no_sync, autocast:
                 loss, metrics = step_module(batch)
             loss.backward()
             loss_sum += metrics["loss_sum"]

@@ -63,6 +63,8 @@ class RunOptions:
     keep_last: int = 2
     eval_every: int = 0  # 0: at the end only
     eval_batches: int = 50
+    checkpoint_activations: bool = False
+    fsdp: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in DEFAULT_PRESET:
@@ -97,6 +99,7 @@ class RunOptions:
             max_steps=self.max_steps, lr=self.lr, warmup_steps=warmup, min_lr_ratio=self.min_lr_ratio,
             weight_decay=self.weight_decay, clip_norm=self.clip_norm, grad_accum=self.grad_accum,
             precision=precision, save_every=self.save_every, keep_last=self.keep_last, eval_every=self.eval_every,
+            checkpoint_activations=self.checkpoint_activations, fsdp=self.fsdp,
         )
 
     def save(self, out_dir: Path) -> None:
