@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from .blocks.cache import KVCache
+from .blocks.position import positions_from_mask
 from .models import DecoderOnlyTransformer, EncoderDecoderTransformer, TransformerModel
 
 #: HF's score for "not a candidate": large enough to lose every comparison, finite so sums stay ordered
@@ -66,8 +67,8 @@ def _is_int(value: object) -> bool:
 
 
 @dataclass
-class _Prompt:
-    """What every decoding step needs besides the new tokens, for either family.
+class _StepInputs:
+    """What the next decoding step feeds the model, for either family.
 
     ``tokens`` is what the next step feeds (the prompt at first); ``mask`` (B, S) covers cached + new tokens
     and is None when no row has padding, so steps build no mask; ``positions`` (B|1, T) are the new tokens'
@@ -80,16 +81,16 @@ class _Prompt:
     context: Tensor | None = None  # (B, S_src, C)
     context_mask: Tensor | None = None  # (B, S_src)
 
-    def expand(self, n: int) -> _Prompt:
+    def expand(self, n: int) -> _StepInputs:
         """Each row repeated n times in place (row b becomes rows b*n .. b*n+n-1), for beam search."""
 
         def rows(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.repeat_interleave(n, dim=0)
 
         positions = self.positions if self.mask is None else rows(self.positions)  # (1, T) serves every row
-        return _Prompt(rows(self.tokens), rows(self.mask), positions, rows(self.context), rows(self.context_mask))
+        return _StepInputs(rows(self.tokens), rows(self.mask), positions, rows(self.context), rows(self.context_mask))
 
-    def advance(self, tokens: Tensor) -> _Prompt:
+    def advance(self, tokens: Tensor) -> _StepInputs:
         """The state for feeding ``tokens`` (B, 1) after the current ones."""
         mask = self.mask
         if mask is not None:
@@ -98,7 +99,7 @@ class _Prompt:
 
 
 def _start(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None,
-           decoder_start_token_id: int | None) -> tuple[_Prompt, Tensor]:
+           decoder_start_token_id: int | None) -> tuple[_StepInputs, Tensor]:
     """Validate the inputs once and return the first step's state and the sequences so far: the prompt
     (decoder-only) or the decoder start token (encoder-decoder), (B, T)."""
     mask = model._check(input_ids, "input_ids", attention_mask)
@@ -110,24 +111,21 @@ def _start(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | 
                              "pass decoder_start_token_id")
         context, _ = model.encode(input_ids, mask)  # (B, S_src, C)
         start = input_ids.new_full((input_ids.size(0), 1), decoder_start_token_id)
-        return _Prompt(start, None, torch.zeros_like(start[:1]), context, mask), start
-    if mask is None:
-        positions = torch.arange(input_ids.size(1), device=input_ids.device)[None]  # (1, T)
-    else:
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T): left padding starts at 0
-    return _Prompt(input_ids, mask, positions), input_ids
+        return _StepInputs(start, None, torch.zeros_like(start[:1]), context, mask), start
+    positions = positions_from_mask(mask, input_ids.size(1), device=input_ids.device)  # (B|1, T)
+    return _StepInputs(input_ids, mask, positions), input_ids
 
 
-def _next_logits(model: TransformerModel, prompt: _Prompt, cache: KVCache) -> tuple[Tensor, KVCache]:
-    """One forward step over ``prompt.tokens`` with the cache. Returns the last position's logits (B, V) as
+def _next_logits(model: TransformerModel, step: _StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+    """One forward step over ``step.tokens`` with the cache. Returns the last position's logits (B, V) as
     float32 and the updated cache. Unlike ``model.run`` it neither re-validates the tokens it chose itself nor
     projects positions other than the last onto the vocabulary."""
-    x = model.embeddings(prompt.tokens, prompt.positions)  # (B, T, C)
+    x = model.embeddings(step.tokens, step.positions)  # (B, T, C)
     if isinstance(model, EncoderDecoderTransformer):
-        out = model.decoder(x, None, prompt.positions, context=prompt.context, context_mask=prompt.context_mask,
+        out = model.decoder(x, None, step.positions, context=step.context, context_mask=step.context_mask,
                             cache=cache)
     else:
-        out = model.stack(x, prompt.mask, prompt.positions, cache=cache)
+        out = model.stack(x, step.mask, step.positions, cache=cache)
     return model.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
 
@@ -180,23 +178,23 @@ def _token_stream(model: TransformerModel, input_ids: Tensor, attention_mask: Te
     if settings.seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(settings.seed)
     with torch.inference_mode():
-        prompt, sequences = _start(model, input_ids, attention_mask, decoder_start_token_id)
+        step, sequences = _start(model, input_ids, attention_mask, decoder_start_token_id)
     yield sequences.clone()
     if settings.max_new_tokens == 0:
         return
     unfinished = torch.ones(sequences.size(0), dtype=torch.bool, device=sequences.device)
     cache = _allocate(model, sequences.size(0), sequences.size(1) + settings.max_new_tokens)
-    for step in range(settings.max_new_tokens):
+    for produced in range(1, settings.max_new_tokens + 1):
         with torch.inference_mode():
-            logits, cache = _next_logits(model, prompt, cache)  # (B, V)
+            logits, cache = _next_logits(model, step, cache)  # (B, V)
             tokens = _choose(logits, sequences, settings, generator)  # (B,)
             if settings.eos_token_id is not None:
                 tokens = torch.where(unfinished, tokens, settings.pad_token_id)
                 unfinished = unfinished & (tokens != settings.eos_token_id)
             sequences = torch.cat([sequences, tokens[:, None]], dim=1)
-            prompt = prompt.advance(tokens[:, None])
+            step = step.advance(tokens[:, None])
         yield tokens.clone()
-        if settings.eos_token_id is not None and step + 1 < settings.max_new_tokens and not bool(unfinished.any()):
+        if settings.eos_token_id is not None and produced < settings.max_new_tokens and not bool(unfinished.any()):
             return
 
 
@@ -227,13 +225,13 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
     """
     n, eos = settings.num_beams, settings.eos_token_id
     with torch.inference_mode():
-        prompt, start = _start(model, input_ids, attention_mask, decoder_start_token_id)
+        step, start = _start(model, input_ids, attention_mask, decoder_start_token_id)
         batch, prompt_len = start.shape
         if settings.max_new_tokens == 0:
             return start.clone()
         max_len = prompt_len + settings.max_new_tokens
         device = start.device
-        prompt = prompt.expand(n)
+        step = step.expand(n)
         running = start.repeat_interleave(n, dim=0)  # (B*N, T)
         running_scores = torch.full((batch, n), _EXCLUDED, device=device)
         running_scores[:, 0] = 0.0  # all beams start identical: only the first may spread
@@ -246,7 +244,7 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
         is_top_n = (torch.arange(2 * n, device=device) < n)[None]  # (1, 2N)
         cache = _allocate(model, batch * n, max_len)  # beam reordering copies it: see KVCache.select
         for length in range(prompt_len, max_len):
-            logits, cache = _next_logits(model, prompt, cache)  # (B*N, V)
+            logits, cache = _next_logits(model, step, cache)  # (B*N, V)
             vocab = logits.size(-1)
             log_probs = logits.log_softmax(dim=-1)
             if settings.repetition_penalty != 1.0:
@@ -288,7 +286,7 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
             if not bool(row_open.any()) or (settings.early_stopping and all_full):
                 break
             cache = cache.select(source_rows[picked_rows])
-            prompt = prompt.advance(running[:, -1:])
+            step = step.advance(running[:, -1:])
         out_len = prompt_len + int(pool_lengths[:, 0].max())
         return pool[:, 0, :out_len].clone()
 
