@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-TOKENIZER_CHARS = {"text": 1_000_000, "pairs": 300_000}  # by corpus kind
+TOKENIZER_CHARS = {"text": 600_000, "pairs": 300_000}  # by corpus kind
 
 
 def capped_texts(corpus, max_chars: int) -> Iterator[str]:
