@@ -19,6 +19,7 @@ from trilogy.data import load_corpus, special_ids, special_tokens, train_tokeniz
 from trilogy.data.cache import cache_dir
 from trilogy.data.docstrings import stdlib_pairs, stdlib_root
 from trilogy.data.shakespeare import ARCHIVE, NUM_WORKS, is_work, shakespeare_dir
+from trilogy.data.stream import TokenCache
 
 STDLIB_PACKAGES = ("json", "urllib", "logging")
 
@@ -242,3 +243,21 @@ def test_training_twice_gives_the_same_tokenizer(arch, documents):
     # tokenizers' Unigram trainer alone is not reproducible (float sums, hash-map order); BPE is
     first, second = (train_tokenizer(arch, documents[:4], 500) for _ in range(2))
     assert first.to_str() == second.to_str()
+
+
+class CountingSplit:
+    def __init__(self, documents):
+        self.documents, self.passes = documents, 0
+
+    def __iter__(self):
+        self.passes += 1
+        return iter(self.documents)
+
+
+@pytest.mark.parametrize("limit, passes", [(10**9, 1), (100, 3)])
+def test_token_cache_replays_small_splits_without_the_tokenizer(tokenizers, documents, limit, passes):
+    split = CountingSplit(documents[:3])
+    cache = TokenCache(split, tokenizers["decoder"], 1, limit=limit)
+    runs = [[a.tolist() for a in cache] for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2] == [[*tokenizers["decoder"].encode(d).ids, 1] for d in documents[:3]]
+    assert split.passes == passes

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from .data.stream import derive_seed, document_tokens, pack, shuffled
+from .data.stream import TokenCache, derive_seed, pack, shuffled
 from .data.tokenizer import special_ids, special_tokens
 
 OBJECTIVES = ("mlm", "clm", "span", "seq2seq", "classification")
@@ -188,6 +188,9 @@ class Batches:
         self.label_names = list(label_names or ()) if objective == "classification" else []
         if objective == "classification" and not self.label_names:
             self.label_names = sorted({target for _, target in documents})
+        if objective in PACKED:
+            separator = self.special["sep" if objective == "mlm" else "eos"]
+            self._tokens = TokenCache(documents, tokenizer, separator)
         self._epoch, self._offset, self._batches = 0, 0, 0
         self._items: Iterator[tuple[int, int, Any]] | None = None
 
@@ -243,16 +246,10 @@ class Batches:
             return iter(self.documents)
         keep_last = self.epochs is not None
         if self.objective == "clm":
-            separator = self.special["eos"]
-            tokens = itertools.chain([np.asarray([separator])], document_tokens(self.documents, self.tokenizer,
-                                                                                 separator))
+            tokens = itertools.chain([np.asarray([self.special["eos"]])], self._tokens)
             return pack(tokens, self.seq_len + 1, self.seq_len, keep_last)
-        if self.objective == "mlm":
-            tokens = document_tokens(self.documents, self.tokenizer, self.special["sep"])
-            return pack(tokens, self.seq_len - 2, self.seq_len - 2, keep_last)
-        raw_len, _ = span_lengths(self.seq_len)
-        tokens = document_tokens(self.documents, self.tokenizer, self.special["eos"])
-        return pack(tokens, raw_len, raw_len, keep_last)
+        block_len = self.seq_len - 2 if self.objective == "mlm" else span_lengths(self.seq_len)[0]
+        return pack(self._tokens, block_len, block_len, keep_last)
 
     # building a global batch --------------------------------------------------------------------------
     def _collate(self, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:

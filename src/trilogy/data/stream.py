@@ -12,6 +12,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 TOKENIZE_CHUNK = 16  # documents per call to the tokenizer
+TOKEN_CACHE_LIMIT = 1 << 26  # tokens kept in memory between epochs (512 MiB as int64)
 
 
 def derive_seed(*parts: Any) -> int:
@@ -38,6 +39,31 @@ def document_tokens(documents: Iterable[str], tokenizer: Tokenizer, separator: i
 def _encode(texts: list[str], tokenizer: Tokenizer, separator: int) -> Iterator[np.ndarray]:
     for ids in tokenizer.encode_batch_fast(texts, add_special_tokens=False):
         yield np.asarray([*ids.ids, separator], dtype=np.int64)
+
+
+class TokenCache:
+    """``document_tokens`` of a split, replayed from memory after the first complete pass when they hold at
+    most ``limit`` tokens, so that only the first epoch pays for tokenisation."""
+
+    def __init__(self, documents: Iterable[str], tokenizer: Tokenizer, separator: int,
+                 limit: int = TOKEN_CACHE_LIMIT):
+        self.documents, self.tokenizer, self.separator, self.limit = documents, tokenizer, separator, limit
+        self._arrays: list[np.ndarray] | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._arrays is not None:
+            yield from self._arrays
+            return
+        arrays: list[np.ndarray] | None = []
+        size = 0
+        for tokens in document_tokens(self.documents, self.tokenizer, self.separator):
+            size += len(tokens)
+            if arrays is not None and size > self.limit:
+                arrays = None
+            if arrays is not None:
+                arrays.append(tokens)
+            yield tokens
+        self._arrays = arrays
 
 
 def pack(token_arrays: Iterable[np.ndarray], block_len: int, stride: int, keep_last: bool) -> Iterator[np.ndarray]:
