@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"trained {result.step} steps; last training loss {result.last_loss:.4f}; saved to {out_dir} "
                   f"(trilogy.from_pretrained({str(out_dir)!r}))")
             if result.last_eval:
-                print("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
+                print("validation: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                 for k, v in result.last_eval.items()))
     return 0
 
 
