@@ -93,7 +93,8 @@ class TransformerStack(nn.Module):
                 x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
                 context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,
             )
-            new_caches.append(new_cache)
+            if cache is not None:  # without a cache, let each layer's keys and values go as soon as possible
+                new_caches.append(new_cache)
             self_attentions.append(self_w)
             cross_attentions.append(cross_w)
         if self.final_norm is not None:
