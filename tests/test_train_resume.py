@@ -11,6 +11,9 @@ import time
 import pytest
 import torch
 
+from trilogy.train.metrics import MetricsLog
+from trilogy.train.state import checkpoint_steps
+
 from .train_helpers import command, train_args, train_records, weights, write_text
 
 
@@ -20,11 +23,15 @@ def run_to_end(args: list[str]) -> None:
 
 
 def kill_during_training(args: list[str], out, rng: random.Random, max_steps: int) -> str:
-    """Start the run, SIGKILL it once it has logged a random number of steps plus a random fraction of a
-    step (so the kill may land in a forward pass, an optimizer step or a checkpoint write). Returns what
-    happened, for the failure message."""
-    target = rng.randint(1, max_steps - 1)
+    """Start the run (or its resumption), SIGKILL it once it has logged a random step past its last
+    checkpoint, plus a random fraction of a second (so the kill may land in a forward pass, an optimizer step,
+    a checkpoint write or the publication of the final weights). Returns what happened, for the message."""
+    saved = checkpoint_steps(out)
+    resumed_from = saved[-1] if saved else 0
+    target = rng.randint(resumed_from + 1, max_steps)
     extra = rng.uniform(0.0, 0.25)
+    if (out / "metrics.jsonl").exists():
+        MetricsLog(out / "metrics.jsonl").truncate_after(resumed_from)  # as the resumed run will: count anew
     process = subprocess.Popen(command(args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = out / "metrics.jsonl"
     deadline = time.monotonic() + 300

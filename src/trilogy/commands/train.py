@@ -91,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
                        validation=result.last_eval, best_step=result.best_step)
         if args.json:
             print(json.dumps(summary))
+        elif result.last_loss is None:
+            print(f"{out_dir} had already finished its {result.step} steps; nothing to do")
         else:
             print(f"trained {result.step} steps; last training loss {result.last_loss:.4f}; saved to {out_dir} "
                   f"(trilogy.from_pretrained({str(out_dir)!r}))")

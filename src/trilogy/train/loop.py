@@ -25,6 +25,7 @@ from .state import (
     latest_checkpoint,
     load_training_state,
     load_weights,
+    publish,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -134,6 +135,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         step, best_step, best_loss = state["step"], state["best_step"], state["best_loss"]
         if dist.is_main:
             log.truncate_after(step)
+            publish(checkpoint, out_dir)  # a kill may have come between the checkpoint and its publication
 
     step_module: nn.Module = LossOf(raw_model, loss_fn)
     if dist.enabled and not settings.fsdp:  # DDP syncs gradients for what runs through its forward, so the loss is its forward

@@ -91,16 +91,21 @@ def save_checkpoint(out_dir: Path, step: int, save_model_files, training_state: 
         shutil.rmtree(final)
     os.replace(temp, final)
     _fsync_dir(final.parent)
-    for name in MODEL_FILES:
-        if not (final / name).is_file():  # a model without a tokenizer
-            continue
-        top_temp = out_dir / f".{name}.tmp"
-        shutil.copyfile(final / name, top_temp)
-        os.replace(top_temp, out_dir / name)
+    publish(final, out_dir)
     for old in checkpoint_steps(out_dir)[:-keep_last]:
         if old != best_step:
             shutil.rmtree(checkpoint_dir(out_dir, old))
     return final
+
+
+def publish(checkpoint: Path, out_dir: Path) -> None:
+    """Copy a checkpoint's model files to the top of ``out_dir``, each replaced by a rename."""
+    for name in MODEL_FILES:
+        if not (checkpoint / name).is_file():  # a model without a tokenizer
+            continue
+        top_temp = Path(out_dir) / f".{name}.tmp"
+        shutil.copyfile(checkpoint / name, top_temp)
+        os.replace(top_temp, Path(out_dir) / name)
 
 
 def load_training_state(folder: Path) -> dict:
