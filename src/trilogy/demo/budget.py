@@ -112,17 +112,18 @@ class BudgetedBatches:
                 "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a checkpoint: the data position, the step count, the tokens and the clock; timeline
-        records of later steps (trained again now) are dropped."""
+        """Continue from a checkpoint: the data position, the step count, the tokens and the clock. Timeline
+        records from the checkpoint's step on are dropped: later steps are trained again, and the checkpoint's
+        own step is recorded again with the clock it saved (the time spent after it is not counted)."""
         self.batches.load_state_dict(state["data"])
         self.steps, self.tokens, self.seconds = state["steps"], state["tokens"], state["seconds"]
         self._last_tick = None
-        kept = [r for r in read_timeline(self.timeline) if r["step"] <= self.steps]
+        kept = [r for r in read_timeline(self.timeline) if r["step"] < self.steps]
         self.timeline.write_text("".join(json.dumps(r) + "\n" for r in kept))
 
 
 def read_timeline(path: Path) -> list[dict]:
-    """The records of a timeline file, one per step, the last record of a step winning."""
+    """The records of a timeline file, one per step (the last record of a step wins)."""
     path = Path(path)
     if not path.is_file():
         return []

@@ -156,7 +156,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
             previous_peak = record.get("peak_memory_bytes") or 0
             record["status"] = "training"
             save_state(out, state)
-            result = train_unit(job, record["max_steps"], stop, resume=was_started)
+            result = train_unit(job, record["max_steps"], record["step_seconds"], stop, resume=was_started)
             result["peak_memory_bytes"] = max(previous_peak, result["peak_memory_bytes"] or 0) or None
             record.update(result)
             save_state(out, state)

@@ -27,8 +27,10 @@ from .memory import peak_from_now
 
 CALIBRATION_STEPS = 4  # the first is a warm-up; the median of the others is the step time
 PLAN_SHARE = 0.85  # of the allowance planned as training steps; the rest covers evaluations and checkpoints
-CHECKPOINTS_PER_UNIT = 8  # Ctrl-C loses at most an eighth of a unit; --resume continues from the last one
-EVALUATIONS_PER_UNIT = 3
+CHECKPOINT_EVERY_S = 20  # checkpoints at least this often and at least CHECKPOINTS_PER_UNIT times: a resumed
+CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does not spend its time writing them
+EVALUATIONS_PER_UNIT = 3  # on the validation split, for the curves; never more often than every EVAL_GAP_S
+EVAL_GAP_S = 20
 LEARNING_RATE = 2e-3
 
 
@@ -83,16 +85,23 @@ def plan_steps(step_seconds: float, allowance_s: float) -> int:
     return max(1, int(PLAN_SHARE * allowance_s / step_seconds))
 
 
-def settings_for(max_steps: int) -> TrainSettings:
+def settings_for(max_steps: int, step_seconds: float) -> TrainSettings:
+    """The loop's settings: warmup a tenth of the steps (at most 100), checkpoints and evaluations spaced in
+    time (an interval past ``max_steps`` means only at the end)."""
+
+    def steps_in(seconds: float) -> int:
+        return max(1, round(seconds / step_seconds))
+
     return TrainSettings(
         max_steps=max_steps, lr=LEARNING_RATE, warmup_steps=min(100, max(1, max_steps // 10)),
-        save_every=max(1, max_steps // CHECKPOINTS_PER_UNIT), keep_last=1,
-        eval_every=max(1, max_steps // EVALUATIONS_PER_UNIT),
+        save_every=min(steps_in(CHECKPOINT_EVERY_S), max(1, max_steps // CHECKPOINTS_PER_UNIT)), keep_last=1,
+        eval_every=max(max_steps // EVALUATIONS_PER_UNIT, steps_in(EVAL_GAP_S)),
     )
 
 
-def train_unit(job: Job, max_steps: int, stop: StopRequest, resume: bool) -> dict:
-    """Train the unit for ``max_steps`` steps, or until Ctrl-C or its deadline.
+def train_unit(job: Job, max_steps: int, step_seconds: float, stop: StopRequest, resume: bool) -> dict:
+    """Train the unit for ``max_steps`` steps (planned at ``step_seconds`` each), or until Ctrl-C or its
+    deadline.
 
     Returns:
         ``status`` ("done", "interrupted" or "deadline"), ``steps``, ``tokens``, ``seconds`` (its training
@@ -108,8 +117,9 @@ def train_unit(job: Job, max_steps: int, stop: StopRequest, resume: bool) -> dic
     peak = peak_from_now(job.dist.device)
     torch.manual_seed(job.seed)
     try:
-        train(job.model, batches, job.loss, settings_for(max_steps), job.folder, _save, job.evaluate, job.dist,
-              resume=resume, run_info={"demo_unit": job.unit.name})
+        settings = settings_for(max_steps, step_seconds)
+        train(job.model, batches, job.loss, settings, job.folder, _save, job.evaluate, job.dist, resume=resume,
+              run_info={"demo_unit": job.unit.name})
         status = "done"
     except StopTraining as stopped:
         status = stopped.reason
