@@ -175,11 +175,12 @@ def test_stdlib_docstrings_hold_out_whole_modules():
     records = [json.loads(line) for line in open(corpus_module.docstring_pairs_file())]
     modules = sorted({r["module"] for r in records})
     assert len(modules) > 100
-    validation = list(corpus.validation)
-    held = {r["module"] for r in records if (r["source"], r["target"]) in set(validation)}
+    validation, train = set(corpus.validation), list(corpus.train)
+    held = {r["module"] for r in records if (r["source"], r["target"]) in validation}
     assert len(held) == round(0.05 * len(modules))
-    assert not held & {r["module"] for r in records if (r["source"], r["target"]) in set(corpus.train)}
-    for source, target in list(corpus.train)[::97]:
+    assert not held & {r["module"] for r in records if (r["source"], r["target"]) in set(train)}
+    assert len(train) + corpus.num_documents("validation") == len(records)
+    for source, target in train[::97]:
         function = ast.parse(source).body[0]
         assert isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
         assert ast.get_docstring(function) is None or ast.get_docstring(function).strip() != target
