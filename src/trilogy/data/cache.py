@@ -4,6 +4,7 @@ else ``~/.cache/trilogy``."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -15,3 +16,11 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file of its own and a rename, so that processes filling the cache at
+    the same time (ranks of one run, parallel tests) never see or leave a partial file."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".partial", delete=False) as file:
+        file.write(data)
+    os.replace(file.name, path)

@@ -20,7 +20,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, write_atomically
 
 SKIPPED_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
 
@@ -35,11 +35,9 @@ def docstring_pairs_file() -> Path:
     key = hashlib.sha256(f"{sys.version}|{root}".encode()).hexdigest()[:12]
     path = cache_dir() / f"stdlib-docstrings-{sys.version_info.major}.{sys.version_info.minor}-{key}.jsonl"
     if not path.exists():
-        partial = path.with_suffix(".partial")
-        with partial.open("w", encoding="utf-8") as out:
-            for module, source, target in stdlib_pairs(root):
-                out.write(json.dumps({"module": module, "source": source, "target": target}) + "\n")
-        partial.replace(path)
+        lines = (json.dumps({"module": module, "source": source, "target": target}) + "\n"
+                 for module, source, target in stdlib_pairs(root))
+        write_atomically(path, "".join(lines).encode("utf-8"))
     return path
 
 

