@@ -73,8 +73,12 @@ def worker(name: str, folder: str, seq: int) -> dict:
 
 
 def run_isolated(name: str, folder: Path, seq: int) -> dict:
+    """One contender in a fresh process; a process that dies (e.g. killed when memory runs out) is reported."""
     out = subprocess.run([sys.executable, __file__, "--worker", name, "--folder", str(folder), "--seq", str(seq)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        reason = f"killed by signal {-out.returncode}" if out.returncode < 0 else f"exit {out.returncode}"
+        return dict(contender=name, seq=seq, failed=reason)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -108,7 +112,10 @@ def main() -> None:
     for seq in args.seq:
         hf = next((r for r in rows if r["seq"] == seq and r["contender"] == "transformers"), None)
         for r in (r for r in rows if r["seq"] == seq):
-            ratio = f"{r['peak_bytes'] / hf['peak_bytes']:.2f}x" if hf else "-"
+            if "failed" in r:
+                print(f"{seq:5d} {r['contender']:24} {'failed: ' + r['failed']:>36}")
+                continue
+            ratio = f"{r['peak_bytes'] / hf['peak_bytes']:.2f}x" if hf and "failed" not in hf else "-"
             print(f"{seq:5d} {r['contender']:24} {r['peak_bytes'] / mib:9.0f} {r['step_growth_bytes'] / mib:16.0f} "
                   f"{ratio:>10} {r['step_seconds']:7.2f} {r['loss']:7.3f}")
 
