@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
@@ -336,19 +335,18 @@ def compute_loss(objective: str, model: nn.Module, batch: dict[str, Tensor]) -> 
         (loss, metrics): ``loss_sum`` (nats over this shard's targets), ``targets`` (their count),
         ``correct`` and ``accuracy`` (argmax hits among them; masked accuracy for mlm).
     """
+    # the models take the labels and return the loss: for LM/MLM heads it is fused with the output projection,
+    # so the (B, T, V) logits are never held whole
     if objective in ("span", "seq2seq"):
-        logits = model.run(batch["input_ids"], batch["decoder_input_ids"], batch["attention_mask"],
-                           batch["decoder_attention_mask"]).logits  # (B, T, V)
+        out = model.run(batch["input_ids"], batch["decoder_input_ids"], batch["attention_mask"],
+                        batch["decoder_attention_mask"], labels=batch["labels"])
     elif objective in OBJECTIVES:
-        logits = model.run(batch["input_ids"], batch["attention_mask"]).logits  # (B, T, V) or (B, L)
+        out = model.run(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
     else:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    labels = batch["labels"].flatten()  # (B * T,) or (B,)
-    logits = logits.reshape(labels.numel(), -1).float()  # (B * T, V)
-    scored = labels != IGNORE
-    loss_sum = F.cross_entropy(logits[scored], labels[scored], reduction="sum")
-    targets = int(scored.sum())
-    correct = int((logits[scored].argmax(-1) == labels[scored]).sum())
+    targets = int(out.label_count)
+    loss_sum = out.loss * targets  # the models return the mean over the counted targets
+    correct = int(out.label_correct)
     metrics = {"loss_sum": float(loss_sum.detach()), "targets": targets, "correct": correct,
                "accuracy": correct / max(targets, 1)}
     return loss_sum / batch["loss_normalizer"], metrics

@@ -23,6 +23,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int):
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
         total = hidden.new_zeros((), dtype=torch.float32)
+        correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad and bias is not None else None
@@ -31,6 +32,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
             logits = F.linear(h, weight, bias).float()  # (n, V)
             total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum")
+            correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
             if not needs_grad:
                 continue
             grad_logits = torch.softmax(logits, dim=-1)  # d(sum of losses)/d(logits) = softmax - onehot
@@ -44,10 +46,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad_bias += grad_logits.float().sum(0)
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.has_bias = bias is not None
-        return total
+        ctx.mark_non_differentiable(correct)
+        return total, correct
 
     @staticmethod
-    def backward(ctx, grad_total: Tensor):
+    def backward(ctx, grad_total: Tensor, grad_correct: Tensor | None = None):
         grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
         scale = grad_total.float()
         return (
@@ -60,16 +63,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
-                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor]:
+                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
     """Sum of token cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, without materialising
     all the logits.
 
     Args:
         hidden: (..., C); weight: (V, C); bias: (V,) or None; labels: (...) with -100 for positions to ignore.
     Returns:
-        (loss summed over the counted tokens, number of counted tokens), both scalars.
+        (loss summed over the counted tokens, number of counted tokens, how many of them the argmax predicts),
+        all scalars.
     """
     hidden = hidden.reshape(-1, hidden.size(-1))  # (N, C)
     labels = labels.reshape(-1)  # (N,)
-    loss = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows)
-    return loss, (labels != IGNORE_INDEX).sum()
+    total, correct = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows)
+    return total, (labels != IGNORE_INDEX).sum(), correct

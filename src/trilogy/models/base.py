@@ -32,6 +32,7 @@ class ModelOutput:
     attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
     loss: Tensor | None = None  # mean cross-entropy over the labelled tokens, when labels were given
     label_count: Tensor | None = None  # how many tokens (or sequences) the loss averages over
+    label_correct: Tensor | None = None  # how many of them the argmax prediction gets right
 
 
 class TransformerModel(nn.Module):
@@ -74,17 +75,19 @@ class TransformerModel(nn.Module):
         head = self.output_head()
         return head.projection if head is not None else None
 
-    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean cross-entropy of the LM/MLM head on ``hidden`` (B, T, C) against ``labels`` (B, T), -100 = not
-        counted; the logits are never materialised whole (see ``blocks/loss.py``). Returns (loss, count)."""
+        counted; the logits are never materialised whole (see ``blocks/loss.py``).
+        Returns (loss, counted tokens, tokens the argmax predicts)."""
         head = self.output_head()
         if head is None:
             raise ValueError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
         if tuple(labels.shape) != tuple(hidden.shape[:2]):
             raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
         projection = head.projection
-        total, count = linear_cross_entropy(head.features(hidden), projection.weight, projection.bias, labels)
-        return total / count.clamp(min=1), count
+        total, count, correct = linear_cross_entropy(head.features(hidden), projection.weight, projection.bias,
+                                                     labels)
+        return total / count.clamp(min=1), count, correct
 
     def init_weights(self) -> None:
         """GPT-2 style init: N(0, 0.02) for projections and embeddings, residual outputs scaled down by

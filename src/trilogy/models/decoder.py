@@ -49,10 +49,10 @@ class DecoderOnlyTransformer(TransformerModel):
             positions = positions_from_mask(attention_mask, input_ids.size(1), past, input_ids.device)
         x = self.embeddings(input_ids, positions)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention)
-        loss, count = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None)
+        loss, count, correct = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None, None)
         return ModelOutput(
             logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
-            loss=loss, label_count=count,
+            loss=loss, label_count=count, label_correct=correct,
             hidden_states=stack.hidden, cache=stack.cache,
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )

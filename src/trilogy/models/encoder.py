@@ -54,18 +54,19 @@ class EncoderOnlyTransformer(TransformerModel):
         stack = self.stack(x, attention_mask, positions=positions, return_attention=return_attention)
         hidden = stack.hidden
         pooled = self.pooler(hidden) if self.pooler is not None else None
-        logits, loss, count = None, None, None
+        logits, loss, count, correct = None, None, None, None
         if labels is not None and self.output_head() is not None:
-            loss, count = self.lm_loss(hidden, labels)
+            loss, count, correct = self.lm_loss(hidden, labels)
         elif self.config.head == "sequence-classification":
             logits = self.head(pooled)  # (B, L)
         elif self.head is not None:
             logits = self.head(hidden)  # (B, T, V) or (B, T, L)
         if labels is not None and logits is not None:
             count = (labels != -100).sum()
+            correct = (logits.argmax(-1) == labels).sum()
             loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
         return ModelOutput(
-            logits=logits, hidden_states=hidden, pooled=pooled, loss=loss, label_count=count,
+            logits=logits, hidden_states=hidden, pooled=pooled, loss=loss, label_count=count, label_correct=correct,
             sentence_logits=self.sentence_head(pooled) if self.sentence_head is not None else None,
             attentions={"encoder": stack.self_attentions} if return_attention else None,
         )

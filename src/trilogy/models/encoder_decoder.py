@@ -83,10 +83,10 @@ class EncoderDecoderTransformer(TransformerModel):
             attentions = {"decoder": stack.self_attentions, "cross": stack.cross_attentions}
             if encoder_attentions is not None:
                 attentions["encoder"] = encoder_attentions
-        loss, count = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None)
+        loss, count, correct = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None, None)
         return ModelOutput(
             logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
-            loss=loss, label_count=count,
+            loss=loss, label_count=count, label_correct=correct,
             hidden_states=stack.hidden, encoder_hidden_states=encoder_hidden_states, cache=stack.cache,
             attentions=attentions,
         )
