@@ -84,9 +84,10 @@ class TransformerModel(nn.Module):
             raise ValueError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
         if tuple(labels.shape) != tuple(hidden.shape[:2]):
             raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
+        counted = labels != -100  # only counted rows reach the head: for MLM that is 15% of them
         projection = head.projection
-        total, count, correct = linear_cross_entropy(head.features(hidden), projection.weight, projection.bias,
-                                                     labels)
+        total, count, correct = linear_cross_entropy(head.features(hidden[counted]), projection.weight,
+                                                     projection.bias, labels[counted])
         return total / count.clamp(min=1), count, correct
 
     def init_weights(self) -> None:
