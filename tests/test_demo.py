@@ -80,6 +80,7 @@ def demo(tmp_path_factory):
     return dict(out=out, partial=partial, resumed_code=resumed_code)
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_ctrl_c_stops_cleanly_keeps_the_training_and_writes_a_partial_report(demo):
     partial = demo["partial"]
     assert partial["returncode"] == 130, partial["stderr"]
@@ -92,6 +93,7 @@ def test_ctrl_c_stops_cleanly_keeps_the_training_and_writes_a_partial_report(dem
     assert "not trained" in partial["report"]  # the units that never started are listed as such
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_resume_continues_to_the_end(demo):
     assert demo["resumed_code"] == 0
     out = demo["out"]
@@ -114,6 +116,7 @@ def test_resume_continues_to_the_end(demo):
     assert "PARTIAL REPORT" not in (out / "report.md").read_text()
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_report_files_are_complete_self_contained_and_agree(demo):
     out = demo["out"]
     report = json.loads((out / "report.json").read_text())
@@ -140,6 +143,7 @@ def test_report_files_are_complete_self_contained_and_agree(demo):
     assert all(row["baseline"] for row in shown["t5"])
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_checkpoints_load_and_have_equal_sizes(demo):
     out = demo["out"]
     report = json.loads((out / "report.json").read_text())
@@ -152,6 +156,7 @@ def test_checkpoints_load_and_have_equal_sizes(demo):
     assert all(abs(size - sizes["gpt"]) <= MAX_SIZE_GAP * sizes["gpt"] for size in sizes.values())
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_default_sizes_match_within_ten_percent(demo):
     tokenizers = {family: Tokenizer.from_file(str(demo["out"] / "tokenizers" / f"{family}.json"))
                   for family in ("bert", "gpt", "t5")}
@@ -174,6 +179,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores
 def test_an_existing_demo_is_not_overwritten(demo, capsys):
     assert main(["demo", "--out", str(demo["out"])]) == 2
     assert "--resume" in capsys.readouterr().err
