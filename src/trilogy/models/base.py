@@ -91,17 +91,33 @@ class TransformerModel(nn.Module):
         return total / count.clamp(min=1), count, correct
 
     def init_weights(self) -> None:
-        """GPT-2 style init: N(0, 0.02) for projections and embeddings, residual outputs scaled down by
-        sqrt(2 * layers); norms to 1/0. Then tie the head to the embeddings if the config asks."""
-        residual_std = 0.02 / (2 * max(self.config.n_layers, 1)) ** 0.5
+        """Initialise every weight, then tie the head to the embeddings if the config asks.
+
+        Scaled attention (GPT-2, BERT, Llama): N(0, 0.02) for projections and embeddings; in a pre-norm stack
+        (GPT-2, Llama) the residual outputs are scaled down by sqrt(2 * layers), as GPT-2 does (a post-norm
+        stack, BERT's, normalises every sum and keeps 0.02). Unscaled attention (T5, ``attention_scale=1``) folds the scale into the
+        init instead, as Mesh TensorFlow's T5 does: token embeddings N(0, 1) (the tied head multiplies by
+        d_model^-0.5), the relative-position bias N(0, d_model^-0.5), every projection N(0, fan_in^-0.5) and
+        the queries another d_head^-0.5 smaller. With 0.02 there, scores and logits start ~10x too small and a
+        tied T5 takes hundreds of steps to start using its encoder (a copy task: loss 4.16 -> 3.92 in 300
+        steps, against 4.97 -> 2.58 with this init). Norms start at 1 (their own init)."""
+        unscaled = self.config.attention_scale == 1.0
+        pre_norm = self.config.norm_position == "pre"
+        residual_std = 0.02 / (2 * max(self.config.n_layers, 1)) ** 0.5 if pre_norm else 0.02
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear):
-                std = residual_std if name.endswith(("attn.out", "mlp.down")) else 0.02
-                nn.init.normal_(module.weight, std=std)
+                if unscaled:
+                    nn.init.normal_(module.weight, std=module.in_features**-0.5)
+                    if name.endswith(("attn.q", "attn.qkv")):  # the query rows: (H * D, C) of the weight
+                        module.weight.data[:self.config.n_heads * self.config.d_head] *= self.config.d_head**-0.5
+                else:
+                    std = residual_std if name.endswith(("attn.out", "mlp.down")) else 0.02
+                    nn.init.normal_(module.weight, std=std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Embedding):
-                nn.init.normal_(module.weight, std=0.02)
+                std = (1.0 if name.endswith("tokens") else self.config.d_model**-0.5) if unscaled else 0.02
+                nn.init.normal_(module.weight, std=std)
         self.tie_weights()
 
     def tie_weights(self) -> None:
