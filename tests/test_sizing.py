@@ -1,8 +1,9 @@
 """The size calculator against independent measurement: parameter counts of built models, FLOPs counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on a real forward and backward, and the peak memory of a real
-training step (AdamW) and inference pass, measured with torch's CPU allocator profiling
-(``torch.profiler(profile_memory=True)``: the high-water mark of bytes allocated during the step, plus the
-weights that were already there)."""
+training step (AdamW, the loss fused with the head as ``trilogy train`` runs it) and inference pass, measured
+with torch's CPU allocator profiling (``torch.profiler(profile_memory=True)``: the high-water mark of bytes
+allocated during the step, plus the weights that were already there). The training modes (checkpointing, bf16
+autocast, FSDP) are checked in ``test_sizing_modes.py`` with the helpers here."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from trilogy.cli import main
 from trilogy.config import PRESETS, ModelConfig
 from trilogy.models import build_model
-from trilogy.sizing import count_parameters, flops_breakdown, memory_breakdown
+from trilogy.sizing import count_parameters, flops_breakdown, labelled_rows, memory_breakdown
 
 TINY = ["tiny-bert", "tiny-gpt2", "tiny-t5", "tiny-llama"]
 
@@ -46,10 +46,21 @@ def inputs(config, batch, seq, src):
     return ids, source
 
 
-def run(model, ids, source, explicit):
+def run(model, ids, source, explicit, labels=None):
     if source is not None:
-        return model.run(source, ids, return_attention=explicit)
-    return model.run(ids, return_attention=explicit)
+        return model.run(source, ids, return_attention=explicit, labels=labels)
+    return model.run(ids, return_attention=explicit, labels=labels)
+
+
+def training_labels(config, ids):
+    """Labels as trilogy's objectives give them: every token for LM; for MLM, the rows the sizing expects
+    masked (15%)."""
+    if config.head not in ("mlm", "pretraining"):
+        return ids
+    labels = torch.full_like(ids, -100)
+    rows = torch.randperm(ids.numel())[:labelled_rows(config, ids.numel())]
+    labels.view(-1)[rows] = ids.view(-1)[rows]
+    return labels
 
 
 @pytest.mark.parametrize("name,changes", [(n, {}) for n in TINY] + [
@@ -88,46 +99,67 @@ def measured_peak(step) -> int:
     return max(total for _, _, total in events) - before
 
 
-def measure(config, batch, seq, src, attention):
-    """Measured peak bytes of one AdamW training step and one inference pass, weights included."""
+def measure_training(config, batch, seq, src, attention, autocast=False, checkpointing=False) -> int:
+    """Measured peak bytes of one AdamW training step, weights included. ``attention="explicit"`` asks for the
+    weights (``return_attention``); "sdpa" and "math" run SDPA (math: dropout on, which sends it there on CPU)."""
     torch.manual_seed(0)
-    model = build_model(config)
+    model = build_model(config).train().set_activation_checkpointing(checkpointing)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     ids, source = inputs(config, batch, seq, src)
+    labels = training_labels(config, ids)
     optimizer = torch.optim.AdamW(model.parameters())
-    explicit = attention == "explicit"
 
     def train_step():
-        logits = run(model, ids, source, explicit).logits
-        F.cross_entropy(logits.flatten(0, 1), ids.flatten()).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = run(model, ids, source, attention == "explicit", labels)
+        out.loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return measured_peak(train_step) + weights
+
+
+def measure_inference(config, batch, seq, src, attention) -> int:
+    """Measured peak bytes of one inference forward pass, weights included."""
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    ids, source = inputs(config, batch, seq, src)
+
     def inference():
         with torch.no_grad():
-            run(model, ids, source, explicit)
+            run(model, ids, source, attention == "explicit")
 
-    model.train()
-    training = measured_peak(train_step) + weights
-    model.eval()
-    return training, measured_peak(inference) + weights
+    return measured_peak(inference) + weights
+
+
+def check_training(config, batch, seq, src, attention="sdpa", precision="fp32", checkpointing=False) -> dict:
+    """Assert the predicted training peak is within 20% of the measured one; return the prediction."""
+    src = src if config.arch == "encoder-decoder" else None
+    memory = memory_breakdown(config, batch, seq, src, precision, True, attention, checkpointing=checkpointing)
+    measured = measure_training(config, batch, seq, src, attention, precision == "bf16-autocast", checkpointing)
+    assert memory["total"] == pytest.approx(measured, rel=0.20), (memory["total"], measured)
+    return memory
 
 
 def check_memory(config, batch, seq, src, attention):
+    check_training(config, batch, seq, src, attention)
     src = src if config.arch == "encoder-decoder" else None
-    training, inference = measure(config, batch, seq, src, attention)
-    predicted_training = memory_breakdown(config, batch, seq, src, training=True, attention=attention)["total"]
-    predicted_inference = memory_breakdown(config, batch, seq, src, training=False, attention=attention)["total"]
-    assert predicted_training == pytest.approx(training, rel=0.20), (predicted_training, training)
-    assert predicted_inference == pytest.approx(inference, rel=0.20), (predicted_inference, inference)
+    measured = measure_inference(config, batch, seq, src, attention)
+    predicted = memory_breakdown(config, batch, seq, src, training=False, attention=attention)["total"]
+    assert predicted == pytest.approx(measured, rel=0.20), (predicted, measured)
 
 
-@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+@pytest.mark.parametrize("attention", ["sdpa", "math", "explicit"])
 @pytest.mark.parametrize("name", TINY)
 def test_memory_matches_measured_peak_tiny(name, attention):
-    # SDPA's fused kernel runs only without attention dropout on CPU; the explicit path keeps dropout on
-    changes = dict(dropout=0.0) if attention == "sdpa" else {}
-    check_memory(ModelConfig.from_preset(name, **changes), batch=2, seq=128, src=64, attention=attention)
+    # SDPA's fused kernel runs only without attention dropout on CPU; with dropout it takes its math path (in
+    # training: inference has no dropout)
+    config = ModelConfig.from_preset(name, **{"sdpa": dict(dropout=0.0), "math": dict(dropout=0.1)}.get(attention, {}))
+    if attention == "math":
+        check_training(config, batch=2, seq=128, src=64, attention=attention)
+    else:
+        check_memory(config, batch=2, seq=128, src=64, attention=attention)
 
 
 @pytest.mark.slow

@@ -10,11 +10,34 @@ Conventions:
   Attention FLOPs count every query-key pair (SDPA and the explicit path compute the full T x S scores even
   when half of them are masked). Training = forward + backward = 3 x forward (the backward pass computes a
   gradient for each matmul's input and for its weight).
-- Memory: weights, gradients and AdamW's two moment buffers in the model dtype; activations are the tensors
-  autograd saves for backward (training) or the largest set alive at once (inference). Dropout keeps a mask
-  of the activation dtype per dropout call (PyTorch's CPU kernel). ``attention="sdpa"`` assumes a fused kernel
-  that never materialises the (B, H, T, S) scores; ``"explicit"`` keeps them (``return_attention=True``, and
-  what SDPA falls back to on CPU when attention dropout is on).
+- Memory, inference: weights and the largest set of tensors alive at once. ``attention="sdpa"`` assumes a
+  fused kernel that never materialises the (B, H, T, S) scores; ``"math"`` and ``"explicit"`` keep them
+  (``"explicit"``: ``return_attention=True``, which also returns every layer's).
+- Memory, training: one step as ``trilogy train`` runs it, with AdamW. Weights, gradients and AdamW's two
+  moments; activations are the tensors autograd keeps for backward, counted tensor by tensor as trilogy's
+  modules save them (norm inputs and statistics, projection inputs, q/k/v, the MLP's hidden units; dropout
+  keeps a mask as large as its input, PyTorch's CPU kernel). The peak is the largest of three moments: the
+  fused loss running a chunk at the end of the forward pass, the start of backward, the optimizer step.
+  - The loss is fused with the LM/MLM head (``blocks/loss.py``): only labelled rows reach the head (every
+    token for LM, the masked 15% for MLM), and they go through in chunks of 1,024 rows, so at most two chunks'
+    (rows, V) logits and softmax exist at once, not the (N, V) logits. In forward the loss already computes
+    and keeps the gradients of the hidden rows and of the (V, C) projection (fp32). Classifier heads keep
+    their logits as usual.
+  - ``attention``: "sdpa" is a fused kernel (q, k, v, output, log-sum-exp); T5's learned bias needs a
+    gradient no fused kernel gives, so it runs SDPA's math path. "math" is that path for every layer, which
+    PyTorch's CPU SDPA takes whenever attention dropout is on: copies of q, k, v, the softmax, the dropout mask
+    and the dropped weights, in fp32 on CPU whatever the input dtype. "explicit" is trilogy's own path.
+  - ``checkpointing`` (``model.set_activation_checkpointing``): each layer keeps only its inputs (the hidden
+    states; T5's bias and the encoder output, shared); backward rebuilds one layer's saved set at a time.
+  - ``precision``: "fp32"; "bf16"/"fp16", the weights themselves in that dtype; "bf16-autocast", fp32 weights,
+    gradients and moments with matmuls under ``torch.autocast`` (``trilogy train --precision bf16``): the
+    residual stream, norms and statistics stay fp32, projection inputs and outputs, attention and the MLP are
+    kept in bf16, and autocast keeps a bf16 copy of every linear weight from its first use in forward until
+    its backward (until the forward ends under checkpointing, when only the recomputed layer's are rebuilt).
+  - ``fsdp_shards`` N (``trilogy train --fsdp``, FSDP2 ``fully_shard`` per layer, then the root): per rank,
+    1/N of the weights, gradients and moments, the batch split N ways; plus the unsharded parameters of the
+    root (embeddings, head, final norms: gathered for the whole step), of the running layer and the one
+    prefetched, and the unsharded gradients of the root and one layer before they are reduce-scattered.
 
 Legend: B batch, T target length, S source length, C d_model, A = H * D attention width, G = K * D key/value
 width, F d_ff, V vocabulary, N tokens (B * T).
@@ -25,9 +48,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import ModelConfig
+from .objectives import MASK_PROBABILITY
 
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
-ATTENTION_PATHS = ("sdpa", "explicit")
+LOSS_CHUNK_ROWS = 1024  # rows per chunk of the fused loss: blocks/loss.py, linear_cross_entropy's default
 
 
 @dataclass(frozen=True)
@@ -167,35 +190,165 @@ def tokens_per_step(config: ModelConfig, batch: int, seq: int, src: int | None =
 
 # --- memory -------------------------------------------------------------------------------------------------
 
-def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool) -> int:
-    """Elements one layer saves for backward (activation dtype; norm statistics in fp32 are counted alike)."""
-    c, a, g, f = _widths(config)
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per element of what a step keeps, by role."""
+
+    weights: int  # parameters, gradients and AdamW moments
+    stream: int  # the residual stream: norm inputs and statistics, layer inputs, embedding outputs
+    compute: int  # matrix products' inputs and outputs: projections, attention, the MLP's hidden units
+
+
+PRECISIONS = {
+    "fp32": Precision(4, 4, 4),
+    "bf16": Precision(2, 2, 2),  # the weights themselves in bf16 (a model cast with .to(torch.bfloat16))
+    "fp16": Precision(2, 2, 2),
+    "bf16-autocast": Precision(4, 4, 2),  # fp32 weights under torch.autocast (`trilogy train --precision bf16`)
+}
+ATTENTION_PATHS = ("sdpa", "math", "explicit")
+FP32 = 4
+
+
+def _norm_saved(config: ModelConfig, tokens: int, precision: Precision) -> int:
+    """Bytes a norm keeps: its input and statistics (RMSNorm also its normalised input, for the weight's
+    gradient)."""
+    c = config.d_model
+    per_token = c + 2 if config.norm == "layernorm" else 2 * c + 1
+    return tokens * per_token * precision.stream
+
+
+def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: int, path: str, dropout: bool,
+                     precision: Precision, cross: bool) -> int:
+    """Bytes one attention keeps for backward, from the projections' outputs to the out-projection's input."""
+    _, a, g, _ = _widths(config)
+    n, kv = batch * query_len, batch * key_len
+    grouped = config.n_kv_heads != config.n_heads
+    kv_width = a if grouped else g  # grouped keys and values are repeated to every query head before attending
+    scores = batch * config.n_heads * query_len * key_len
+    out = n * a * precision.compute  # the output, which the out-projection keeps as its input
+    noise = 2 if dropout else 0  # the dropout mask and the dropped weights, each as large as the weights
+    if path == "sdpa":  # a fused kernel: q, k, v, the output and a log-sum-exp per query (fp32)
+        rope = config.position == "rope" and not cross
+        if cross:  # q: the q-projection's output; k, v: views of the kv-projection's output, or repeated copies
+            inputs = n * a + 2 * kv * kv_width
+        else:  # rotated q and k, repeated k and v are new tensors; the rest are views keeping the qkv output
+            inputs = (n * a if rope else 0) + (kv * kv_width if rope or grouped else 0) + \
+                (kv * a if grouped else 0) + (0 if rope and grouped else n * (a + 2 * g))
+        return inputs * precision.compute + out + batch * config.n_heads * query_len * FP32
+    if path == "math":  # SDPA's math fallback: copies of q, k, v and the softmax; on CPU in fp32 whatever the
+        # input dtype
+        return (n * a + 2 * kv * kv_width + scores * (1 + noise)) * FP32 + out
+    # explicit: copies of q, k, v; the softmax in fp32, then the weights cast back (or dropped) for the matmul
+    weights = noise if dropout else (1 if precision.compute != FP32 else 0)
+    return (n * a + 2 * kv * kv_width + scores * weights) * precision.compute + scores * FP32 + out
+
+
+def _mlp_hidden(config: ModelConfig, dropout: bool) -> int:
+    """How many (tokens, d_ff) tensors the MLP keeps: the activation's input (ReLU keeps its output instead),
+    the gate's two factors, and what the down-projection reads (or the dropout mask and dropped units)."""
+    keeps_input = 1 if config.activation != "relu" else 0
+    if config.gated_mlp:  # act(gate) * up keeps both factors
+        return keeps_input + 2 + (2 if dropout else 1)
+    # the activation's output: ReLU keeps it; else the down-projection reads it, unless dropout comes between
+    keeps_output = 1 if not keeps_input or not dropout else 0
+    return keeps_input + keeps_output + (2 if dropout else 0)
+
+
+def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
+                 precision: Precision) -> int:
+    """Bytes one layer keeps for backward."""
+    c = config.d_model
     n = batch * stack.query_len
-    stats = 2 if config.norm == "layernorm" else 1
-    noise = 1 if dropout else 0  # one mask per dropout call, as large as its input
-
-    def attention_core(query_len: int, key_len: int, kv_tokens: int, learned_bias: bool) -> int:
-        scores = batch * config.n_heads * query_len * key_len
-        if attention == "explicit" or learned_bias:
-            # (a learned bias, T5's, needs a gradient, which fused kernels do not give: SDPA runs its math path)
-            # contiguous copies of q, k, v for the matmuls; softmax output (+ dropout mask and result)
-            return n * a + 2 * kv_tokens * g + scores * (1 + 2 * noise)
-        # fused kernel: q, k, v (views of the projection), output, log-sum-exp per query
-        return n * a + 2 * kv_tokens * g + n * a + batch * config.n_heads * query_len
-
-    # a sublayer saves its norm's input and statistics, the projection's input, and a residual-dropout mask
-    sublayer = 2 * n * c + stats * n + noise * n * c
-    relative = config.position == "relative"
-    saved = sublayer + attention_core(stack.query_len, stack.key_len, n, relative) + n * a  # + out-proj input
-    if config.position == "rope":
-        saved += n * (a + g)  # rotated q and k are new tensors
-    if config.n_kv_heads != config.n_heads:
-        saved += 2 * n * (a - g)  # keys and values repeated to every query head
+    # a sublayer keeps its norm's input and statistics, the projection's input and a residual-dropout mask
+    sublayer = _norm_saved(config, n, precision) + n * c * precision.compute * (2 if dropout else 1)
+    # T5's learned bias needs a gradient, which no fused kernel gives: SDPA runs its math path
+    path = "math" if attention == "sdpa" and config.position == "relative" else attention
+    saved = sublayer + _attention_saved(config, batch, stack.query_len, stack.key_len, path, dropout, precision,
+                                        cross=False)
     if stack.cross_len:
-        saved += sublayer + attention_core(stack.query_len, stack.cross_len, batch * stack.cross_len, False) + n * a
-    hidden = (4 if config.gated_mlp else 2) + noise  # activation input/output (+ gate, up, product) + mask
-    saved += sublayer + hidden * n * f
-    return saved
+        saved += sublayer + _attention_saved(config, batch, stack.query_len, stack.cross_len, attention, dropout,
+                                             precision, cross=True)
+        if precision.compute != precision.stream:  # each layer's kv-projection keeps its own cast of the source
+            saved += batch * stack.cross_len * c * precision.compute
+    return saved + sublayer + _mlp_hidden(config, dropout) * n * config.d_ff * precision.compute
+
+
+def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
+                 precision: Precision, checkpointing: bool) -> tuple[int, int]:
+    """Bytes a stack keeps at the end of the forward pass, and one layer's saved set (what checkpointing
+    rebuilds in backward)."""
+    c, m = config.d_model, batch * stack.query_len
+    layer = _layer_saved(config, batch, stack, attention, dropout, precision)
+    kept = m * c * precision.stream * (1 if dropout else 0)  # embedding dropout mask
+    if config.embedding_norm:
+        kept += _norm_saved(config, m, precision)
+    if config.final_norm:
+        kept += _norm_saved(config, m, precision)
+    if config.position == "relative":  # the (T, S) bucket ids the bias embedding keeps, int64
+        kept += 8 * stack.query_len * stack.key_len
+    if stack.cross_len and (checkpointing or precision.compute == precision.stream):
+        kept += batch * stack.cross_len * c * precision.stream  # the encoder output, shared by every layer
+    if not checkpointing:
+        return kept + stack.n_layers * layer, layer
+    # each layer keeps only its inputs: the hidden states and T5's (1, H, T, S) bias, shared by the layers
+    kept += stack.n_layers * m * c * precision.stream
+    if config.position == "relative":
+        kept += config.n_heads * stack.query_len * stack.key_len * precision.stream
+    return kept, layer
+
+
+def labelled_rows(config: ModelConfig, tokens: int) -> int:
+    """Rows that reach the LM/MLM head in training: every token for LM, the masked 15% for MLM."""
+    if config.head in ("mlm", "pretraining"):
+        return max(1, round(MASK_PROBABILITY * tokens))
+    return tokens
+
+
+def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple[int, int]:
+    """Bytes the head and loss keep for backward, and the fused loss's temporaries while it runs one chunk."""
+    c, v = config.d_model, config.vocab_size
+    if not config.has_lm_head:  # classifiers: the logits, their log-probabilities and gradients
+        width = config.num_labels if config.head != "none" else 0
+        saved = (tokens * c + 4 * tokens * width) * precision.stream if width else 0
+        return saved, 0
+    rows = labelled_rows(config, tokens)
+    mlm = config.head in ("mlm", "pretraining")
+    # MLM's dense, GELU and LayerNorm keep their inputs (and statistics); the fused loss keeps the gradients it
+    # computed in forward: the hidden rows' (in the head's output dtype) and the projection's, in fp32
+    features = rows * (3 * c * precision.compute + 2 * FP32) if mlm else 0
+    hidden = rows * c * (precision.compute if mlm else precision.stream)
+    bias = v * FP32 if mlm or config.head_bias else 0
+    saved = tokens + features + hidden + v * c * FP32 + bias  # (+ the labelled-row mask, bool)
+    # a chunk: its logits upcast to fp32, their softmax (the gradient), a low-precision copy of it for the
+    # matmuls, then the projection's gradient for the chunk (+ its fp32 upcast). From the second chunk on, the
+    # previous chunk's logits and gradient are still alive while the next chunk's logits are computed
+    chunk = min(LOSS_CHUNK_ROWS, rows)
+    second = min(LOSS_CHUNK_ROWS, rows - chunk)
+    low = precision.compute if precision.compute != FP32 else 0
+    logits = chunk * v * (2 * FP32 + low)
+    weight_gradient = v * c * (precision.compute + (FP32 if low else 0))
+    overlap = chunk * v * 2 * FP32 + second * v * (FP32 + low)
+    return saved, hidden + max(logits + weight_gradient, overlap)
+
+
+def _layer_totals(config: ModelConfig, linear_only: bool) -> list[tuple[int, int]]:
+    """(depth, parameters of one layer) of each stack; ``linear_only``: without the norms."""
+    return [(s.n_layers, sum(count for key, count in layer_parameters(config, bool(s.cross_len)).items()
+                             if not (linear_only and key.endswith("norm")))) for s in stacks(config, 1)]
+
+
+def _linear_parameters(config: ModelConfig) -> tuple[int, int]:
+    """Parameters of the linear layers: (in the largest layer, in the whole model incl. a tied head)."""
+    layers = _layer_totals(config, linear_only=True)
+    head = sum(count for key, count in parameter_breakdown(config).items() if key.startswith("head/"))
+    tied = config.d_model * config.vocab_size if config.has_lm_head and config.tie_embeddings else 0
+    return max(p for _, p in layers), sum(n * p for n, p in layers) + head + tied
+
+
+def _fsdp_unit_parameters(config: ModelConfig) -> tuple[int, int]:
+    """FSDP's units: (parameters of the largest layer, of the root: everything outside the layers)."""
+    layers = _layer_totals(config, linear_only=False)
+    return max(p for _, p in layers), count_parameters(config) - sum(n * p for n, p in layers)
 
 
 def attention_map_elements(config: ModelConfig, batch: int, seq: int, src: int | None) -> int:
@@ -204,48 +357,27 @@ def attention_map_elements(config: ModelConfig, batch: int, seq: int, src: int |
                for s in stacks(config, seq, src))
 
 
-def activation_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int,
-                     training: bool, attention: str = "sdpa") -> int:
-    """Training: the bytes autograd holds for backward at the end of the forward pass, plus the logits and
-    their gradients alive at the start of backward. Inference: the largest set of tensors alive at once (plus
-    every layer's attention weights on the explicit path, which returns them)."""
+def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int,
+                               attention: str = "sdpa") -> int:
+    """The largest set of tensors alive at once in an inference forward pass (plus every layer's attention
+    weights on the explicit path, which returns them)."""
     c, a, g, f = _widths(config)
     v, n = config.vocab_size, batch * seq
     head_width = v if config.has_lm_head else (config.num_labels if config.head != "none" else 0)
-    all_stacks = stacks(config, seq, src)
-    if not training:
-        widest = 0
-        for stack in all_stacks:
-            m = batch * stack.query_len
-            keys = max(stack.key_len, stack.cross_len)
-            scores = batch * config.n_heads * stack.query_len * keys if attention == "explicit" else 0
-            if config.position == "relative":  # the stack's bias and its masked copy, (1, H, T, S) each
-                scores += 2 * config.n_heads * stack.query_len * stack.key_len
-            layer = m * (2 * c + max(a + 2 * g + a, (3 if config.gated_mlp else 2) * f)) + scores
-            # the stack returns every layer's keys and values, so they stay alive until it finishes
-            kept_kv = stack.n_layers * 2 * g * (m + batch * stack.cross_len)
-            widest = max(widest, layer + kept_kv + batch * stack.cross_len * c)
-        head = n * c * (2 if config.head_scale != 1.0 or config.head in ("mlm", "pretraining") else 1)
-        kept_maps = attention_map_elements(config, batch, seq, src) if attention == "explicit" else 0
-        return dtype_bytes * (max(widest, head + n * head_width) + kept_maps)
-    dropout = config.dropout > 0
-    stats = 2 if config.norm == "layernorm" else 1
-    saved = 0
-    for stack in all_stacks:
+    widest = 0
+    for stack in stacks(config, seq, src):
         m = batch * stack.query_len
-        saved += stack.n_layers * _layer_saved(config, batch, stack, attention, dropout)
-        saved += m * c * (1 if dropout else 0)  # embedding dropout mask
-        if config.embedding_norm:
-            saved += m * c + stats * m
-        if config.final_norm:
-            saved += m * c + stats * m
-    if config.head in ("mlm", "pretraining"):
-        saved += 4 * n * c + 2 * n  # dense input, GELU input, LayerNorm input and stats, decoder input
-    elif head_width:
-        saved += n * c
-    # the loss keeps the log-probabilities; at the start of backward the logits and two gradients are alive
-    saved += 4 * n * head_width
-    return dtype_bytes * saved
+        keys = max(stack.key_len, stack.cross_len)
+        scores = batch * config.n_heads * stack.query_len * keys if attention != "sdpa" else 0
+        if config.position == "relative":  # the stack's bias and its masked copy, (1, H, T, S) each
+            scores += 2 * config.n_heads * stack.query_len * stack.key_len
+        layer = m * (2 * c + max(a + 2 * g + a, (3 if config.gated_mlp else 2) * f)) + scores
+        # the stack returns every layer's keys and values, so they stay alive until it finishes
+        kept_kv = stack.n_layers * 2 * g * (m + batch * stack.cross_len)
+        widest = max(widest, layer + kept_kv + batch * stack.cross_len * c)
+    head = n * c * (2 if config.head_scale != 1.0 or config.head in ("mlm", "pretraining") else 1)
+    kept_maps = attention_map_elements(config, batch, seq, src) if attention == "explicit" else 0
+    return dtype_bytes * (max(widest, head + n * head_width) + kept_maps)
 
 
 def kv_cache_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int
@@ -259,47 +391,89 @@ def kv_cache_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, d
     return {"self": dtype_bytes * 2 * batch * g * seq * layers, "cross": dtype_bytes * cross}
 
 
-def memory_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None = None, dtype: str = "fp32",
-                     training: bool = True, attention: str = "sdpa") -> dict[str, int]:
-    """Bytes of one training step (AdamW) or one inference forward pass, by part, and their peak ``total``.
-
-    Training peaks either at the start of backward (weights, activations, and up to all the gradients) or in
-    the optimizer step (weights, gradients, moments, and AdamW's temporaries, about one more copy of the
-    gradients).
-    """
-    if dtype not in DTYPE_BYTES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+def check_modes(precision: str, training: bool, attention: str, checkpointing: bool, fsdp_shards: int,
+                batch: int) -> None:
+    """Raise ValueError for an unknown mode or a combination trilogy does not run."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if attention not in ATTENTION_PATHS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {attention!r}")
-    size = DTYPE_BYTES[dtype]
-    params = count_parameters(config) * size
-    cache = kv_cache_bytes(config, batch, seq, src, size)
-    maps = size * attention_map_elements(config, batch, seq, src)
+    if not isinstance(fsdp_shards, int) or fsdp_shards < 1:
+        raise ValueError(f"--fsdp-shards must be a positive integer, got {fsdp_shards!r}")
+    if not training:
+        for name, used in (("--checkpoint-activations", checkpointing), ("--fsdp-shards", fsdp_shards > 1),
+                           ("--precision bf16-autocast", precision == "bf16-autocast")):
+            if used:
+                raise ValueError(f"{name} applies to a training step, not to --inference")
+    if batch % fsdp_shards:
+        raise ValueError(f"--batch {batch} does not split evenly over --fsdp-shards {fsdp_shards}")
+
+
+def memory_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None = None, precision: str = "fp32",
+                     training: bool = True, attention: str = "sdpa", *, checkpointing: bool = False,
+                     fsdp_shards: int = 1) -> dict[str, int]:
+    """Bytes of one training step (AdamW) or one inference forward pass, by part, and their peak ``total``;
+    per rank with ``fsdp_shards`` > 1 (``batch`` is then split over the ranks).
+
+    Training peaks at one of three moments: in the forward pass, where the fused loss runs a chunk (everything
+    kept so far, that chunk's temporaries, autocast's weight copies and FSDP's gathered layers); in backward
+    (the kept activations, a recomputed layer under checkpointing, and up to all the gradients); or in the
+    optimizer step (weights, gradients, moments and AdamW's temporaries, about one more copy of the weights).
+    """
+    check_modes(precision, training, attention, checkpointing, fsdp_shards, batch)
+    p = PRECISIONS[precision]
+    batch //= fsdp_shards
+    all_params = count_parameters(config)
+    params = -(-all_params // fsdp_shards) * p.weights
+    cache = kv_cache_bytes(config, batch, seq, src, p.compute)
     memory = {
         "weights": params,
         "gradients": params if training else 0,
         "optimizer": 2 * params if training else 0,
-        "activations": activation_bytes(config, batch, seq, src, size, training, attention),
-        "attention_maps": maps,
+        "activations": 0, "recompute": 0, "loss_chunk": 0, "autocast_weights": 0,
+        "gathered_weights": 0, "gathered_gradients": 0,
+        "attention_maps": p.compute * attention_map_elements(config, batch, seq, src),
         "kv_cache": 0 if training else cache["self"] + cache["cross"],
         "kv_cache_self": 0 if training else cache["self"],
         "kv_cache_cross": 0 if training else cache["cross"],
     }
-    if training:
-        backward_start = memory["activations"] + memory["gradients"]
-        optimizer_step = memory["gradients"] + memory["optimizer"] + params
-        memory["total"] = params + max(backward_start, optimizer_step)
-    else:
+    if not training:
+        memory["activations"] = inference_activation_bytes(config, batch, seq, src, p.compute, attention)
         memory["total"] = params + memory["activations"]
+        return memory
+    dropout = config.dropout > 0
+    for stack in stacks(config, seq, src):
+        kept, layer = _stack_saved(config, batch, stack, attention, dropout, p, checkpointing)
+        memory["activations"] += kept
+        memory["recompute"] = max(memory["recompute"], layer if checkpointing else 0)
+    head, memory["loss_chunk"] = _head_saved(config, batch * seq, p)
+    memory["activations"] += head
+    if p.compute != p.weights:  # autocast keeps a low-precision copy of every weight its matmuls read
+        per_layer, linear = _linear_parameters(config)
+        memory["autocast_weights"] = linear * p.compute
+        if checkpointing:  # ...until the forward ends; in backward only the recomputed layer's exist
+            memory["recompute"] += per_layer * p.compute
+    if fsdp_shards > 1:  # the root's parameters stay gathered all step; a layer's are gathered, and the next
+        layer, root = _fsdp_unit_parameters(config)  # one's prefetched, while it runs
+        memory["gathered_weights"] = (root + 2 * layer) * p.weights
+        memory["gathered_gradients"] = (root + layer) * p.weights  # before they are reduce-scattered
+    copies = 0 if checkpointing else memory["autocast_weights"]
+    forward = memory["activations"] + memory["loss_chunk"] + memory["autocast_weights"] + memory["gathered_weights"]
+    backward = memory["activations"] + memory["recompute"] + copies + memory["gradients"] + \
+        memory["gathered_weights"] + memory["gathered_gradients"]
+    optimizer_step = memory["gradients"] + memory["optimizer"] + params
+    memory["total"] = params + max(forward, backward, optimizer_step)
     return memory
 
 
 # --- the whole report ---------------------------------------------------------------------------------------
 
 def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src: int | None = None,
-                dtype: str = "fp32", training: bool = True, attention: str = "sdpa") -> dict:
+                precision: str = "fp32", training: bool = True, attention: str = "sdpa", *,
+                checkpointing: bool = False, fsdp_shards: int = 1) -> dict:
     """Parameters, FLOPs per token (forward and training) and memory for ``batch`` sequences of ``seq``
-    tokens (default: the config's ``max_seq_len``; ``src`` source tokens for encoder-decoder)."""
+    tokens (default: the config's ``max_seq_len``; ``src`` source tokens for encoder-decoder). The modes are
+    ``memory_breakdown``'s."""
     seq = config.max_seq_len if seq is None else seq
     for name, value in (("batch", batch), ("seq", seq), ("src", src if src is not None else 1)):
         if not isinstance(value, int) or value <= 0:
@@ -309,6 +483,8 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
                          f"--seq/--src {max(seq, src or 0)} is longer")
     if config.arch != "encoder-decoder" and src is not None:
         raise ValueError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
+    memory = memory_breakdown(config, batch, seq, src, precision, training, attention,
+                              checkpointing=checkpointing, fsdp_shards=fsdp_shards)
     flops = flops_breakdown(config, batch, seq, src)
     forward = sum(flops.values())
     tokens = tokens_per_step(config, batch, seq, src)
@@ -316,11 +492,15 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
         "arch": config.arch,
         "preset": config.extra.get("preset"),
         "workload": {"batch": batch, "seq": seq, "src": src if config.arch == "encoder-decoder" else None,
-                     "dtype": dtype, "mode": "training" if training else "inference", "attention": attention},
+                     "precision": precision, "mode": "training" if training else "inference",
+                     "attention": attention, "checkpointing": checkpointing, "fsdp_shards": fsdp_shards,
+                     "batch_per_rank": batch // fsdp_shards,
+                     "labelled_rows": labelled_rows(config, batch // fsdp_shards * seq)
+                     if training and config.has_lm_head else None},
         "params": count_parameters(config),
         "params_breakdown": parameter_breakdown(config),
         "flops_per_step": {"forward": forward, "training": 3 * forward},
         "flops_per_token": {"forward": forward / tokens, "training": 3 * forward / tokens},
         "flops_breakdown": flops,
-        "memory_bytes": memory_breakdown(config, batch, seq, src, dtype, training, attention),
+        "memory_bytes": memory,
     }
