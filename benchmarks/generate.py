@@ -107,7 +107,27 @@ def measure(batch: int, args, reference, ours, progress) -> dict:
     return result
 
 
-def report(results: list[dict], args, load: tuple) -> None:
+def read_bandwidth(megabytes: int = 256, rounds: int = 3) -> float:
+    """Bytes per second this machine streams from memory into a reduction, best of ``rounds`` (the tensor is
+    far larger than the caches, as the weights of a decoding step are)."""
+    data = torch.ones(megabytes * 2**20 // 4)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - start)
+    return data.numel() * 4 / best
+
+
+def weight_floor(ours, bandwidth: float) -> dict:
+    """The least time a batch-1 step can take: it multiplies by every weight (the tied head included), so it
+    reads all of them from memory once, whatever the implementation."""
+    weight_bytes = sum(p.numel() * p.element_size() for p in ours.parameters())
+    return {"weight_bytes": weight_bytes, "read_bytes_per_second": bandwidth,
+            "floor_ms_per_step": 1000 * weight_bytes / bandwidth}
+
+
+def report(results: list[dict], args, load: tuple, floor: dict) -> None:
     print(f"greedy decoding, GPT-2 shape d_model 384, 6 layers, 6 heads, vocab 8192; prompt {args.prompt}, "
           f"{args.new_tokens} new tokens; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.repeats} interleaved repeats, medians; load average {load[0]:.1f} -> {load[1]:.1f}")
@@ -120,6 +140,9 @@ def report(results: list[dict], args, load: tuple) -> None:
                 f">= {speed['target']:.1f}x {'met' if speed['met'] else 'NOT met'}")
             print(f"{r['batch']:5d}  {name:12s} {r['ms_per_step'][name]:8.2f} {tps:9.1f}  {ratio:>15s}  {target}")
         print(f"{'':5s}  identical tokens: {'yes' if r['identical_tokens'] else 'NO'}")
+    print(f"memory floor: a step reads all {floor['weight_bytes'] / 2**20:.1f} MiB of weights; at this machine's "
+          f"measured {floor['read_bytes_per_second'] / 1e9:.1f} GB/s that takes >= "
+          f"{floor['floor_ms_per_step']:.2f} ms per step")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,12 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(args.repeats * (3 if b in args.notebook_batches else 2) for b in args.batches)
     with tqdm(total=total, desc="timed runs", file=sys.stderr, disable=None) as progress:
         results = [measure(batch, args, reference, ours, progress) for batch in args.batches]
+    floor = weight_floor(ours, read_bandwidth())
     load = (load_before, os.getloadavg()[0])
     if args.json:
-        print(json.dumps({"threads": torch.get_num_threads(), "load_average": load, "results": results},
-                         indent=2))
+        print(json.dumps({"threads": torch.get_num_threads(), "load_average": load, "memory_floor": floor,
+                          "results": results}, indent=2))
     else:
-        report(results, args, load)
+        report(results, args, load, floor)
     return 0 if all(r["identical_tokens"] for r in results) else 1
 
 
