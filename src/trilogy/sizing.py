@@ -19,8 +19,8 @@ Conventions:
   keeps a mask as large as its input, PyTorch's CPU kernel). The peak is the largest of three moments: the
   fused loss running a chunk at the end of the forward pass, the start of backward, the optimizer step.
   - The loss is fused with the LM/MLM head (``blocks/loss.py``): only labelled rows reach the head (every
-    token for LM, the masked 15% for MLM), and they go through in chunks of 1,024 rows, so at most two chunks'
-    (rows, V) logits and softmax exist at once, not the (N, V) logits. In forward the loss already computes
+    token for LM, the masked 15% for MLM), and they go through in chunks of 1,024 rows, so only one chunk's
+    (rows, V) logits and log-softmax exist at once, not the (N, V) logits. In forward the loss already computes
     and keeps the gradients of the hidden rows and of the (V, C) projection (fp32). Classifier heads keep
     their logits as usual.
   - ``attention``: "sdpa" is a fused kernel (q, k, v, output, log-sum-exp); T5's learned bias needs a
@@ -319,16 +319,14 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     hidden = rows * c * (precision.compute if mlm else precision.stream)
     bias = v * FP32 if mlm or config.head_bias else 0
     saved = tokens + features + hidden + v * c * FP32 + bias  # (+ the labelled-row mask, bool)
-    # a chunk: its logits upcast to fp32, their softmax (the gradient), a low-precision copy of it for the
-    # matmuls, then the projection's gradient for the chunk (+ its fp32 upcast). From the second chunk on, the
-    # previous chunk's logits and gradient are still alive while the next chunk's logits are computed
+    # a chunk: its logits upcast to fp32 and their log-softmax; then that turned in place into the gradient,
+    # a low-precision copy of it for the matmuls, and the projection's gradient for the chunk (+ its fp32
+    # upcast). The chunk's tensors go before the next chunk starts.
     chunk = min(LOSS_CHUNK_ROWS, rows)
-    second = min(LOSS_CHUNK_ROWS, rows - chunk)
     low = precision.compute if precision.compute != FP32 else 0
-    logits = chunk * v * (2 * FP32 + low)
-    weight_gradient = v * c * (precision.compute + (FP32 if low else 0))
-    overlap = chunk * v * 2 * FP32 + second * v * (FP32 + low)
-    return saved, hidden + max(logits + weight_gradient, overlap)
+    logits = chunk * v * 2 * FP32
+    gradients = chunk * v * (FP32 + low) + v * c * (precision.compute + (FP32 if low else 0))
+    return saved, hidden + max(logits, gradients)
 
 
 def _layer_totals(config: ModelConfig, linear_only: bool) -> list[tuple[int, int]]:

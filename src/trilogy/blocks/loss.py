@@ -31,12 +31,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + chunk_rows)
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
             logits = F.linear(h, weight, bias).float()  # (n, V)
-            total += F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX, reduction="sum")
             correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
+            keep = y != IGNORE_INDEX
+            log_probs = logits.log_softmax(dim=-1)  # (n, V); the logits are not needed any more
+            del logits
+            total -= log_probs[keep, y[keep]].sum()
             if not needs_grad:
                 continue
-            grad_logits = torch.softmax(logits, dim=-1)  # d(sum of losses)/d(logits) = softmax - onehot
-            keep = y != IGNORE_INDEX
+            grad_logits = log_probs.exp_()  # d(sum of losses)/d(logits) = softmax - onehot, in place
             grad_logits[keep, y[keep]] -= 1.0
             grad_logits[~keep] = 0.0
             grad_logits = grad_logits.to(h.dtype)
@@ -44,6 +46,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_weight += (grad_logits.t() @ h).float()  # (V, C)
             if grad_bias is not None:
                 grad_bias += grad_logits.float().sum(0)
+            del log_probs, grad_logits  # before the next chunk's logits: one chunk of (n, V) at a time
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(correct)
