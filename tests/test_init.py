@@ -55,7 +55,7 @@ def test_init_spread_matches_transformers(family, tmp_path):
     assert compared >= 8
 
 
-def copy_task_loss(model_loss, parameters, steps: int = 150) -> float:
+def copy_task_loss(model_loss, parameters, steps: int = 100) -> float:
     """Train on copying the first 6 of 12 random tokens; the mean loss of the last 10 steps."""
     optimizer = torch.optim.AdamW(parameters, lr=3e-3)
     generator = torch.Generator().manual_seed(1)
@@ -81,5 +81,6 @@ def test_t5_learns_to_copy_as_fast_as_transformers():
     theirs = copy_task_loss(lambda s, d, t: reference(input_ids=s, decoder_input_ids=d, labels=t).loss,
                             reference.parameters())
     mine = copy_task_loss(lambda s, d, t: ours.run(s, d, labels=t).loss, ours.parameters())
-    # both leave the uniform loss (ln 61 = 4.11) well behind; trilogy's 0.02 init stayed at 4.0 here
-    assert mine < 3.7 and mine < theirs + 0.15, (mine, theirs)
+    # both leave the uniform loss (ln 61 = 4.11) behind (about 3.5 after 100 steps); trilogy's former 0.02 init
+    # was still at 4.07
+    assert mine < 3.8 and mine < theirs + 0.15, (mine, theirs)
