@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from .families import T5_SPAN_SHARE
+
 SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs/token", "steps", "tokens", "time",
                    "tokens/s", "peak memory", "train loss first -> last", "validation loss",
                    "held-out quality (model vs baseline)"]
@@ -92,7 +94,7 @@ def blocks(report: dict) -> list[tuple]:
                          f"`trilogy demo --resume --out {report['out']}`."))
     out += [
         ("p", f"Budget: the same wall-clock time for each family, {report['family_seconds']:.0f} s of training "
-              f"(T5: a third on span corruption, two thirds on code -> docstring), planned as steps from a measured "
+              f"(T5: {T5_SPAN_SHARE:.0%} on span corruption, the rest on code -> docstring), planned as steps from a measured "
               f"step time and stopped at 1.25 times the allowance at the latest. Data: `{options['data']}` "
               f"(text) and `{options['pairs']}` (pairs). Models: d_model {options['d_model']}, {options['layers']} "
               f"layers (T5: {options['layers'] // 2} encoder + {options['layers'] // 2} decoder), "
