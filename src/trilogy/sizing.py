@@ -16,7 +16,7 @@ Conventions:
 - Memory, training: one step as ``trilogy train`` runs it, with AdamW. Weights, gradients and AdamW's two
   moments; activations are the tensors autograd keeps for backward, counted tensor by tensor as trilogy's
   modules save them (norm inputs and statistics, projection inputs, q/k/v, the MLP's hidden units; dropout
-  keeps a mask as large as its input, PyTorch's CPU kernel). The peak is the largest of three moments: the
+  keeps a boolean mask as large as its input, ``blocks/dropout.py``). The peak is the largest of three moments: the
   fused loss running a chunk at the end of the forward pass, the start of backward, the optimizer step.
   - The loss is fused with the LM/MLM head (``blocks/loss.py``): only labelled rows reach the head (every
     token for LM, the masked 15% for MLM), and they go through in chunks of 1,024 rows, so only one chunk's
@@ -24,9 +24,10 @@ Conventions:
     and keeps the gradients of the hidden rows and of the (V, C) projection (fp32). Classifier heads keep
     their logits as usual.
   - ``attention``: "sdpa" is a fused kernel (q, k, v, output, log-sum-exp); T5's learned bias needs a
-    gradient no fused kernel gives, so it runs SDPA's math path. "math" is that path for every layer, which
-    PyTorch's CPU SDPA takes whenever attention dropout is on: copies of q, k, v, the softmax, the dropout mask
-    and the dropped weights, in fp32 on CPU whatever the input dtype. "explicit" is trilogy's own path.
+    gradient no fused kernel gives, so it runs SDPA's math path, and attention dropout runs trilogy's
+    explicit path. "math" is SDPA's math path for every layer: copies of q, k, v and the softmax, in fp32 on
+    CPU whatever the input dtype. "explicit" is trilogy's own path: the softmax in fp32, and with dropout a
+    boolean mask and the dropped weights.
   - ``checkpointing`` (``model.set_activation_checkpointing``): each layer keeps only its inputs (the hidden
     states; T5's bias and the encoder output, shared); backward rebuilds one layer's saved set at a time.
   - ``precision``: "fp32"; "bf16"/"fp16", the weights themselves in that dtype; "bf16-autocast", fp32 weights,
@@ -207,6 +208,7 @@ PRECISIONS = {
 }
 ATTENTION_PATHS = ("sdpa", "math", "explicit")
 FP32 = 4
+MASK = 1  # bytes per element of a dropout mask (bool, blocks/dropout.py)
 
 
 def _norm_saved(config: ModelConfig, tokens: int, precision: Precision) -> int:
@@ -226,7 +228,6 @@ def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: i
     kv_width = a if grouped else g  # grouped keys and values are repeated to every query head before attending
     scores = batch * config.n_heads * query_len * key_len
     out = n * a * precision.compute  # the output, which the out-projection keeps as its input
-    noise = 2 if dropout else 0  # the dropout mask and the dropped weights, each as large as the weights
     if path == "sdpa":  # a fused kernel: q, k, v, the output and a log-sum-exp per query (fp32)
         rope = config.position == "rope" and not cross
         if cross:  # q: the q-projection's output; k, v: views of the kv-projection's output, or repeated copies
@@ -237,21 +238,24 @@ def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: i
         return inputs * precision.compute + out + batch * config.n_heads * query_len * FP32
     if path == "math":  # SDPA's math fallback: copies of q, k, v and the softmax; on CPU in fp32 whatever the
         # input dtype
-        return (n * a + 2 * kv * kv_width + scores * (1 + noise)) * FP32 + out
-    # explicit: copies of q, k, v; the softmax in fp32, then the weights cast back (or dropped) for the matmul
-    weights = noise if dropout else (1 if precision.compute != FP32 else 0)
-    return (n * a + 2 * kv * kv_width + scores * weights) * precision.compute + scores * FP32 + out
+        return (n * a + 2 * kv * kv_width + scores) * FP32 + out
+    # explicit: copies of q, k, v; the softmax in fp32, then the weights cast back (or dropped: a boolean mask
+    # and the dropped weights, blocks/dropout.py) for the matmul
+    weights = 1 if dropout or precision.compute != FP32 else 0
+    return (n * a + 2 * kv * kv_width + scores * weights) * precision.compute + scores * (FP32 + MASK * dropout) \
+        + out
 
 
 def _mlp_hidden(config: ModelConfig, dropout: bool) -> int:
     """How many (tokens, d_ff) tensors the MLP keeps: the activation's input (ReLU keeps its output instead),
-    the gate's two factors, and what the down-projection reads (or the dropout mask and dropped units)."""
+    the gate's two factors, and what the down-projection reads (or the dropped units; their boolean mask is
+    counted by the caller)."""
     keeps_input = 1 if config.activation != "relu" else 0
     if config.gated_mlp:  # act(gate) * up keeps both factors
-        return keeps_input + 2 + (2 if dropout else 1)
+        return keeps_input + 2 + 1
     # the activation's output: ReLU keeps it; else the down-projection reads it, unless dropout comes between
     keeps_output = 1 if not keeps_input or not dropout else 0
-    return keeps_input + keeps_output + (2 if dropout else 0)
+    return keeps_input + keeps_output + (1 if dropout else 0)
 
 
 def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
@@ -260,9 +264,14 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     c = config.d_model
     n = batch * stack.query_len
     # a sublayer keeps its norm's input and statistics, the projection's input and a residual-dropout mask
-    sublayer = _norm_saved(config, n, precision) + n * c * precision.compute * (2 if dropout else 1)
-    # T5's learned bias needs a gradient, which no fused kernel gives: SDPA runs its math path
-    path = "math" if attention == "sdpa" and config.position == "relative" else attention
+    sublayer = _norm_saved(config, n, precision) + n * c * (precision.compute + MASK * dropout)
+    # attention dropout takes trilogy's explicit path; T5's learned bias needs a gradient, which no fused kernel
+    # gives: SDPA runs its math path
+    path = attention
+    if attention == "sdpa" and dropout:
+        path = "explicit"
+    elif attention == "sdpa" and config.position == "relative":
+        path = "math"
     saved = sublayer + _attention_saved(config, batch, stack.query_len, stack.key_len, path, dropout, precision,
                                         cross=False)
     if stack.cross_len:
@@ -270,7 +279,8 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
                                              precision, cross=True)
         if precision.compute != precision.stream:  # each layer's kv-projection keeps its own cast of the source
             saved += batch * stack.cross_len * c * precision.compute
-    return saved + sublayer + _mlp_hidden(config, dropout) * n * config.d_ff * precision.compute
+    mlp_mask = n * config.d_ff * MASK * dropout
+    return saved + sublayer + _mlp_hidden(config, dropout) * n * config.d_ff * precision.compute + mlp_mask
 
 
 def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
@@ -279,7 +289,7 @@ def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     rebuilds in backward)."""
     c, m = config.d_model, batch * stack.query_len
     layer = _layer_saved(config, batch, stack, attention, dropout, precision)
-    kept = m * c * precision.stream * (1 if dropout else 0)  # embedding dropout mask
+    kept = m * c * MASK * dropout  # embedding dropout mask
     if config.embedding_norm:
         kept += _norm_saved(config, m, precision)
     if config.final_norm:

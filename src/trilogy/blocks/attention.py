@@ -3,7 +3,9 @@
 Masks are booleans, True = may attend (see ``masks.py``); an optional additive ``bias`` carries T5's relative
 positions (with the mask already folded in); grouped-query attention when ``n_kv_heads < n_heads``.
 ``F.scaled_dot_product_attention`` is the fast path; ``return_attention=True`` takes the explicit path and
-returns the weights.
+returns the weights. Attention dropout also takes the explicit path, with trilogy's boolean-mask dropout
+(``dropout.py``): SDPA on CPU would leave its fused kernel for a math path that keeps the same (B, H, T, S)
+tensors, and a float mask.
 
 Legend: B batch, T query length, S key length, H query heads, K key/value heads, D head size, C model width.
 """
@@ -16,6 +18,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .cache import append
+from .dropout import dropout
 from .masks import causal_mask
 from .position import apply_rotary
 
@@ -37,9 +40,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     if n_kv != n_heads:
         k = k.repeat_interleave(n_heads // n_kv, dim=1)  # (B, H, S, D)
         v = v.repeat_interleave(n_heads // n_kv, dim=1)
-    if not return_weights:
+    if not return_weights and dropout_p == 0.0:
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
+            q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask,
             is_causal=is_causal and q.size(2) > 1, scale=scale,
         )
         return out, None
@@ -50,8 +53,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
         allowed = causal_mask(q.size(2), k.size(2), q.device) if is_causal else mask
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    out = F.dropout(weights, dropout_p) @ v  # (B, H, T, D)
-    return out, weights
+    return dropout(weights, dropout_p) @ v, weights if return_weights else None  # (B, H, T, D)
 
 
 class Attention(nn.Module):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from .dropout import Dropout
 from .norm import build_norm
 from .position import LearnedPositions, PositionalEncoding
 
@@ -27,7 +28,7 @@ class Embeddings(nn.Module):
             nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
         )
         self.norm = build_norm(config) if config.embedding_norm else None
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def forward(self, input_ids: Tensor, positions: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:

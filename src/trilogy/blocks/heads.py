@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
+
 
 class LMHead(nn.Module):
     """Hidden states to vocabulary logits: (B, T, C) -> (B, T, V). ``scale`` multiplies the input (T5 v1.0)."""
@@ -69,7 +71,7 @@ class Classifier(nn.Module):
 
     def __init__(self, d_model: int, num_labels: int, dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.proj = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden: Tensor) -> Tensor:

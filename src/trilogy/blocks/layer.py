@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from .attention import Attention
 from .cache import LayerCache
+from .dropout import Dropout
 from .mlp import build_mlp
 from .norm import build_norm
 
@@ -27,7 +28,7 @@ class TransformerLayer(nn.Module):
         self.cross_attn_norm = build_norm(config) if cross_attention else None
         self.mlp = build_mlp(config)
         self.mlp_norm = build_norm(config)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
 
     def _branch_input(self, x: Tensor, norm: nn.Module) -> Tensor:
         return norm(x) if self.pre_norm else x
