@@ -32,10 +32,12 @@ def test_loss_constants_follow_the_code():
     assert 0 < MASK_PROBABILITY < 1
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
 @pytest.mark.parametrize("checkpointing", [False, True])
 @pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-t5"])
-def test_checkpointing_matches_measured_peak(name, checkpointing):
-    config = ModelConfig.from_preset(name, dropout=0.0)
+def test_checkpointing_matches_measured_peak(name, checkpointing, dropout):
+    """With dropout on, each checkpointed layer also keeps its boolean dropout masks."""
+    config = ModelConfig.from_preset(name, dropout=dropout)
     memory = check_training(config, **SHAPE, checkpointing=checkpointing)
     assert (memory["recompute"] > 0) == checkpointing
 

@@ -29,7 +29,8 @@ Conventions:
     CPU whatever the input dtype. "explicit" is trilogy's own path: the softmax in fp32, and with dropout a
     boolean mask and the dropped weights.
   - ``checkpointing`` (``model.set_activation_checkpointing``): each layer keeps only its inputs (the hidden
-    states; T5's bias and the encoder output, shared); backward rebuilds one layer's saved set at a time.
+    states; T5's bias and the encoder output, shared) and its dropout masks (booleans); backward rebuilds one
+    layer's saved set at a time.
   - ``precision``: "fp32"; "bf16"/"fp16", the weights themselves in that dtype; "bf16-autocast", fp32 weights,
     gradients and moments with matmuls under ``torch.autocast`` (``trilogy train --precision bf16``): the
     residual stream, norms and statistics stay fp32, projection inputs and outputs, attention and the MLP are
@@ -283,6 +284,14 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     return saved + sublayer + _mlp_hidden(config, dropout) * n * config.d_ff * precision.compute + mlp_mask
 
 
+def _layer_masks(config: ModelConfig, batch: int, stack: Stack) -> int:
+    """Bytes of one layer's dropout masks: attention weights (self and cross), each residual branch, the MLP's
+    hidden units."""
+    n, branches = batch * stack.query_len, 3 if stack.cross_len else 2
+    attention = batch * config.n_heads * stack.query_len * (stack.key_len + stack.cross_len)
+    return MASK * (attention + branches * n * config.d_model + n * config.d_ff)
+
+
 def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
                  precision: Precision, checkpointing: bool) -> tuple[int, int]:
     """Bytes a stack keeps at the end of the forward pass, and one layer's saved set (what checkpointing
@@ -300,8 +309,9 @@ def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
         kept += batch * stack.cross_len * c * precision.stream  # the encoder output, shared by every layer
     if not checkpointing:
         return kept + stack.n_layers * layer, layer
-    # each layer keeps only its inputs: the hidden states and T5's (1, H, T, S) bias, shared by the layers
-    kept += stack.n_layers * m * c * precision.stream
+    # each layer keeps only its inputs (the hidden states and T5's (1, H, T, S) bias, shared by the layers)
+    # and its dropout masks, stored rather than drawn again (blocks/stack.py)
+    kept += stack.n_layers * (m * c * precision.stream + _layer_masks(config, batch, stack) * dropout)
     if config.position == "relative":
         kept += config.n_heads * stack.query_len * stack.key_len * precision.stream
     return kept, layer

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 def keep_mask(like: Tensor, p: float) -> Tensor:
     """True where an element is kept (probability 1 - p), shaped as ``like``. bool"""
-    return torch.empty_like(like, dtype=torch.bool).bernoulli_(1.0 - p)
+    return torch.bernoulli(torch.empty_like(like, dtype=torch.bool), 1.0 - p)  # one out-of-place op
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

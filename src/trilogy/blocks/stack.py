@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from ..config import ModelConfig
 from .cache import KVCache
@@ -19,6 +19,19 @@ from .layer import TransformerLayer
 from .masks import causal_mask, cross_attention_mask, self_attention_mask
 from .norm import build_norm
 from .position import RelativePositionBias, RotaryEmbedding, positions_from_mask
+
+
+def _keep_dropout_masks(ctx, op, *args, **kwargs) -> CheckpointPolicy:
+    """What a checkpointed layer stores besides its input: its dropout masks (booleans, ``dropout.keep_mask``).
+    Everything else is recomputed in backward. Drawing the masks again would cost more than the layer's
+    matmuls on CPU at long sequences."""
+    mask = op is torch.ops.aten.bernoulli.p and args[0].dtype == torch.bool
+    return CheckpointPolicy.MUST_SAVE if mask else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+def _checkpointed(layer: nn.Module):
+    return partial(checkpoint, layer, use_reentrant=False,
+                   context_fn=partial(create_selective_checkpoint_contexts, _keep_dropout_masks))
 
 
 class StackOutput(NamedTuple):
@@ -88,7 +101,7 @@ class TransformerStack(nn.Module):
         new_caches, self_attentions, cross_attentions = [], [], []
         recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled() and cache is None
         for layer, layer_cache in zip(self.layers, layer_caches, strict=True):
-            run_layer = partial(checkpoint, layer, use_reentrant=False) if recompute else layer
+            run_layer = _checkpointed(layer) if recompute else layer
             x, new_cache, (self_w, cross_w) = run_layer(
                 x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
                 context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,
