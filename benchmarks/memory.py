@@ -12,7 +12,8 @@ Contenders: transformers; trilogy; trilogy with activation checkpointing; trilog
 
 Beside each trilogy contender the table prints what ``trilogy size`` predicts for the same workload
 (``trilogy.sizing.memory_breakdown``: same config, batch and sequence, the contender's precision and
-checkpointing; attention ``"math"``, because with GPT-2's attention dropout PyTorch's CPU SDPA runs its math path).
+checkpointing; attention ``"sdpa"``, which the sizing turns into trilogy's explicit path when attention dropout
+is on, as the model does).
 The estimate counts tensor bytes at the step's peak, weights included. RSS also holds the interpreter, torch and
 the checkpoint's loading, which the estimate leaves out, so the estimate is compared with the step's RSS growth
 plus the weights (resident before the step, and counted by the estimate):
@@ -95,7 +96,7 @@ def estimate(config, name: str, seq: int) -> int:
     from trilogy.sizing import memory_breakdown
 
     return memory_breakdown(config, SHAPE["batch"], seq, precision="bf16-autocast" if name.endswith("bf16") else
-                            "fp32", attention="math" if config.dropout > 0 else "sdpa",
+                            "fp32", attention="sdpa",
                             checkpointing=name == "trilogy+checkpointing")["total"]
 
 
