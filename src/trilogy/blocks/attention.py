@@ -3,9 +3,9 @@
 Masks are booleans, True = may attend (see ``masks.py``); an optional additive ``bias`` carries T5's relative
 positions (with the mask already folded in); grouped-query attention when ``n_kv_heads < n_heads``.
 ``F.scaled_dot_product_attention`` is the fast path; ``return_attention=True`` takes the explicit path and
-returns the weights. Attention dropout also takes the explicit path, with trilogy's boolean-mask dropout
-(``dropout.py``): SDPA on CPU would leave its fused kernel for a math path that keeps the same (B, H, T, S)
-tensors, and a float mask.
+returns the weights. On CPU, attention dropout also takes the explicit path, with trilogy's boolean-mask
+dropout (``dropout.py``): CPU SDPA would leave its fused kernel for a math path that keeps the same
+(B, H, T, S) tensors, and a float mask. GPU kernels fuse dropout, so there SDPA keeps it.
 
 Legend: B batch, T query length, S key length, H query heads, K key/value heads, D head size, C model width.
 """
@@ -41,9 +41,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     if n_kv != n_heads:
         k = k.repeat_interleave(n_heads // n_kv, dim=1)  # (B, H, S, D)
         v = v.repeat_interleave(n_heads // n_kv, dim=1)
-    if not return_weights and dropout_p == 0.0:
+    if not return_weights and (dropout_p == 0.0 or q.device.type != "cpu"):  # GPU kernels fuse dropout
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask,
+            q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
             is_causal=is_causal and q.size(2) > 1, scale=scale,
         )
         return out, None
