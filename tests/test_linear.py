@@ -1,4 +1,4 @@
-"""The one-row path of ``blocks.Linear`` (decoding on several CPU threads) gives bitwise F.linear's result."""
+"""The few-rows path of ``blocks.Linear`` (decoding on several CPU threads) gives bitwise F.linear's result."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ import torch.nn.functional as F
 from trilogy.blocks.linear import Linear
 
 
+@pytest.mark.parametrize("rows", [1, 8, 64, 65])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(384, 1152), (1536, 384), (64, 1024), (96, 30), (1000, 4128)])
-def test_one_row_on_several_threads_is_bitwise_f_linear(shape, bias):
+def test_few_rows_on_several_threads_are_bitwise_f_linear(shape, bias, rows):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         layer = Linear(*shape, bias=bias)
-        x = torch.randn(1, 1, shape[0])
+        x = torch.randn(rows, 1, shape[0])
         with torch.inference_mode():
             out = layer(x)
             assert torch.equal(out, F.linear(x, layer.weight, layer.bias))
-            assert out.shape == (1, 1, shape[1])
+            assert out.shape == (rows, 1, shape[1])
     finally:
         torch.set_num_threads(threads)
