@@ -27,6 +27,7 @@ import transformers
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import trilogy
+from trilogy.blocks.dropout import is_mask_draw
 
 transformers.logging.set_verbosity_error()
 SHAPE = dict(d_model=256, n_layers=4, n_heads=4, vocab=8192, batch=8)
@@ -52,7 +53,7 @@ class DropoutMasks(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func is torch.ops.aten.bernoulli.p and out.dtype == torch.bool:
+        if is_mask_draw(func, args):
             self.storages[out.untyped_storage().data_ptr()] = out.untyped_storage().nbytes()
         return out
 

@@ -1,10 +1,11 @@
-"""Dropout whose mask is a boolean tensor (``bernoulli_`` drawn straight into a bool tensor).
+"""Dropout whose mask is a boolean tensor, drawn by one out-of-place op (``torch.bernoulli`` into bool).
 
 ``nn.Dropout`` keeps a mask of the activation's dtype for backward; this keeps 1 byte per element, and
 drawing into a bool tensor is faster on CPU. Attention dropout is the large one, a (B, H, T, S) mask per layer:
 one training step of a GPT-2-shaped model (d_model 256, 4 layers, batch 8 x 1024 tokens, dropout 0.1) keeps
 1,755 MiB for backward (``benchmarks/checkpointing.py``), 2,285 MiB with float masks before. Every dropout in
-trilogy's blocks goes through here.
+trilogy's blocks goes through here. Activation checkpointing stores the masks instead of drawing them again
+(``stack.py`` asks ``is_mask_draw``); that is why the draw is a single op whose output nothing mutates.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from torch import Tensor, nn
 
 def keep_mask(like: Tensor, p: float) -> Tensor:
     """True where an element is kept (probability 1 - p), shaped as ``like``. bool"""
-    return torch.bernoulli(torch.empty_like(like, dtype=torch.bool), 1.0 - p)  # one out-of-place op
+    return torch.bernoulli(torch.empty_like(like, dtype=torch.bool), 1.0 - p)
+
+
+def is_mask_draw(op, args: tuple) -> bool:
+    """Whether the aten ``op`` called with ``args`` is ``keep_mask``'s draw."""
+    return op is torch.ops.aten.bernoulli.p and args[0].dtype == torch.bool
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -15,6 +15,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from ..config import ModelConfig
 from .cache import KVCache
+from .dropout import is_mask_draw
 from .layer import TransformerLayer
 from .masks import causal_mask, cross_attention_mask, self_attention_mask
 from .norm import build_norm
@@ -25,8 +26,7 @@ def _keep_dropout_masks(ctx, op, *args, **kwargs) -> CheckpointPolicy:
     """What a checkpointed layer stores besides its input: its dropout masks (booleans, ``dropout.keep_mask``).
     Everything else is recomputed in backward. Drawing the masks again would cost more than the layer's
     matmuls on CPU at long sequences."""
-    mask = op is torch.ops.aten.bernoulli.p and args[0].dtype == torch.bool
-    return CheckpointPolicy.MUST_SAVE if mask else CheckpointPolicy.PREFER_RECOMPUTE
+    return CheckpointPolicy.MUST_SAVE if is_mask_draw(op, args) else CheckpointPolicy.PREFER_RECOMPUTE
 
 
 def _checkpointed(layer: nn.Module):
