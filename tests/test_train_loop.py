@@ -204,3 +204,31 @@ def test_eval_prints_the_training_figures_and_a_baseline(tmp_path, capsys):
     assert report["metrics"]["accuracy"] == pytest.approx(final["accuracy"])
     assert 0 <= report["baselines"]["most frequent token"]["accuracy"] <= 1
     assert Path(out / "run.json").is_file()
+
+
+def test_init_fine_tunes_from_a_checkpoint(tmp_path, capsys):
+    """--init starts from the checkpoint's weights (zero learning rate: they come out unchanged), keeps its
+    tokenizer, and gives a head the checkpoint lacks fresh weights (a classifier on a masked-LM model)."""
+    text = write_text(tmp_path / "text.txt")
+    pretrained = tmp_path / "mlm"
+    assert main(train_args(pretrained, text, "encoder", max_steps=3, save_every=0, eval_every=0)) == 0
+    start = weights(pretrained)
+
+    same = tmp_path / "same"
+    assert main(train_args(same, text, "encoder", max_steps=2, save_every=0, eval_every=0, lr=1e-12,
+                           d_model=None, d_ff=None, init=pretrained)) == 0
+    assert (same / "tokenizer.json").read_text() == (pretrained / "tokenizer.json").read_text()
+    assert all(torch.allclose(start[k], v, atol=1e-9) for k, v in weights(same).items())
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"source": f"the king {w} spoke", "target": w[0]}) + "\n"
+                             for w in ("and", "queen", "war", "peace", "love", "fool", "moon", "river") * 8))
+    classifier = tmp_path / "classifier"
+    assert main(train_args(classifier, pairs, "encoder", max_steps=2, save_every=0, eval_every=0, d_model=None,
+                           d_ff=None, init=pretrained)) == 0
+    assert "head tensors start fresh" in capsys.readouterr().err
+    tuned = trilogy.from_pretrained(classifier)
+    assert tuned.config.head == "sequence-classification" and tuned.config.d_model == 32
+
+    assert main(train_args(tmp_path / "bad", text, "encoder", init=str(pretrained))) == 2
+    assert "gives the architecture; drop --d-model" in capsys.readouterr().err

@@ -28,13 +28,14 @@ def write_text(path: Path, chars: int = 40_000, seed: int = 0) -> Path:
 
 
 def train_args(out: Path, data: Path, arch: str = "decoder", **options) -> list[str]:
-    """`trilogy train` arguments for a tiny, quick, single-threaded run."""
+    """`trilogy train` arguments for a tiny, quick, single-threaded run (an option given as None is left out)."""
     settings = dict(arch=arch, data=str(data), max_steps=24, batch_size=4, seq_len=32, vocab_size=300,
                     save_every=4, eval_every=8, eval_batches=2, seed=3, d_model=32, d_ff=64, threads=1)
     settings.update(options)
     args = ["train"]
     for name, value in settings.items():
-        args += [f"--{name.replace('_', '-')}", str(value)]
+        if value is not None:
+            args += [f"--{name.replace('_', '-')}", str(value)]
     return args + ["--out", str(out)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,6 +31,7 @@ OBJECTIVES = {  # (arch, corpus kind) -> objective
 ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
             "seq2seq": "encoder-decoder"}
 PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
+ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff")  # what --init decides instead
 HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "seq2seq": "lm"}
 
 
@@ -46,6 +48,7 @@ class RunOptions:
     seq_len: int = 128
     vocab_size: int = 2048
     tokenizer: str | None = None  # a tokenizer.json to use instead of training one
+    init: str | None = None  # a checkpoint folder to start from (fine-tuning): its weights, config and tokenizer
     seed: int = 0
     lr: float = 1e-3
     warmup_steps: int | None = None  # default: a tenth of max_steps, at most 100
@@ -88,6 +91,11 @@ class RunOptions:
             raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.lr <= 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
+        if self.init is not None:
+            given = [name for name in ARCHITECTURE_OPTIONS if getattr(self, name) is not None]
+            if given:
+                raise ValueError(f"--init {self.init} gives the architecture; drop "
+                                 + ", ".join(f"--{name.replace('_', '-')}" for name in given))
 
     def settings(self, device: torch.device) -> TrainSettings:
         precision = self.precision
@@ -143,7 +151,9 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
 def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: bool = False) -> TrainResult:
     """Build the run ``options`` describe and train it; with ``resume`` continue the run in ``out_dir``."""
     out_dir = Path(out_dir)
-    options.preset = options.preset or DEFAULT_PRESET[options.arch]
+    start = load_start(options) if options.init is not None else None
+    if start is None:
+        options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
     options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
     if (options.objective in PAIRS) != (corpus.kind == "pairs"):
@@ -157,6 +167,8 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
         if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
             if options.tokenizer is not None:
                 tokenizer = Tokenizer.from_file(options.tokenizer)
+            elif start is not None:
+                tokenizer = start.tokenizer
             else:
                 tokenizer = train_tokenizer(options.arch, corpus.texts("train"), options.vocab_size)
             out_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +183,11 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
 
     labels = label_names(corpus) if options.objective == "classification" else None
     torch.manual_seed(options.seed)
-    model = build_model(model_config(options, tokenizer, options.objective, len(labels or ()))).to(dist.device)
+    if start is None:
+        model = build_model(model_config(options, tokenizer, options.objective, len(labels or ())))
+    else:
+        model = fine_tuned_model(start, options, tokenizer, len(labels or ()))
+    model = model.to(dist.device)
     model.tokenizer = tokenizer
     torch.manual_seed(options.seed + 1 + dist.rank)  # dropout draws differ between ranks
     batches = Batches(options.objective, corpus.train, tokenizer, options.seq_len,
@@ -190,6 +206,42 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
 
     return train(model, batches, loss_fn, options.settings(dist.device), out_dir, save_model_files, run_eval,
                  dist, resume=resume, run_info=asdict(options))
+
+
+def load_start(options: RunOptions):
+    """The checkpoint ``--init`` names, with its tokenizer (required unless --tokenizer is given)."""
+    from ..convert import from_pretrained
+
+    start = from_pretrained(options.init)
+    if start.arch != options.arch:
+        raise ValueError(f"--init {options.init} holds a {start.arch} model, not {options.arch}")
+    if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
+        raise ValueError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
+                         "as --tokenizer")
+    return start
+
+
+def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_labels: int):
+    """A model with ``start``'s architecture and weights and the head ``options.objective`` trains. A head the
+    checkpoint lacks (e.g. a classifier on a masked-LM model) starts freshly initialised."""
+    if tokenizer.get_vocab_size() != start.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
+                         f"trained with {start.config.vocab_size}")
+    if options.seq_len > start.config.max_seq_len and start.config.position in ("learned", "sinusoidal"):
+        raise ValueError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
+                         f"--init {options.init}")
+    changes = {"head": HEAD_FOR[options.objective]}
+    if options.objective == "classification":
+        changes["num_labels"] = num_labels
+    if options.dropout is not None:
+        changes["dropout"] = options.dropout
+    model = build_model(start.config.replace(**changes))
+    same_head = model.config.head == start.config.head and model.config.num_labels == start.config.num_labels
+    missing, unexpected = model.load_state_dict(start.state_dict(), strict=same_head)
+    if missing or unexpected:
+        print(f"--init {options.init}: {len(missing)} head tensors start fresh, {len(unexpected)} of the "
+              "checkpoint's head are not used", file=sys.stderr)
+    return model
 
 
 def label_names(corpus) -> list[str]:
