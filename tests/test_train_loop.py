@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 import trilogy
 from trilogy.cli import main
 from trilogy.data import load_corpus, special_tokens
+from trilogy.objectives import Batches
 from trilogy.train.distributed import Distributed
 from trilogy.train.evaluate import evaluate, word_f1
 from trilogy.train.loop import NonFiniteLoss, TrainSettings, train
@@ -232,3 +233,41 @@ def test_init_fine_tunes_from_a_checkpoint(tmp_path, capsys):
 
     assert main(train_args(tmp_path / "bad", text, "encoder", init=str(pretrained))) == 2
     assert "gives the architecture; drop --d-model" in capsys.readouterr().err
+
+
+def test_seq2seq_eval_with_a_repetition_penalty_scores_the_penalised_generations(tmp_path, capsys, monkeypatch):
+    pairs = tmp_path / "pairs.jsonl"
+    words = ("king", "queen", "war", "peace", "love", "fool", "moon", "river")
+    pairs.write_text("".join(json.dumps({"source": f"the {a} and the {b}", "target": f"{b} {a} {b}"}) + "\n"
+                             for a in words for b in words))
+    out = tmp_path / "t5"
+    assert main(train_args(out, pairs, "encoder-decoder", max_steps=4, save_every=0, eval_every=0)) == 0
+    model, corpus = trilogy.from_pretrained(out), load_corpus(str(pairs))
+    penalties = []
+    generate = model.generate
+
+    def spy(*args, **kwargs):
+        penalties.append(kwargs.get("repetition_penalty"))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", spy)
+    figures = evaluate(model, "seq2seq", corpus, model.tokenizer, 32, 4, None, ONE_PROCESS, repetition_penalty=2.0)
+    assert penalties and set(penalties) == {2.0}
+    expected, count = 0.0, 0
+    for batch in Batches("seq2seq", corpus.validation, model.tokenizer, 32, 4, seed=0, epochs=1, shuffle=False):
+        generated = model.generate(batch["input_ids"], batch["attention_mask"], repetition_penalty=2.0,
+                                   max_new_tokens=batch["labels"].size(1))
+        predictions = model.tokenizer.decode_batch(generated[:, 1:].tolist(), skip_special_tokens=True)
+        references = [model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
+                      for row in batch["labels"].tolist()]
+        expected += sum(word_f1(p, r) for p, r in zip(predictions, references))
+        count += len(predictions)
+    assert figures["word_f1"] == pytest.approx(expected / count)
+
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json", "--repetition-penalty", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["generation"] == {"greedy": True, "repetition_penalty": 2.0}
+    assert report["metrics"]["word_f1"] == pytest.approx(figures["word_f1"])
+    assert main(["eval", str(out), "--repetition-penalty", "0"]) == 2
+    assert "--repetition-penalty must be > 0" in capsys.readouterr().err

@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{folder} is not a folder (give a training output or checkpoint folder)")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if not args.repetition_penalty > 0:
+        raise UserError(f"--repetition-penalty must be > 0 (1.0 = off), got {args.repetition_penalty}")
     trained = json.loads((folder / RUN_FILE).read_text()) if (folder / RUN_FILE).is_file() else {}
     model = from_pretrained(folder)
     if getattr(model, "tokenizer", None) is None:
@@ -40,14 +42,18 @@ def run(args: argparse.Namespace) -> int:
     model.to(dist.device)
     labels = label_names(corpus) if objective == "classification" else None
     metrics = evaluate(model, objective, corpus, model.tokenizer, seq_len, args.batch_size, args.max_batches, dist,
-                       labels)
+                       labels, repetition_penalty=args.repetition_penalty)
     reference = baselines(objective, corpus, model.tokenizer, seq_len, args.batch_size, args.max_batches)
     report = dict(path=str(folder), data=data, objective=objective, seq_len=seq_len, metrics=metrics,
                   baselines=reference)
+    if objective == "seq2seq":
+        report["generation"] = {"greedy": True, "repetition_penalty": args.repetition_penalty}
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"{folder} on {data} (validation split), objective {objective}, seq_len {seq_len}")
+    if objective == "seq2seq":
+        print(f"  generations: greedy, repetition penalty {args.repetition_penalty:g}")
     for name, value in metrics.items():
         print(f"  {name:15s} {value:.4f}" if isinstance(value, float) else f"  {name:15s} {value}")
     for name, values in reference.items():
@@ -65,6 +71,9 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default 16)")
     parser.add_argument("--max-batches", type=int, default=None,
                         help="stop after this many batches (default: the whole validation split)")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0,
+                        help="seq2seq: penalise tokens already generated (Hugging Face's repetition_penalty; "
+                             "default 1.0 = plain greedy)")
     parser.add_argument("--device", help="cpu, cuda, ... (default: cuda if available, else cpu)")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -4,7 +4,8 @@
   for MLM this is the masked-token accuracy);
 - causal LM: ``nats_per_char`` and ``bits_per_char``, the summed loss divided by the characters of the text it
   covers, comparable across tokenizers;
-- seq2seq: ``exact_match`` and ``word_f1`` of greedy generations against the targets.
+- seq2seq: ``exact_match`` and ``word_f1`` of greedy generations against the targets (optionally with a
+  repetition penalty, Hugging Face's ``repetition_penalty``: 1.0 = plain greedy).
 
 Ranks split the validation batches between them and add up their sums, so every rank returns the same figures.
 """
@@ -26,7 +27,8 @@ from .distributed import Distributed
 
 @torch.no_grad()
 def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokenizer, seq_len: int,
-             batch_size: int, max_batches: int | None, dist: Distributed, label_names: list[str] | None = None) -> dict:
+             batch_size: int, max_batches: int | None, dist: Distributed, label_names: list[str] | None = None,
+             repetition_penalty: float = 1.0) -> dict:
     """Metrics of ``model`` on ``corpus.validation``: one pass in order (no shuffling; MLM and span noise drawn
     from a fixed seed, so every evaluation sees the same inputs), stopped after ``max_batches`` global batches
     of ``batch_size`` rows per rank."""
@@ -46,7 +48,7 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
         _, metrics = compute_loss(objective, model, batch)
         sums[:3] += torch.tensor([metrics["loss_sum"], metrics["targets"], metrics["correct"]], dtype=torch.float64)
         if objective == "seq2seq":
-            predictions = generate_targets(model, batch, tokenizer)
+            predictions = generate_targets(model, batch, tokenizer, repetition_penalty)
             references = decode_labels(batch["labels"], tokenizer)
             sums[3] += sum(p.strip() == r.strip() for p, r in zip(predictions, references, strict=True))
             sums[4] += sum(word_f1(p, r) for p, r in zip(predictions, references, strict=True))
@@ -73,10 +75,12 @@ def count_clm_targets(corpus: Corpus, tokenizer: Tokenizer) -> int:
                                                                    add_special_tokens=False))
 
 
-def generate_targets(model: nn.Module, batch: dict, tokenizer: Tokenizer) -> list[str]:
+def generate_targets(model: nn.Module, batch: dict, tokenizer: Tokenizer, repetition_penalty: float = 1.0
+                     ) -> list[str]:
     """Greedy generations for the sources of a seq2seq batch, as text."""
     max_new = batch["labels"].size(1)
-    generated = model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new)
+    generated = model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
+                               repetition_penalty=repetition_penalty)
     return tokenizer.decode_batch(generated[:, 1:].tolist(), skip_special_tokens=True)
 
 
