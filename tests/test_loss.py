@@ -73,3 +73,17 @@ def test_activation_checkpointing_gives_identical_gradients(name):
     assert plain.keys() == recomputed.keys()
     for key in plain:
         torch.testing.assert_close(plain[key], recomputed[key], atol=0, rtol=0)
+
+
+def test_argmax_hits_are_counted_when_evaluating_only():
+    hidden = torch.randn(20, 16)
+    weight = torch.randn(50, 16, requires_grad=True)
+    labels = torch.randint(0, 50, (20,))
+    labels[:5] = F.linear(hidden[:5], weight).argmax(-1)  # at least five hits
+    labels[-3:] = -100
+    expected = int((F.linear(hidden, weight).argmax(-1) == labels).sum())
+    with torch.no_grad():
+        total, _, correct = linear_cross_entropy(hidden, weight, None, labels, chunk_rows=7)
+    assert int(correct) == expected >= 5 and total.grad_fn is None
+    total, _, correct = linear_cross_entropy(hidden, weight, None, labels, chunk_rows=7)
+    assert correct is None and total.grad_fn is not None  # training skips the argmax

@@ -333,7 +333,8 @@ def compute_loss(objective: str, model: nn.Module, batch: dict[str, Tensor]) -> 
 
     Returns:
         (loss, metrics): ``loss_sum`` (nats over this shard's targets), ``targets`` (their count),
-        ``correct`` and ``accuracy`` (argmax hits among them; masked accuracy for mlm).
+        ``correct`` and ``accuracy`` (argmax hits among them; masked accuracy for mlm) when no gradient is
+        computed, as in evaluation.
     """
     # the models take the labels and return the loss: for LM/MLM heads it is fused with the output projection,
     # so the (B, T, V) logits are never held whole
@@ -346,7 +347,8 @@ def compute_loss(objective: str, model: nn.Module, batch: dict[str, Tensor]) -> 
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     targets = int(out.label_count)
     loss_sum = out.loss * targets  # the models return the mean over the counted targets
-    correct = int(out.label_correct)
-    metrics = {"loss_sum": float(loss_sum.detach()), "targets": targets, "correct": correct,
-               "accuracy": correct / max(targets, 1)}
+    metrics = {"loss_sum": float(loss_sum.detach()), "targets": targets}
+    if out.label_correct is not None:  # not while training (see blocks/loss.py)
+        metrics["correct"] = int(out.label_correct)
+        metrics["accuracy"] = metrics["correct"] / max(targets, 1)
     return loss_sum / batch["loss_normalizer"], metrics

@@ -20,8 +20,8 @@ IGNORE_INDEX = -100
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int):
-        needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int,
+                needs_grad: bool):
         total = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
@@ -30,17 +30,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.size(0), chunk_rows):
             rows = slice(start, start + chunk_rows)
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
+            keep = y != IGNORE_INDEX  # (n,)
+            every_row = bool(keep.all())
+            target = y.clamp(min=0)[:, None]  # (n, 1); ignored rows point at token 0 and are masked below
             logits = F.linear(h, weight, bias).float()  # (n, V)
-            correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
-            keep = y != IGNORE_INDEX
+            if not needs_grad:  # argmax hits only when evaluating: training does not use them (a pass over V)
+                correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
             log_probs = logits.log_softmax(dim=-1)  # (n, V); the logits are not needed any more
             del logits
-            total -= log_probs[keep, y[keep]].sum()
+            picked = log_probs.gather(1, target).squeeze(1)  # (n,)
+            total -= picked.sum() if every_row else picked[keep].sum()
             if not needs_grad:
                 continue
             grad_logits = log_probs.exp_()  # d(sum of losses)/d(logits) = softmax - onehot, in place
-            grad_logits[keep, y[keep]] -= 1.0
-            grad_logits[~keep] = 0.0
+            grad_logits.scatter_add_(1, target, -keep[:, None].to(grad_logits.dtype))
+            if not every_row:
+                grad_logits[~keep] = 0.0
             grad_logits = grad_logits.to(h.dtype)
             grad_hidden[rows] = grad_logits @ weight.to(h.dtype)  # (n, C)
             grad_weight += (grad_logits.t() @ h).float()  # (V, C)
@@ -62,11 +67,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_bias * scale if ctx.has_bias and ctx.needs_input_grad[2] else None,
             None,
             None,
+            None,
         )
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
-                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
+                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor, Tensor | None]:
     """Sum of token cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, without materialising
     all the logits.
 
@@ -74,9 +80,13 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, la
         hidden: (..., C); weight: (V, C); bias: (V,) or None; labels: (...) with -100 for positions to ignore.
     Returns:
         (loss summed over the counted tokens, number of counted tokens, how many of them the argmax predicts),
-        all scalars.
+        all scalars; the last is None when a gradient is being computed (training does not use it, and the
+        argmax would cost a pass over every logit).
     """
     hidden = hidden.reshape(-1, hidden.size(-1))  # (N, C)
     labels = labels.reshape(-1)  # (N,)
-    total, correct = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows)
-    return total, (labels != IGNORE_INDEX).sum(), correct
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (hidden, weight, bias))
+    # decided here, not from ctx.needs_input_grad, which is True for parameters even under no_grad
+    total, correct = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows, needs_grad)
+    return total, (labels != IGNORE_INDEX).sum(), None if needs_grad else correct

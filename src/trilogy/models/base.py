@@ -32,7 +32,7 @@ class ModelOutput:
     attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
     loss: Tensor | None = None  # mean cross-entropy over the labelled tokens, when labels were given
     label_count: Tensor | None = None  # how many tokens (or sequences) the loss averages over
-    label_correct: Tensor | None = None  # how many of them the argmax prediction gets right
+    label_correct: Tensor | None = None  # how many of them the argmax gets right (LM heads: not while training)
 
 
 class TransformerModel(nn.Module):
