@@ -27,16 +27,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
         grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad else None
         grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad and bias is not None else None
+        # fp32 without autocast: every chunk reuses two (n, V) buffers. A fresh tensor this large is a fresh
+        # mapping from the OS, whose pages fault in one by one as they are first written
+        reuse = not torch.is_autocast_enabled(hidden.device.type) and hidden.dtype == weight.dtype == torch.float32
+        if reuse:
+            logits_room = hidden.new_empty(min(chunk_rows, hidden.size(0)), weight.size(0))
+            log_probs_room = torch.empty_like(logits_room)
         for start in range(0, hidden.size(0), chunk_rows):
             rows = slice(start, start + chunk_rows)
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
             keep = y != IGNORE_INDEX  # (n,)
             every_row = bool(keep.all())
             target = y.clamp(min=0)[:, None]  # (n, 1); ignored rows point at token 0 and are masked below
-            logits = F.linear(h, weight, bias).float()  # (n, V)
+            if reuse:
+                logits = logits_room[:h.size(0)]
+                if bias is None:
+                    torch.mm(h, weight.t(), out=logits)  # (n, V)
+                else:
+                    torch.addmm(bias, h, weight.t(), out=logits)
+            else:
+                logits = F.linear(h, weight, bias).float()  # (n, V)
             if not needs_grad:  # argmax hits only when evaluating: training does not use them (a pass over V)
                 correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
-            log_probs = logits.log_softmax(dim=-1)  # (n, V); the logits are not needed any more
+            if reuse:
+                log_probs = torch.log_softmax(logits, dim=-1, out=log_probs_room[:h.size(0)])  # (n, V)
+            else:
+                log_probs = logits.log_softmax(dim=-1)  # (n, V); the logits are not needed any more
             del logits
             picked = log_probs.gather(1, target).squeeze(1)  # (n,)
             total -= picked.sum() if every_row else picked[keep].sum()
