@@ -339,13 +339,16 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     hidden = rows * c * (precision.compute if mlm else precision.stream)
     bias = v * FP32 if mlm or config.head_bias else 0
     saved = tokens + features + hidden + v * c * FP32 + bias  # (+ the labelled-row mask, bool)
-    # a chunk: its logits upcast to fp32 and their log-softmax; then that turned in place into the gradient,
-    # a low-precision copy of it for the matmuls, and the projection's gradient for the chunk (+ its fp32
-    # upcast). The chunk's tensors go before the next chunk starts.
     chunk = min(LOSS_CHUNK_ROWS, rows)
-    low = precision.compute if precision.compute != FP32 else 0
+    if precision.compute == FP32:
+        # fp32: two (chunk, V) buffers live through the loop (logits, then their log-softmax turned in place
+        # into the gradient), plus the projection's gradient for one chunk
+        return saved, hidden + chunk * v * 2 * FP32 + v * c * FP32
+    # low precision: a chunk's logits upcast to fp32 and their log-softmax; then that turned in place into the
+    # gradient, a low-precision copy of it for the matmuls, and the projection's gradient for the chunk (+ its
+    # fp32 upcast). The chunk's tensors go before the next chunk starts.
     logits = chunk * v * 2 * FP32
-    gradients = chunk * v * (FP32 + low) + v * c * (precision.compute + (FP32 if low else 0))
+    gradients = chunk * v * (FP32 + precision.compute) + v * c * (precision.compute + FP32)
     return saved, hidden + max(logits, gradients)
 
 
