@@ -233,6 +233,12 @@ def test_init_fine_tunes_from_a_checkpoint(tmp_path, capsys):
 
     assert main(train_args(tmp_path / "bad", text, "encoder", init=str(pretrained))) == 2
     assert "gives the architecture; drop --d-model" in capsys.readouterr().err
+    assert main(train_args(tmp_path / "bad", text, "decoder", d_model=None, d_ff=None, init=pretrained)) == 2
+    assert "a model of the encoder family; --arch decoder cannot start from it" in capsys.readouterr().err
+    untokenized = tmp_path / "no-tokenizer"
+    trilogy.build("tiny-bert").save_pretrained(untokenized)
+    assert main(train_args(tmp_path / "bad", text, "encoder", d_model=None, d_ff=None, init=untokenized)) == 2
+    assert "has no tokenizer.json; pass the one it was trained with as --tokenizer" in capsys.readouterr().err
 
 
 def test_seq2seq_eval_with_a_repetition_penalty_scores_the_penalised_generations(tmp_path, capsys, monkeypatch):

@@ -214,7 +214,8 @@ def load_start(options: RunOptions):
 
     start = from_pretrained(options.init)
     if start.arch != options.arch:
-        raise ValueError(f"--init {options.init} holds a {start.arch} model, not {options.arch}")
+        raise ValueError(f"--init {options.init} holds a model of the {start.arch} family; "
+                         f"--arch {options.arch} cannot start from it")
     if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
         raise ValueError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
                          "as --tokenizer")
