@@ -259,6 +259,17 @@ def _mlp_hidden(config: ModelConfig, dropout: bool) -> int:
     return keeps_input + keeps_output + (1 if dropout else 0)
 
 
+def _attention_path(attention: str, dropout: bool, learned_bias: bool) -> str:
+    """The path an attention really takes on CPU: with attention dropout, trilogy's explicit one
+    (blocks/attention.py); T5's learned bias needs a gradient, which no fused kernel gives, so SDPA runs its math
+    path."""
+    if dropout:
+        return "explicit"
+    if attention == "sdpa" and learned_bias:
+        return "math"
+    return attention
+
+
 def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, dropout: bool,
                  precision: Precision) -> int:
     """Bytes one layer keeps for backward."""
@@ -266,18 +277,13 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     n = batch * stack.query_len
     # a sublayer keeps its norm's input and statistics, the projection's input and a residual-dropout mask
     sublayer = _norm_saved(config, n, precision) + n * c * (precision.compute + MASK * dropout)
-    # attention dropout takes trilogy's explicit path; T5's learned bias needs a gradient, which no fused kernel
-    # gives: SDPA runs its math path
-    path = attention
-    if attention == "sdpa" and dropout:
-        path = "explicit"
-    elif attention == "sdpa" and config.position == "relative":
-        path = "math"
-    saved = sublayer + _attention_saved(config, batch, stack.query_len, stack.key_len, path, dropout, precision,
-                                        cross=False)
+    saved = sublayer + _attention_saved(config, batch, stack.query_len, stack.key_len,
+                                        _attention_path(attention, dropout, config.position == "relative"),
+                                        dropout, precision, cross=False)
     if stack.cross_len:
-        saved += sublayer + _attention_saved(config, batch, stack.query_len, stack.cross_len, attention, dropout,
-                                             precision, cross=True)
+        saved += sublayer + _attention_saved(config, batch, stack.query_len, stack.cross_len,
+                                             _attention_path(attention, dropout, False), dropout, precision,
+                                             cross=True)
         if precision.compute != precision.stream:  # each layer's kv-projection keeps its own cast of the source
             saved += batch * stack.cross_len * c * precision.compute
     mlp_mask = n * config.d_ff * MASK * dropout
