@@ -25,9 +25,9 @@ Conventions:
     their logits as usual.
   - ``attention``: "sdpa" is a fused kernel (q, k, v, output, log-sum-exp); T5's learned bias needs a
     gradient no fused kernel gives, so it runs SDPA's math path, and attention dropout runs trilogy's
-    explicit path (in every mode: it is what runs on CPU). "math" is SDPA's math path for every layer: copies of
-    q, k, v and the softmax, in fp32 on CPU whatever the input dtype. "explicit" is trilogy's own path: the softmax in fp32, and with dropout a
-    boolean mask and the dropped weights.
+    explicit path (in every mode: it is what runs on CPU). "math" is SDPA's math path for every layer: copies
+    of q, k, v and the softmax, in fp32 on CPU whatever the input dtype. "explicit" is trilogy's own path: the
+    softmax in fp32, and with dropout a boolean mask and the dropped weights.
   - ``checkpointing`` (``model.set_activation_checkpointing``): each layer keeps only its inputs (the hidden
     states; T5's bias and the encoder output, shared) and its dropout masks (booleans); backward rebuilds one
     layer's saved set at a time.
