@@ -266,7 +266,7 @@ def test_seq2seq_eval_with_a_repetition_penalty_scores_the_penalised_generations
         predictions = model.tokenizer.decode_batch(generated[:, 1:].tolist(), skip_special_tokens=True)
         references = [model.tokenizer.decode([t for t in row if t >= 0], skip_special_tokens=True)
                       for row in batch["labels"].tolist()]
-        expected += sum(word_f1(p, r) for p, r in zip(predictions, references))
+        expected += sum(word_f1(p, r) for p, r in zip(predictions, references, strict=True))
         count += len(predictions)
     assert figures["word_f1"] == pytest.approx(expected / count)
 

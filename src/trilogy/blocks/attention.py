@@ -106,7 +106,7 @@ class Attention(nn.Module):
         else:
             qkv = self.qkv(x)  # (B, T, (H + 2K) * D)
             if self.n_kv_heads == self.n_heads:  # one view for the three: fewer calls per decoded token
-                q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+                q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
             else:
                 q, k, v = qkv.split([self.n_heads * self.d_head, kv_width, kv_width], dim=-1)
                 q = self._heads(q, self.n_heads)  # (B, H, T, D)
