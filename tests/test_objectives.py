@@ -322,3 +322,28 @@ def test_bad_arguments(tokenizers, documents):
         Batches("clm", documents, tokenizers["decoder"], 64, 4).load_state_dict(state)
     with pytest.raises(ValueError, match="label 'x'"):
         next(Batches("classification", [("a b", "x")], tokenizers["encoder"], 32, 1, label_names=["y"]))
+
+
+def test_blank_accuracy_counts_only_targets_shown_as_mask(tokenizers, documents):
+    """Accuracy at [MASK] leaves out the chosen tokens left visible (which a model can copy); checked against
+    the argmax of the model's own logits at the [MASK] positions."""
+    from trilogy.train.baselines import guess_accuracies
+    from trilogy.train.evaluate import blank_counts
+
+    tokenizer = tokenizers["encoder"]
+    mask_id = special_tokens(tokenizer)["mask"]
+    batch = next(iter(batches("mlm", tokenizers, documents, seq_len=64, batch_size=8)))
+    chosen = batch["labels"] != IGNORE
+    blank = batch["input_ids"] == mask_id
+    assert (blank <= chosen).all() and blank.sum() < chosen.sum()  # some chosen tokens stay visible
+    model = build("tiny-bert", vocab_size=tokenizer.get_vocab_size()).eval()
+    with torch.no_grad():
+        count, right = blank_counts(model, batch, mask_id)
+        logits = model.run(batch["input_ids"], batch["attention_mask"]).logits  # (B, T, V)
+    assert count == int(blank.sum())
+    assert right == int((logits.argmax(-1) == batch["labels"])[blank].sum())
+
+    guess = int(batch["labels"][blank][0])  # a guess that is right at one blank at least
+    figures = guess_accuracies(guess, [batch], mask_id)
+    assert figures["blank_accuracy"] == pytest.approx(float((batch["labels"][blank] == guess).float().mean()))
+    assert figures["accuracy"] == pytest.approx(float((batch["labels"][chosen] == guess).float().mean()))

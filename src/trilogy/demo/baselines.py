@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 
 from ..data import Corpus, special_ids, special_tokens
 from ..objectives import Batches
+from ..train.baselines import guess_accuracies
 from ..train.evaluate import decode_labels, word_f1
 
 EVAL_SEED = 0  # the seed trilogy.train.evaluate draws its validation batches with
@@ -54,18 +55,14 @@ def most_frequent_token(counts: np.ndarray, tokenizer: Tokenizer) -> int:
 
 
 def unigram_fill_mask_accuracy(counts: np.ndarray, corpus: Corpus, tokenizer: Tokenizer, seq_len: int,
-                               batch_size: int, max_batches: int) -> float:
-    """Accuracy of always guessing the most frequent ordinary token, on the positions the MLM evaluation masks
-    (the same batches: validation split in order, noise seed ``EVAL_SEED``)."""
-    guess = most_frequent_token(counts, tokenizer)
+                               batch_size: int, max_batches: int) -> dict:
+    """Accuracies of always guessing the most frequent ordinary token on the MLM evaluation's batches
+    (validation split in order, noise seed ``EVAL_SEED``): ``accuracy`` over every target, ``blank_accuracy``
+    over the targets shown as [MASK]."""
     batches = Batches("mlm", corpus.validation, tokenizer, seq_len, batch_size, seed=EVAL_SEED, epochs=1,
                       shuffle=False)
-    hits = targets = 0
-    for batch in itertools.islice(batches, max_batches):
-        labels = batch["labels"][batch["labels"] != -100]
-        hits += int((labels == guess).sum())
-        targets += labels.numel()
-    return hits / max(targets, 1)
+    return guess_accuracies(most_frequent_token(counts, tokenizer), itertools.islice(batches, max_batches),
+                            special_tokens(tokenizer)["mask"])
 
 
 def function_name(source: str) -> str:

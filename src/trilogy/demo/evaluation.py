@@ -57,8 +57,8 @@ def quality(unit: Unit, validation: dict, baseline: dict) -> dict | None:
         return dict(metric="nats per character", model=validation["nats_per_char"], baseline_name="unigram",
                     baseline=baseline["unigram_nats_per_char"], higher_is_better=False)
     if unit.objective == "mlm":
-        return dict(metric="masked-token accuracy", model=validation["accuracy"],
-                    baseline_name="most frequent token", baseline=baseline["unigram_accuracy"],
+        return dict(metric="accuracy at [MASK]", model=validation["blank_accuracy"],
+                    baseline_name="most frequent token", baseline=baseline["unigram_blank_accuracy"],
                     higher_is_better=True)
     if unit.objective == "seq2seq":
         return dict(metric="docstring word F1", model=validation["word_f1"], baseline_name="copy the function name",
@@ -79,8 +79,8 @@ def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_
     if unit.objective == "clm":
         return {"unigram_nats_per_char": baselines.unigram_nats_per_char(counts, corpus, tokenizer)}
     if unit.objective == "mlm":
-        return {"unigram_accuracy": baselines.unigram_fill_mask_accuracy(counts, corpus, tokenizer, seq_len,
-                                                                          batch_size, eval_batches),
+        guesses = baselines.unigram_fill_mask_accuracy(counts, corpus, tokenizer, seq_len, batch_size, eval_batches)
+        return {"unigram_accuracy": guesses["accuracy"], "unigram_blank_accuracy": guesses["blank_accuracy"],
                 "most_frequent_token": baselines.most_frequent_token(counts, tokenizer)}
     if unit.objective == "seq2seq":
         return {"copy_name_word_f1": baselines.copy_name_word_f1(corpus, tokenizer, seq_len, batch_size,

@@ -125,10 +125,12 @@ def blocks(report: dict) -> list[tuple]:
                   "Each holds metrics.jsonl (every step), timeline.jsonl (tokens and seconds per step) and "
                   "loss.png.")]
     out += [("h2", "How the figures are measured"),
-            ("ul", ["validation loss, masked-token accuracy, nats per character and docstring word F1: "
+            ("ul", ["validation loss, accuracy at [MASK] (the masked-LM targets the input shows as [MASK]; the "
+                    "10% left visible can be copied, so they are not counted), nats per character and docstring "
+                    "word F1: "
                     f"trilogy.train.evaluate on the held-out split ({options['eval_batches']} batches);",
                     "baselines on the same held-out data: a unigram model of the training text (nats per "
-                    "character), always guessing the most frequent token (masked positions), the function's "
+                    "character), always guessing the most frequent token (at [MASK]), the function's "
                     "name as its docstring (word F1);",
                     "FLOPs per training token: trilogy.sizing for batches of the demo's shape (T5: source and "
                     "target of the same length); tokens/s: real (non-padding) tokens over the unit's training "

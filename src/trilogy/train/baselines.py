@@ -45,19 +45,28 @@ def unigram_nats_per_char(corpus: Corpus, tokenizer: Tokenizer, separator: int) 
 
 
 def most_frequent_accuracy(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
-                           max_batches: int | None) -> float:
-    """Masked-token accuracy of always guessing the most frequent non-special training token, on the same
-    validation batches (same masks) as ``evaluate``."""
+                           max_batches: int | None) -> dict:
+    """Masked-LM accuracy of always guessing the most frequent non-special training token, on the same
+    validation batches (same masks) as ``evaluate``: over every target (``accuracy``) and over the targets
+    the input shows as [MASK] (``blank_accuracy``)."""
     counts = token_counts(corpus, tokenizer)
     counts[sorted(special_ids(tokenizer))] = -1
-    guess = int(counts.argmax())
     batches = Batches("mlm", corpus.validation, tokenizer, seq_len, batch_size, seed=0, epochs=1, shuffle=False)
-    hits = total = 0
-    for batch in itertools.islice(batches, max_batches):
-        labels = batch["labels"][batch["labels"] != IGNORE]
-        hits += int((labels == guess).sum())
-        total += labels.numel()
-    return hits / max(total, 1)
+    return guess_accuracies(int(counts.argmax()), itertools.islice(batches, max_batches),
+                            special_tokens(tokenizer)["mask"])
+
+
+def guess_accuracies(guess: int, batches, mask_id: int) -> dict:
+    """Accuracy of guessing ``guess`` for every MLM target of ``batches``, and for those shown as [MASK]."""
+    hits = total = blank_hits = blanks = 0
+    for batch in batches:
+        chosen = batch["labels"] != IGNORE
+        blank = chosen & (batch["input_ids"] == mask_id)
+        hits += int((batch["labels"][chosen] == guess).sum())
+        total += int(chosen.sum())
+        blank_hits += int((batch["labels"][blank] == guess).sum())
+        blanks += int(blank.sum())
+    return {"accuracy": hits / max(total, 1), "blank_accuracy": blank_hits / max(blanks, 1)}
 
 
 def function_name_summary(source: str) -> str:
@@ -81,8 +90,7 @@ def baselines(objective: str, corpus: Corpus, tokenizer: Tokenizer, seq_len: int
         nats = unigram_nats_per_char(corpus, tokenizer, special_tokens(tokenizer)["eos"])
         return {"unigram model": {"nats_per_char": nats, "bits_per_char": nats / math.log(2)}}
     if objective == "mlm":
-        accuracy = most_frequent_accuracy(corpus, tokenizer, seq_len, batch_size, max_batches)
-        return {"most frequent token": {"accuracy": accuracy}}
+        return {"most frequent token": most_frequent_accuracy(corpus, tokenizer, seq_len, batch_size, max_batches)}
     if objective == "seq2seq" and any(FUNCTION_NAME.search(s) for s, _ in itertools.islice(corpus.validation, 20)):
         return {"copy the function name": copy_name_scores(
             corpus, None if max_batches is None else max_batches * batch_size)}

@@ -20,8 +20,8 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from ..data import Corpus
-from ..objectives import Batches, compute_loss
+from ..data import Corpus, special_tokens
+from ..objectives import IGNORE, Batches, compute_loss
 from .distributed import Distributed
 
 
@@ -36,7 +36,8 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
     model.eval()
     batches = Batches(objective, corpus.validation, tokenizer, seq_len, batch_size * dist.world_size, seed=0,
                       rank=dist.rank, world_size=dist.world_size, epochs=1, shuffle=False, label_names=label_names)
-    sums = torch.zeros(6, dtype=torch.float64)  # loss_sum, targets, correct, exact, word_f1, sequences
+    # loss_sum, targets, correct, exact, word_f1, sequences, blanks (mlm), blanks right (mlm)
+    sums = torch.zeros(8, dtype=torch.float64)
     complete = True
     for index, batch in enumerate(batches):
         if max_batches is not None and index >= max_batches:
@@ -47,6 +48,8 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
         batch = {k: v.to(dist.device) for k, v in batch.items()}
         _, metrics = compute_loss(objective, model, batch)
         sums[:3] += torch.tensor([metrics["loss_sum"], metrics["targets"], metrics["correct"]], dtype=torch.float64)
+        if objective == "mlm":
+            sums[6:] += torch.tensor(blank_counts(model, batch, special_tokens(tokenizer)["mask"]), dtype=torch.float64)
         if objective == "seq2seq":
             predictions = generate_targets(model, batch, tokenizer, repetition_penalty)
             references = decode_labels(batch["labels"], tokenizer)
@@ -55,8 +58,10 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
             sums[5] += len(predictions)
     model.train(was_training)
     sums = dist.sum(sums)
-    loss_sum, targets, correct, exact, f1, sequences = sums.tolist()
+    loss_sum, targets, correct, exact, f1, sequences, blanks, blanks_right = sums.tolist()
     result = {"loss": loss_sum / max(targets, 1), "accuracy": correct / max(targets, 1), "targets": int(targets)}
+    if objective == "mlm":
+        result["blank_accuracy"] = blanks_right / max(blanks, 1)
     if objective == "clm":
         characters = corpus.num_characters("validation")
         if not complete:  # the pass stopped early: count the characters of the share of tokens it covered
@@ -67,6 +72,15 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
         result["exact_match"] = exact / max(sequences, 1)
         result["word_f1"] = f1 / max(sequences, 1)
     return result
+
+
+def blank_counts(model: nn.Module, batch: dict, mask_id: int) -> tuple[int, int]:
+    """(blanks, right): how many targets the input shows as [MASK], and how many of those the model's argmax
+    gets. MLM's accuracy counts every chosen token, and a tenth of those stay visible in the input (the 10%
+    left unchanged), where copying the input is right; at a blank only the context can tell."""
+    labels = batch["labels"].masked_fill(batch["input_ids"] != mask_id, IGNORE)
+    _, metrics = compute_loss("mlm", model, {**batch, "labels": labels})
+    return metrics["targets"], metrics["correct"]
 
 
 def count_clm_targets(corpus: Corpus, tokenizer: Tokenizer) -> int:
