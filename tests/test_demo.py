@@ -194,3 +194,17 @@ def test_one_minute_demo_finishes_in_under_three_minutes(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "d" / "report.html").is_file()
     assert elapsed < 180, f"took {elapsed:.0f} s"
+
+
+def test_verdict_needs_a_clear_margin_either_way():
+    from trilogy.demo.evaluation import verdict
+
+    def figure(model, baseline, higher_is_better=True):
+        return dict(model=model, baseline=baseline, higher_is_better=higher_is_better)
+
+    assert verdict(figure(0.059, 0.056)) == "level"  # 5% better: within the noise of a few batches
+    assert verdict(figure(0.137, 0.054)) == "better"
+    assert verdict(figure(0.133, 0.194)) == "worse"
+    assert verdict(figure(1.66, 2.375, higher_is_better=False)) == "better"
+    assert verdict(figure(2.30, 2.375, higher_is_better=False)) == "level"
+    assert verdict(None) is None

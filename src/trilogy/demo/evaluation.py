@@ -66,12 +66,19 @@ def quality(unit: Unit, validation: dict, baseline: dict) -> dict | None:
     return None
 
 
-def beats(figure: dict | None) -> bool | None:
+#: how much better than its baseline (relative) a model must be to be called better; closer is "level": the
+#: held-out figures come from a few batches, and a few percent either way is noise
+CLEAR_MARGIN = 0.10
+
+
+def verdict(figure: dict | None) -> str | None:
+    """"better", "level" (within ``CLEAR_MARGIN`` of the baseline) or "worse"; None without a baseline."""
     if figure is None:
         return None
-    if figure["higher_is_better"]:
-        return figure["model"] > figure["baseline"]
-    return figure["model"] < figure["baseline"]
+    gain = (figure["model"] - figure["baseline"]) / abs(figure["baseline"])
+    if not figure["higher_is_better"]:
+        gain = -gain
+    return "better" if gain >= CLEAR_MARGIN else "level" if gain > -CLEAR_MARGIN else "worse"
 
 
 def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_size: int,

@@ -74,7 +74,7 @@ def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, optio
         **evaluation.common_ground(model.config, record, options.seq_len, options.batch_size),
         first_loss=first, last_loss=last, validation=measured["validation"], baseline=measured["baseline"],
         quality=figure,
-        beats_baseline=evaluation.beats(figure), curve=points,
+        verdict=evaluation.verdict(figure), curve=points,
     )
 
 

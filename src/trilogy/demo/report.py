@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from .evaluation import CLEAR_MARGIN
 from .families import T5_SPAN_SHARE
 
 SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs/token", "steps", "tokens", "time",
@@ -21,6 +22,14 @@ SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs/token", "steps"
                    "held-out quality (model vs baseline)"]
 STATUS_TEXT = {"done": "done", "interrupted": "interrupted (Ctrl-C)", "deadline": "stopped at its deadline",
                "training": "interrupted", "pending": "not trained"}
+
+
+VERDICT_TEXT = {"better": "better", "level": f"level (within {CLEAR_MARGIN:.0%})", "worse": "NOT better"}
+VERDICT_SENTENCE = {
+    "better": f"better than the baseline (by {CLEAR_MARGIN:.0%} or more).",
+    "level": f"level with the baseline (within {CLEAR_MARGIN:.0%}): not clearly better.",
+    "worse": "NOT better than the baseline: it did not learn enough in this budget.",
+}
 
 
 def _number(value, fmt: str, missing: str = "n/a") -> str:
@@ -31,9 +40,8 @@ def _quality(unit: dict) -> str:
     figure = unit.get("quality")
     if figure is None:
         return "no baseline (pre-training for the docstring task)" if unit.get("steps") else ""
-    verdict = "better" if unit["beats_baseline"] else "NOT better"
     return (f"{figure['metric']}: {figure['model']:.3f} vs {figure['baseline']:.3f} "
-            f"({figure['baseline_name']}): {verdict}")
+            f"({figure['baseline_name']}): {VERDICT_TEXT[unit['verdict']]}")
 
 
 def summary_rows(units: list[dict]) -> list[list[str]]:
@@ -80,8 +88,7 @@ def _verdicts(report: dict) -> list[str]:
             figure = unit["quality"]
             text += (f"; {figure['metric']} {figure['model']:.3f} against {figure['baseline']:.3f} for the "
                      f"{figure['baseline_name']} baseline: "
-                     + ("better than the baseline." if unit["beats_baseline"] else
-                        "NOT better than the baseline: it did not learn enough in this budget."))
+                     + VERDICT_SENTENCE[unit["verdict"]])
         lines.append(text)
     return lines
 
