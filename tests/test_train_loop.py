@@ -175,6 +175,7 @@ def test_word_f1():
     (["train", "--resume", "nowhere"], "no run.json"),
     (["train", "--arch", "decoder", "--data", "missing.txt", "--out", "o"], "no such file"),
     (["eval", "nowhere"], "is not a folder"),
+    (["train", "--arch", "encoder", "--position", "spiral", "--out", "o"], "--position must be one of"),
 ])
 def test_bad_command_lines_give_one_line_errors(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
@@ -192,10 +193,12 @@ def test_resume_refuses_changed_options(tmp_path, capsys):
     assert main(train_args(out, data, "decoder", max_steps=2)) == 2  # an existing run is not overwritten
 
 
+@pytest.mark.filterwarnings("ignore:no Hugging Face equivalent")  # rotary BERT: trilogy's own format
 def test_eval_prints_the_training_figures_and_a_baseline(tmp_path, capsys):
     data = write_text(tmp_path / "text.txt")
     out = tmp_path / "run"
-    assert main(train_args(out, data, "encoder", max_steps=3, save_every=0, eval_every=0)) == 0
+    assert main(train_args(out, data, "encoder", max_steps=3, save_every=0, eval_every=0, position="rope")) == 0
+    assert json.loads((out / "config.json").read_text())["position"] == "rope"
     final = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][-1]
     capsys.readouterr()
     assert main(["eval", str(out), "--json", "--batch-size", "4", "--max-batches", "2"]) == 0
@@ -203,7 +206,9 @@ def test_eval_prints_the_training_figures_and_a_baseline(tmp_path, capsys):
     assert report["objective"] == "mlm"
     assert report["metrics"]["loss"] == pytest.approx(final["loss"], rel=1e-5)
     assert report["metrics"]["accuracy"] == pytest.approx(final["accuracy"])
+    assert report["metrics"]["blank_accuracy"] == pytest.approx(final["blank_accuracy"])
     assert 0 <= report["baselines"]["most frequent token"]["accuracy"] <= 1
+    assert 0 <= report["baselines"]["most frequent token"]["blank_accuracy"] <= 1
     assert Path(out / "run.json").is_file()
 
 

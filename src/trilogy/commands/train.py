@@ -40,6 +40,7 @@ OPTIONS = {
     "n_layers": (int, "override the preset's number of layers"),
     "n_heads": (int, "override the preset's number of heads"),
     "d_ff": (int, "override the preset's MLP width"),
+    "position": (str, "override the preset's positions: learned, sinusoidal, rope or none (relative: T5)"),
     "save_every": (int, "checkpoint every K steps (default 0: at the end only)"),
     "keep_last": (int, "checkpoints to keep besides the best (default 2)"),
     "eval_every": (int, "evaluate on the validation split every M steps (default 0: at the end only)"),

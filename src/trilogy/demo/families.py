@@ -71,15 +71,16 @@ def count_parameters(config: ModelConfig) -> int:
 def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int, d_ff: int,
                 seq_len: int) -> ModelConfig:
     """The family's tiny preset at the demo's sizes, with the tokenizer's vocabulary and special ids.
-    Dropout is off: in a budget of minutes these models underfit, and dropout would only slow them down."""
+    Dropout is off: in a budget of minutes these models underfit, and dropout would only slow them down.
+    BERT gets rotary positions instead of learned ones (as ModernBERT does)."""
     special = special_tokens(tokenizer)
     changes = dict(
         vocab_size=tokenizer.get_vocab_size(), d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
         max_seq_len=seq_len, dropout=0.0, pad_token_id=special.get("pad"), bos_token_id=special.get("bos"),
         eos_token_id=special.get("eos"),
     )
-    if arch == "encoder":
-        changes["head"] = "mlm"
+    if arch == "encoder":  # rotary positions: with BERT's learned ones a masked LM this small stays at the
+        changes.update(head="mlm", position="rope")  # unigram guess for thousands of steps (README, recipes)
     if arch == "encoder-decoder":
         changes.update(d_head=d_model // n_heads, n_layers=n_layers // 2, n_decoder_layers=n_layers // 2,
                        head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"])

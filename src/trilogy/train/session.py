@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from ..config import PRESETS, ModelConfig
+from ..config import POSITIONS, PRESETS, ModelConfig
 from ..data import load_corpus, special_tokens, train_tokenizer
 from ..models import build_model
 from ..objectives import Batches, compute_loss
@@ -31,7 +31,8 @@ OBJECTIVES = {  # (arch, corpus kind) -> objective
 ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
             "seq2seq": "encoder-decoder"}
 PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
-ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff")  # what --init decides instead
+# what --init decides instead
+ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff", "position")
 HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "seq2seq": "lm"}
 
 
@@ -62,6 +63,7 @@ class RunOptions:
     n_layers: int | None = None
     n_heads: int | None = None
     d_ff: int | None = None
+    position: str | None = None  # default: the preset's
     save_every: int = 0  # 0: at the end only
     keep_last: int = 2
     eval_every: int = 0  # 0: at the end only
@@ -87,6 +89,8 @@ class RunOptions:
         for name in ("save_every", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.position is not None and self.position not in POSITIONS:
+            raise ValueError(f"--position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.lr <= 0:
@@ -140,7 +144,7 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
         changes["decoder_start_token_id"] = special.get("decoder_start", special.get("pad"))
     if objective == "classification":
         changes["num_labels"] = num_labels
-    for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff"):
+    for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff", "position"):
         if getattr(options, name) is not None:
             changes[name] = getattr(options, name)
     if options.d_model is not None and options.arch == "encoder-decoder" and options.n_heads is not None:
