@@ -28,7 +28,7 @@ def kill_during_training(args: list[str], out, rng: random.Random, max_steps: in
     a checkpoint write or the publication of the final weights). Returns what happened, for the message."""
     saved = checkpoint_steps(out)
     resumed_from = saved[-1] if saved else 0
-    target = rng.randint(resumed_from + 1, max_steps)
+    target = rng.randint(min(resumed_from + 1, max_steps), max_steps)  # an earlier kill may have come after the end
     extra = rng.uniform(0.0, 0.25)
     if (out / "metrics.jsonl").exists():
         MetricsLog(out / "metrics.jsonl").truncate_after(resumed_from)  # as the resumed run will: count anew
