@@ -2,9 +2,9 @@
 
 The weight keeps nn.Linear's shape (O, I), names and values; only its memory order differs: W.t() is the
 contiguous tensor, so ``F.linear`` hands the BLAS an untransposed (I, O) matrix. For products with few rows, as
-when decoding, the CPU BLAS is faster that way (measured with 2 threads, 8 rows: 384 -> 1,152 1.9x, 384 -> 384
-1.9x; 1 row: 1.1x-1.4x); for training-sized products the two orders cost the same, and backward produces the
-weight's gradient in this order directly. Saving makes tensors contiguous (``convert/files.py``), so checkpoints
+when decoding, the CPU BLAS is faster that way: a decoding step's products, run in sequence, ~9% faster at
+batch 1 (``benchmarks/generate.py`` prints both orders); for training-sized products the two orders cost the
+same, and backward produces the weight's gradient in this order directly. Saving makes tensors contiguous (``convert/files.py``), so checkpoints
 are ordinary.
 
 Legend: O output features, I input features.
