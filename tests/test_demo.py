@@ -207,4 +207,6 @@ def test_verdict_needs_a_clear_margin_either_way():
     assert verdict(figure(0.133, 0.194)) == "worse"
     assert verdict(figure(1.66, 2.375, higher_is_better=False)) == "better"
     assert verdict(figure(2.30, 2.375, higher_is_better=False)) == "level"
+    assert verdict(figure(0.05, 0.0)) == "better"  # a baseline of 0 does not divide by zero
+    assert verdict(figure(0.0, 0.0)) == "level"
     assert verdict(None) is None

@@ -75,10 +75,13 @@ def verdict(figure: dict | None) -> str | None:
     """"better", "level" (within ``CLEAR_MARGIN`` of the baseline) or "worse"; None without a baseline."""
     if figure is None:
         return None
-    gain = (figure["model"] - figure["baseline"]) / abs(figure["baseline"])
+    ahead = figure["model"] - figure["baseline"]  # > 0: the model is ahead
     if not figure["higher_is_better"]:
-        gain = -gain
-    return "better" if gain >= CLEAR_MARGIN else "level" if gain > -CLEAR_MARGIN else "worse"
+        ahead = -ahead
+    margin = CLEAR_MARGIN * abs(figure["baseline"])  # a baseline of 0 (a short run's few batches) leaves none
+    if ahead > 0 and ahead >= margin:
+        return "better"
+    return "worse" if ahead < 0 and -ahead >= margin else "level"
 
 
 def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_size: int,
