@@ -4,6 +4,7 @@ explicit per-token sum."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -27,8 +28,8 @@ from trilogy.objectives import (
 
 from .test_data import sample_documents, trained_tokenizers
 
-FAMILY = {"clm": "decoder", "mlm": "encoder", "span": "encoder-decoder", "seq2seq": "encoder-decoder",
-          "classification": "encoder"}
+FAMILY = {"clm": "decoder", "mlm": "encoder", "span": "encoder-decoder", "denoise": "encoder-decoder",
+          "seq2seq": "encoder-decoder", "classification": "encoder"}
 PRESET = {"decoder": "tiny-gpt2", "encoder": "tiny-bert", "encoder-decoder": "tiny-t5"}
 
 
@@ -165,6 +166,43 @@ def test_span_inputs_fill_seq_len(tokenizers, documents):
     assert bool(batch["attention_mask"].all())
 
 
+def is_span_corruption(inputs: list[int], block: list[int], sentinels: set[int]) -> bool:
+    """Whether ``inputs`` is ``block`` with some non-empty runs each replaced by one sentinel."""
+    @functools.cache
+    def matches(i: int, j: int) -> bool:  # inputs[i:] against block[j:]
+        if i == len(inputs):
+            return j == len(block)
+        if inputs[i] in sentinels:
+            return any(matches(i + 1, k) for k in range(j + 1, len(block) + 1))
+        return j < len(block) and block[j] == inputs[i] and matches(i + 1, j + 1)
+    return matches(0, 0)
+
+
+def test_denoise_targets_are_the_packed_stream_and_inputs_its_span_corruption(tokenizers, documents):
+    tokenizer = tokenizers["encoder-decoder"]
+    special = special_tokens(tokenizer)
+    sentinels, eos, pad = special["sentinels"], special["eos"], special["pad"]
+    stream, noised = [], 0
+    for batch in batches("denoise", tokenizers, documents[:6], seq_len=64, batch_size=8, epochs=1, shuffle=False):
+        real = batch["labels"] != IGNORE
+        assert batch["input_ids"].size(1) <= 64 and batch["labels"].size(1) <= 64
+        expected_decoder = shift_tokens_right(batch["labels"], pad, special["decoder_start"])
+        assert torch.equal(batch["decoder_input_ids"][real], expected_decoder[real])
+        for row in range(len(batch["input_ids"])):
+            inputs = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+            targets = batch["labels"][row][real[row]].tolist()
+            assert inputs[-1] == targets[-1] == eos
+            block = targets[:-1]
+            stream += block
+            # the inputs are the block with each noise span replaced by the next sentinel, as in ``span``
+            used = [t for t in inputs if t in sentinels]
+            assert used == sentinels[:len(used)]
+            assert is_span_corruption(inputs[:-1], block, set(sentinels))
+            noised += len(block) - (len(inputs) - 1 - len(used))
+    assert stream == expected_stream(tokenizer, documents[:6], eos)
+    assert 0.12 < noised / len(stream) < 0.18  # T5's noise density, 0.15
+
+
 def test_corrupt_spans_short_rows():
     generator = torch.Generator().manual_seed(0)
     inputs, targets = corrupt_spans(torch.tensor([7]), [3, 4], eos=1, generator=generator)
@@ -220,7 +258,7 @@ def assert_same_batches(left, right):
             assert torch.equal(a[key], b[key]), key
 
 
-@pytest.mark.parametrize("objective", ["clm", "mlm", "span", "seq2seq", "classification"])
+@pytest.mark.parametrize("objective", list(FAMILY))
 def test_resume_gives_the_batches_an_uninterrupted_run_gets(objective, tokenizers, documents):
     small = [document[:1000] for document in documents[:2]]  # a few batches per epoch: resume crosses epochs
     uninterrupted = list(itertools.islice(batches(objective, tokenizers, small, max_pairs=18), 14))
@@ -234,7 +272,7 @@ def test_resume_gives_the_batches_an_uninterrupted_run_gets(objective, tokenizer
     assert resumed.state_dict()["epoch"] >= 1  # the run went past an epoch boundary
 
 
-@pytest.mark.parametrize("objective", ["clm", "mlm", "span", "seq2seq", "classification"])
+@pytest.mark.parametrize("objective", list(FAMILY))
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_ranks_share_each_global_batch_exactly(objective, world_size, tokenizers, documents):
     documents = documents[:3]
@@ -276,7 +314,7 @@ def explicit_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, in
     return total / count, count, hits
 
 
-@pytest.mark.parametrize("objective", ["clm", "mlm", "span", "seq2seq", "classification"])
+@pytest.mark.parametrize("objective", list(FAMILY))
 def test_loss_is_the_mean_over_targets_and_shards_add_up(objective, tokenizers, documents):
     documents = documents[:3]
     whole = batches(objective, tokenizers, documents, batch_size=4, shuffle=False)

@@ -282,3 +282,35 @@ def test_seq2seq_eval_with_a_repetition_penalty_scores_the_penalised_generations
     assert report["metrics"]["word_f1"] == pytest.approx(figures["word_f1"])
     assert main(["eval", str(out), "--repetition-penalty", "0"]) == 2
     assert "--repetition-penalty must be > 0" in capsys.readouterr().err
+
+
+def test_denoise_pretrains_on_the_sources_of_pairs_then_seq2seq_fine_tunes(tmp_path, capsys):
+    """A text objective on a pairs corpus trains on the sources alone (the targets never reach the model),
+    with the tokenizer trained on both; the checkpoint then fine-tunes on the pairs with --init."""
+    pairs = tmp_path / "pairs.jsonl"
+    words = ("king", "queen", "war", "peace", "love", "fool", "moon", "river")
+    pairs.write_text("".join(json.dumps({"source": f"def {a}_{b}(x):\n    return x", "target": f"Zz {a} {b}"})
+                             + "\n" for a in words for b in words))
+    pretrained = tmp_path / "denoise"
+    assert main(train_args(pretrained, pairs, "encoder-decoder", max_steps=2, save_every=0, eval_every=0,
+                           objective="denoise", seq_len=32)) == 0
+    assert json.loads((pretrained / "run.json").read_text())["objective"] == "denoise"
+    tokenizer = Tokenizer.from_file(str(pretrained / "tokenizer.json"))
+    unknown = special_tokens(tokenizer)["unk"]
+    assert unknown not in tokenizer.encode("Zz").ids  # trained on the targets too, so fine-tuning can keep it
+    corpus = load_corpus(str(pairs))
+    texts = [tokenizer.decode([t for t in row if t >= 0]) for batch in
+             Batches("denoise", corpus.sources().train, tokenizer, 32, 8, epochs=1) for row in batch["labels"].tolist()]
+    assert any("def" in text for text in texts) and not any("Z" in text for text in texts)
+    capsys.readouterr()
+    assert main(["eval", str(pretrained), "--json", "--batch-size", "4", "--max-batches", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["objective"] == "denoise"
+
+    tuned = tmp_path / "tuned"
+    assert main(train_args(tuned, pairs, "encoder-decoder", max_steps=2, save_every=0, eval_every=0,
+                           d_model=None, d_ff=None, init=pretrained)) == 0
+    assert json.loads((tuned / "run.json").read_text())["objective"] == "seq2seq"
+
+    assert main(train_args(tmp_path / "bad", write_text(tmp_path / "text.txt"), "encoder-decoder",
+                           objective="seq2seq")) == 2
+    assert "needs source/target pairs" in capsys.readouterr().err

@@ -6,6 +6,7 @@ objective          family             a batch
 ``clm``            decoder            packed blocks; ``labels[:, t]`` is the token after ``input_ids[:, t]``
 ``mlm``            encoder            packed ``[CLS] ... [SEP]`` blocks, 15% of tokens chosen (BERT)
 ``span``           encoder-decoder    packed blocks, T5 span corruption (density 0.15, mean span 3)
+``denoise``        encoder-decoder    packed blocks, inputs as ``span``; the target is the whole block (BART)
 ``seq2seq``        encoder-decoder    (source, target) pairs, padded to the longest in the global batch
 ``classification`` encoder            (text, label) pairs; ``labels`` (B,) are indices into ``label_names``
 =================  =================  ================================================================
@@ -37,8 +38,9 @@ from torch import Tensor, nn
 from .data.stream import TokenCache, derive_seed, pack, shuffled
 from .data.tokenizer import special_ids, special_tokens
 
-OBJECTIVES = ("mlm", "clm", "span", "seq2seq", "classification")
-PACKED = ("mlm", "clm", "span")  # objectives on text, packed into blocks; the others take (source, target)
+OBJECTIVES = ("mlm", "clm", "span", "denoise", "seq2seq", "classification")
+PACKED = ("mlm", "clm", "span", "denoise")  # objectives on text, packed into blocks; the others take pairs
+ENCODER_DECODER = ("span", "denoise", "seq2seq")
 IGNORE = -100
 MASK_PROBABILITY = 0.15
 NOISE_DENSITY = 0.15
@@ -247,7 +249,9 @@ class Batches:
         if self.objective == "clm":
             tokens = itertools.chain([np.asarray([self.special["eos"]])], self._tokens)
             return pack(tokens, self.seq_len + 1, self.seq_len, keep_last)
-        block_len = self.seq_len - 2 if self.objective == "mlm" else span_lengths(self.seq_len)[0]
+        # mlm adds [CLS] and [SEP]; denoise's target is the block and </s>; span's inputs shrink to seq_len
+        block_len = {"mlm": self.seq_len - 2, "denoise": self.seq_len - 1}.get(self.objective)
+        block_len = block_len or span_lengths(self.seq_len)[0]
         return pack(self._tokens, block_len, block_len, keep_last)
 
     # building a global batch --------------------------------------------------------------------------
@@ -271,6 +275,13 @@ class Batches:
             pairs = [corrupt_spans(torch.from_numpy(row), self.special["sentinels"], self.special["eos"], generator)
                      for row in rows]
             return self._encoder_decoder([s for s, _ in pairs], [t for _, t in pairs])
+        if self.objective == "denoise":
+            blocks = [torch.from_numpy(row) for row in rows]
+            eos = torch.tensor([self.special["eos"]])
+            noised = [replace_spans(block, random_spans_noise_mask(len(block), generator), self.special["sentinels"])
+                      for block in blocks]
+            return self._encoder_decoder([torch.cat([inputs, eos]) for inputs in noised],
+                                         [torch.cat([block, eos]) for block in blocks])
         sources = self.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)
         if self.objective == "classification":
             body = self.seq_len - 2
@@ -303,14 +314,13 @@ class Batches:
         return shard
 
     def _check_tokenizer(self) -> None:
-        needs = {"clm": ("pad", "eos"), "mlm": ("pad", "cls", "sep", "mask"), "span": ("pad", "eos"),
-                 "seq2seq": ("pad", "eos"), "classification": ("pad", "cls", "sep")}[self.objective]
-        if self.objective in ("span", "seq2seq"):
-            needs += ("decoder_start",)
+        needs = {"clm": ("pad", "eos"), "mlm": ("pad", "cls", "sep", "mask"),
+                 "classification": ("pad", "cls", "sep")}.get(self.objective, ("pad", "eos", "decoder_start"))
+        wants_sentinels = self.objective in ("span", "denoise")
         missing = [name for name in needs if name not in self.special]
-        if missing or (self.objective == "span" and not self.special["sentinels"]):
+        if missing or (wants_sentinels and not self.special["sentinels"]):
             raise ValueError(f"objective {self.objective!r} needs a tokenizer with the special tokens "
-                             f"{', '.join(needs)}{' and sentinels' if self.objective == 'span' else ''}; "
+                             f"{', '.join(needs)}{' and sentinels' if wants_sentinels else ''}; "
                              f"this one lacks {', '.join(missing) or 'sentinels'}")
 
 
@@ -338,7 +348,7 @@ def compute_loss(objective: str, model: nn.Module, batch: dict[str, Tensor]) -> 
     """
     # the models take the labels and return the loss: for LM/MLM heads it is fused with the output projection,
     # so the (B, T, V) logits are never held whole
-    if objective in ("span", "seq2seq"):
+    if objective in ENCODER_DECODER:
         out = model.run(batch["input_ids"], batch["decoder_input_ids"], batch["attention_mask"],
                         batch["decoder_attention_mask"], labels=batch["labels"])
     elif objective in OBJECTIVES:

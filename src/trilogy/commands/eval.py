@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train.baselines import baselines
     from ..train.distributed import setup
     from ..train.evaluate import evaluate
-    from ..train.session import OBJECTIVES, RUN_FILE, label_names
+    from ..train.session import OBJECTIVES, RUN_FILE, label_names, objective_corpus
 
     folder = Path(args.path)
     if not folder.is_dir():
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--data is required (this folder has no run.json saying what it was trained on)")
     corpus = load_corpus(data)
     objective = args.objective or trained.get("objective") or OBJECTIVES[(model.config.arch, corpus.kind)]
+    corpus = objective_corpus(objective, corpus, data)
     seq_len = args.seq_len or trained.get("seq_len") or 128
     dist = setup(args.device)
     model.to(dist.device)
@@ -66,7 +67,7 @@ def register(subparsers) -> None:
                                    description=__doc__)
     parser.add_argument("path", help="a folder written by `trilogy train` (or any checkpoint with tokenizer.json)")
     parser.add_argument("--data", help="the corpus (default: the one the run trained on)")
-    parser.add_argument("--objective", help="mlm, clm, span, seq2seq or classification (default: the run's)")
+    parser.add_argument("--objective", help="mlm, clm, span, denoise, seq2seq or classification (default: the run's)")
     parser.add_argument("--seq-len", type=int, help="tokens per sequence (default: the run's, else 128)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default 16)")
     parser.add_argument("--max-batches", type=int, default=None,

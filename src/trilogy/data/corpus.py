@@ -79,6 +79,15 @@ class Corpus:
             else:
                 yield from document
 
+    def sources(self) -> Corpus:
+        """The sources of a pairs corpus as a text corpus with the same splits: code to pre-train on (e.g. with
+        ``denoise``) before fine-tuning on the pairs, no target seen."""
+        if self.kind != "pairs":
+            raise ValueError(f"{self.name} holds {self.kind}, not source/target pairs")
+        train, validation = self.train, self.validation
+        return Corpus(f"{self.name} (sources)", "text", Split(lambda: (source for source, _ in train)),
+                      Split(lambda: (source for source, _ in validation)))
+
     def _size(self, split: str) -> tuple[int, int]:
         if split not in self._sizes:
             count = chars = 0

@@ -4,15 +4,13 @@
   of the validation split;
 - fill-mask: always guessing the most frequent ordinary token, scored on the very positions the MLM evaluation
   masks;
-- docstrings: the function's own name as its summary (``read_file`` -> "Read file"), scored with the same word
-  F1 as the model's greedy docstrings on the same validation functions.
+- docstrings: the function's own name as its summary (``read_file`` -> "Read file"):
+  ``trilogy.train.baselines.copy_name_scores``, shared with ``trilogy eval``.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import re
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,7 +19,6 @@ from tokenizers import Tokenizer
 from ..data import Corpus, special_ids, special_tokens
 from ..objectives import Batches
 from ..train.baselines import guess_accuracies
-from ..train.evaluate import decode_labels, word_f1
 
 EVAL_SEED = 0  # the seed trilogy.train.evaluate draws its validation batches with
 
@@ -63,32 +60,3 @@ def unigram_fill_mask_accuracy(counts: np.ndarray, corpus: Corpus, tokenizer: To
                       shuffle=False)
     return guess_accuracies(most_frequent_token(counts, tokenizer), itertools.islice(batches, max_batches),
                             special_tokens(tokenizer)["mask"])
-
-
-def function_name(source: str) -> str:
-    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
-    match = re.search(r"def\s+(\w+)", source)
-    return match.group(1) if match else ""
-
-
-def name_as_docstring(source: str) -> str:
-    """The copy-the-function-name baseline: ``def read_file(...)`` -> "Read file"."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
-    text = " ".join(part for part in name.split("_") if part).lower()
-    return text[:1].upper() + text[1:]
-
-
-def copy_name_word_f1(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
-                      max_batches: int) -> float:
-    """Mean word F1 of ``name_as_docstring`` against the references the seq2seq evaluation scores (the same
-    validation pairs, the references decoded from the same labels)."""
-    batches = Batches("seq2seq", corpus.validation, tokenizer, seq_len, batch_size, seed=EVAL_SEED, epochs=1,
-                      shuffle=False)
-    pairs = iter(corpus.validation)
-    scores = []
-    for batch in itertools.islice(batches, max_batches):
-        references = decode_labels(batch["labels"], tokenizer)
-        for reference, (source, _) in zip(references, pairs, strict=False):
-            scores.append(word_f1(name_as_docstring(source), reference))
-    return math.fsum(scores) / max(len(scores), 1)
-

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from ..sizing import size_report
+from ..train.baselines import copy_name_scores
 from ..train.metrics import MetricsLog
 from . import baselines
 from .budget import read_timeline
@@ -93,8 +94,7 @@ def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_
         return {"unigram_accuracy": guesses["accuracy"], "unigram_blank_accuracy": guesses["blank_accuracy"],
                 "most_frequent_token": baselines.most_frequent_token(counts, tokenizer)}
     if unit.objective == "seq2seq":
-        return {"copy_name_word_f1": baselines.copy_name_word_f1(corpus, tokenizer, seq_len, batch_size,
-                                                                 eval_batches)}
+        return {"copy_name_word_f1": copy_name_scores(corpus, tokenizer, seq_len, batch_size, eval_batches)["word_f1"]}
     return {}
 
 

@@ -9,7 +9,7 @@ import re
 import torch
 
 from ..data import special_tokens
-from .baselines import function_name, name_as_docstring
+from ..train.baselines import function_name, name_as_docstring
 
 PROMPTS = ("ROMEO:\n", "To be, or not to be", "KING HENRY:\nWhat news", "O, ")
 

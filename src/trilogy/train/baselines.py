@@ -2,8 +2,8 @@
 
 - ``clm``: a unigram model of the training split's tokens (add-one smoothed), in nats and bits per character;
 - ``mlm``: always guessing the training split's most frequent token, as masked accuracy;
-- ``seq2seq`` on source code: copying the function's name (``def parse_args(`` -> "parse args") as the summary,
-  exact match and word F1.
+- ``seq2seq`` on source code: copying the function's name (``def parse_args(`` -> "Parse args") as the summary,
+  exact match and word F1 against the references the model is scored against.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tokenizers import Tokenizer
 
 from ..data import Corpus, special_ids, special_tokens
 from ..objectives import IGNORE, Batches
-from .evaluate import word_f1
+from .evaluate import decode_labels, word_f1
 
 FUNCTION_NAME = re.compile(r"def\s+(\w+)")
 
@@ -69,18 +69,32 @@ def guess_accuracies(guess: int, batches, mask_id: int) -> dict:
     return {"accuracy": hits / max(total, 1), "blank_accuracy": blank_hits / max(blanks, 1)}
 
 
-def function_name_summary(source: str) -> str:
-    """The copy-the-name baseline's summary of a function: its name with underscores as spaces."""
+def function_name(source: str) -> str:
+    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
     match = FUNCTION_NAME.search(source)
-    return match.group(1).replace("_", " ").strip() if match else ""
+    return match.group(1) if match else ""
 
 
-def copy_name_scores(corpus: Corpus, max_pairs: int | None) -> dict:
-    pairs = list(itertools.islice(corpus.validation, max_pairs))
-    guesses = [function_name_summary(source) for source, _ in pairs]
-    exact = sum(g.strip() == t.strip() for g, (_, t) in zip(guesses, pairs, strict=True))
-    f1 = sum(word_f1(g, t) for g, (_, t) in zip(guesses, pairs, strict=True))
-    return {"exact_match": exact / max(len(pairs), 1), "word_f1": f1 / max(len(pairs), 1)}
+def name_as_docstring(source: str) -> str:
+    """The copy-the-name baseline's summary of a function: ``def readFile_now(`` -> "Read file now"."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
+    text = " ".join(part for part in name.split("_") if part).lower()
+    return text[:1].upper() + text[1:]
+
+
+def copy_name_scores(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+                     max_batches: int | None) -> dict:
+    """Exact match and mean word F1 of ``name_as_docstring`` against the references the seq2seq evaluation
+    scores a model's generations against: the same validation pairs, decoded from the same labels."""
+    batches = Batches("seq2seq", corpus.validation, tokenizer, seq_len, batch_size, epochs=1, shuffle=False)
+    sources = (source for source, _ in corpus.validation)
+    exact, f1 = [], []
+    for batch in itertools.islice(batches, max_batches):
+        for reference in decode_labels(batch["labels"], tokenizer):
+            guess = name_as_docstring(next(sources))
+            exact.append(float(guess.strip() == reference.strip()))
+            f1.append(word_f1(guess, reference))
+    return {"exact_match": math.fsum(exact) / max(len(exact), 1), "word_f1": math.fsum(f1) / max(len(f1), 1)}
 
 
 def baselines(objective: str, corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
@@ -92,6 +106,5 @@ def baselines(objective: str, corpus: Corpus, tokenizer: Tokenizer, seq_len: int
     if objective == "mlm":
         return {"most frequent token": most_frequent_accuracy(corpus, tokenizer, seq_len, batch_size, max_batches)}
     if objective == "seq2seq" and any(FUNCTION_NAME.search(s) for s, _ in itertools.islice(corpus.validation, 20)):
-        return {"copy the function name": copy_name_scores(
-            corpus, None if max_batches is None else max_batches * batch_size)}
+        return {"copy the function name": copy_name_scores(corpus, tokenizer, seq_len, batch_size, max_batches)}
     return {}

@@ -14,6 +14,7 @@ from tokenizers import Tokenizer
 
 from ..config import POSITIONS, PRESETS, ModelConfig
 from ..data import load_corpus, special_tokens, train_tokenizer
+from ..data.corpus import Corpus
 from ..models import build_model
 from ..objectives import Batches, compute_loss
 from .distributed import Distributed
@@ -29,11 +30,12 @@ OBJECTIVES = {  # (arch, corpus kind) -> objective
     ("encoder-decoder", "text"): "span", ("encoder-decoder", "pairs"): "seq2seq",
 }
 ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
-            "seq2seq": "encoder-decoder"}
+            "denoise": "encoder-decoder", "seq2seq": "encoder-decoder"}
 PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
 # what --init decides instead
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff", "position")
-HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "seq2seq": "lm"}
+HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "denoise": "lm",
+            "seq2seq": "lm"}
 
 
 @dataclass
@@ -160,9 +162,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
         options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
     options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
-    if (options.objective in PAIRS) != (corpus.kind == "pairs"):
-        needs = "source/target pairs (.jsonl)" if options.objective in PAIRS else "text"
-        raise ValueError(f"objective {options.objective!r} needs {needs}; --data {options.data} holds {corpus.kind}")
+    data = objective_corpus(options.objective, corpus, options.data)
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
@@ -194,7 +194,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     model = model.to(dist.device)
     model.tokenizer = tokenizer
     torch.manual_seed(options.seed + 1 + dist.rank)  # dropout draws differ between ranks
-    batches = Batches(options.objective, corpus.train, tokenizer, options.seq_len,
+    batches = Batches(options.objective, data.train, tokenizer, options.seq_len,
                       options.batch_size * options.grad_accum * dist.world_size, options.seed, rank=dist.rank,
                       world_size=dist.world_size, label_names=labels)
 
@@ -202,7 +202,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
         return compute_loss(options.objective, model, batch)
 
     def run_eval(model):
-        return evaluate(model, options.objective, corpus, tokenizer, options.seq_len, options.batch_size,
+        return evaluate(model, options.objective, data, tokenizer, options.seq_len, options.batch_size,
                         options.eval_batches, dist, labels)
 
     def save_model_files(model, folder):
@@ -210,6 +210,15 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
 
     return train(model, batches, loss_fn, options.settings(dist.device), out_dir, save_model_files, run_eval,
                  dist, resume=resume, run_info=asdict(options))
+
+
+def objective_corpus(objective: str, corpus: Corpus, data: str) -> Corpus:
+    """What ``objective`` trains on in ``corpus``: the corpus itself, or for a text objective on a pairs
+    corpus its sources (pre-training on the code before fine-tuning on the pairs). The tokenizer is still
+    trained on the whole corpus, targets included, so that the fine-tuning can keep it."""
+    if objective in PAIRS and corpus.kind != "pairs":
+        raise ValueError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
+    return corpus.sources() if objective not in PAIRS and corpus.kind == "pairs" else corpus
 
 
 def load_start(options: RunOptions):
