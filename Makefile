@@ -28,7 +28,8 @@ recipe-t5-docstrings: $(STAMP)
 	rm -rf runs/t5-code runs/t5-doc
 	$(VENV)/bin/trilogy train --arch encoder-decoder --objective denoise --data stdlib-docstrings \
 	    --d-model 128 --n-layers 2 --n-heads 4 --d-ff 512 --seq-len 64 --batch-size 32 --vocab-size 4096 \
-	    --lr 3e-3 --dropout 0 --max-steps 1500 --eval-every 500 --eval-batches 4 --threads 2 --out runs/t5-code
+	    --position rope --lr 3e-3 --dropout 0 --max-steps 1500 --eval-every 500 --eval-batches 4 --threads 2 \
+	    --out runs/t5-code
 	$(VENV)/bin/trilogy train --arch encoder-decoder --init runs/t5-code --data stdlib-docstrings \
 	    --seq-len 96 --batch-size 32 --lr 3e-3 --dropout 0 --max-steps 1000 --eval-every 250 --eval-batches 8 \
 	    --threads 2 --out runs/t5-doc

@@ -19,7 +19,8 @@ OPTIONS = {
     "data": (str, "a .txt file, a folder of text files, a .jsonl file (text or source/target), "
                   "'shakespeare' or 'stdlib-docstrings' (default shakespeare)"),
     "preset": (str, "model preset (default: tiny-bert / tiny-gpt2 / tiny-t5 for the family); see `trilogy presets`"),
-    "objective": (str, "mlm, clm, span, denoise, seq2seq or classification (default: from the family and the data); a text objective on pairs trains on their sources"),
+    "objective": (str, "mlm, clm, span, denoise, seq2seq or classification (default: from the family and "
+                       "the data); a text objective on pairs trains on their sources"),
     "max_steps": (int, "optimizer steps (default 1000)"),
     "batch_size": (int, "sequences per process per micro-batch (default 16)"),
     "seq_len": (int, "tokens per sequence (default 128)"),
