@@ -18,7 +18,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from trilogy.cli import main
 from trilogy.config import PRESETS, ModelConfig
 from trilogy.models import build_model
-from trilogy.sizing import count_parameters, flops_breakdown, labelled_rows, memory_breakdown
+from trilogy.sizing import (
+    batch_rows,
+    count_parameters,
+    flops_breakdown,
+    labelled_rows,
+    memory_breakdown,
+    training_flops,
+)
 
 TINY = ["tiny-bert", "tiny-gpt2", "tiny-t5", "tiny-llama"]
 
@@ -82,6 +89,41 @@ def test_flops_match_flop_counter(name, changes):
     predicted = sum(flops_breakdown(config, batch, seq, src if source is not None else None).values())
     assert predicted == pytest.approx(forward, rel=0.05)
     assert 3 * predicted == pytest.approx(total, rel=0.05)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_training_flops_of_a_padded_batch(name):
+    """A padded batch's training FLOPs (labels as the objectives give them) equal the sum over its rows of what
+    FlopCounterMode counts when each row trains alone, unpadded: padding is excluded, the head counts only the
+    labelled rows."""
+    config = ModelConfig.from_preset(name)
+    model = build_model(config).train()
+    lengths, sources = [19, 11, 24], [9, 17, 13]
+    generator = torch.Generator().manual_seed(0)
+    measured, rows = 0, []
+    for seq, src in zip(lengths, sources, strict=True):
+        ids, source = inputs(config, 1, seq, src)
+        labels = training_labels(config, ids)
+        if config.head in ("mlm", "pretraining"):  # a different number of masked rows in each sequence
+            labels = torch.where(torch.rand(ids.shape, generator=generator) < 0.3, ids, -100)
+        with FlopCounterMode(display=False) as counter:
+            run(model, ids, source, explicit=True, labels=labels).loss.backward()
+        measured += counter.get_total_flops()
+        rows.append((labels, source))
+
+    def pad(tensors, value):  # (1, L) each -> (B, max L)
+        return torch.nn.utils.rnn.pad_sequence([t[0] for t in tensors], batch_first=True, padding_value=value)
+
+    labels = pad([r[0] for r in rows], -100)
+    mask = pad([torch.ones_like(r[0]) for r in rows], 0)
+    batch = {"input_ids": labels.clamp(min=0), "attention_mask": mask, "labels": labels}
+    if config.arch == "encoder-decoder":
+        source_mask = pad([torch.ones_like(r[1]) for r in rows], 0)
+        batch.update(input_ids=source_mask, attention_mask=source_mask, decoder_attention_mask=mask)
+    assert batch_rows(batch) == [
+        (seq, src if config.arch == "encoder-decoder" else None, int((r[0] != -100).sum()))
+        for seq, src, r in zip(lengths, sources, rows, strict=True)]
+    assert training_flops(config, batch_rows(batch)) == pytest.approx(measured, rel=0.05)
 
 
 def measured_peak(step) -> int:

@@ -47,7 +47,10 @@ width, F d_ff, V vocabulary, N tokens (B * T).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from torch import Tensor
 
 from .config import ModelConfig
 from .objectives import MASK_PROBABILITY
@@ -152,8 +155,15 @@ def count_parameters(config: ModelConfig) -> int:
 
 # --- FLOPs --------------------------------------------------------------------------------------------------
 
-def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None = None) -> dict[str, int]:
-    """Forward-pass FLOPs of one step (2 per multiply-add), keyed by part and summed over layers."""
+def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None = None,
+                    labelled: int | None = None) -> dict[str, int]:
+    """Forward-pass FLOPs of one step (2 per multiply-add), keyed by part and summed over layers.
+
+    Args:
+        labelled: rows that reach the LM/MLM head; default every target token (a forward without labels).
+            Training with labels sends only the labelled rows there (``blocks/loss.py``): every token for a
+            causal LM, the masked 15% for MLM, the target tokens for T5.
+    """
     c, a, g, f = _widths(config)
     parts: dict[str, int] = {}
     for stack in stacks(config, seq, src):
@@ -171,10 +181,11 @@ def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None =
         for key, value in layer.items():
             parts[f"{stack.name}/{key}"] = value * stack.n_layers
     n, v = batch * seq, config.vocab_size
+    head_rows = n if labelled is None else labelled
     if config.head == "lm":
-        parts["head/lm"] = 2 * n * c * v
+        parts["head/lm"] = 2 * head_rows * c * v
     if config.head in ("mlm", "pretraining"):
-        parts["head/mlm"] = 2 * n * (c * c + c * v)
+        parts["head/mlm"] = 2 * head_rows * (c * c + c * v)
     if config.arch == "encoder" and (config.pooler or config.head in ("pretraining", "sequence-classification")):
         parts["head/pooler"] = 2 * batch * c * c
     if config.head == "pretraining":
@@ -188,6 +199,29 @@ def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None =
 
 def tokens_per_step(config: ModelConfig, batch: int, seq: int, src: int | None = None) -> int:
     return batch * sum(s.query_len for s in stacks(config, seq, src))
+
+
+def training_flops(config: ModelConfig, rows: Iterable[tuple[int, int | None, int]]) -> int:
+    """FLOPs one training step spends (forward + backward = 3 x forward) on rows of these real lengths, padding
+    excluded: each row counted as if it ran alone, at its own length.
+
+    Args:
+        rows: per row ``(target tokens, source tokens or None, labelled tokens)``; the target is the only
+            sequence of an encoder or a decoder, the decoder's input of an encoder-decoder.
+    """
+    return sum(3 * sum(flops_breakdown(config, 1, seq, src, labelled).values()) for seq, src, labelled in rows)
+
+
+def batch_rows(batch: Mapping[str, Tensor]) -> list[tuple[int, int | None, int]]:
+    """``training_flops``'s rows for a training batch of ``trilogy.objectives``: the real lengths from its
+    attention masks (the decoder's for the target of an encoder-decoder) and the labelled tokens per row."""
+    labelled = (batch["labels"] != -100).sum(-1).tolist() if batch["labels"].dim() == 2 else None
+    if "decoder_attention_mask" in batch:
+        targets, sources = batch["decoder_attention_mask"].sum(-1).tolist(), batch["attention_mask"].sum(-1).tolist()
+    else:
+        targets, sources = batch["attention_mask"].sum(-1).tolist(), [None] * len(batch["attention_mask"])
+    labelled = labelled or [0] * len(targets)  # classification labels (B,): no LM head
+    return list(zip(targets, sources, labelled, strict=True))
 
 
 # --- memory -------------------------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ OPTIONS = {
     "weight_decay": (float, "AdamW weight decay of the weight matrices (default 0.1)"),
     "clip_norm": (float, "gradient clipping norm (default 1.0)"),
     "grad_accum": (int, "micro-batches per optimizer step (default 1)"),
-    "precision": (str, "fp32, bf16 (autocast) or auto: bf16 on a GPU that supports it, else fp32"),
+    "precision": (str, "fp32, bf16 (autocast) or auto (default): bf16 on a GPU that supports it and on a CPU with "
+                       "AVX512-BF16 or AMX, else fp32"),
     "dropout": (float, "dropout (default: the preset's)"),
     "d_model": (int, "override the preset's width"),
     "n_layers": (int, "override the preset's number of layers"),

@@ -1,12 +1,15 @@
-"""Driving the training loop under a wall-clock budget, and stopping it cleanly on Ctrl-C.
+"""Driving the training loop under a budget, and stopping it cleanly on Ctrl-C.
 
-``trilogy.train.loop.train`` runs a fixed number of steps (its learning-rate schedule needs the total), so the
-demo plans that number from a measured step time, and wraps the loop's batch stream in ``BudgetedBatches``:
-the loop asks it for one batch per step, which is the one moment between two steps where stopping leaves the
-weights consistent. There it raises ``StopTraining`` when Ctrl-C was pressed or when the unit has run well
-past its allowance (the machine got slower than it was when the steps were planned). It also records when
-each step ended and how many tokens had gone in, for the loss curves against tokens and against time, and it
-saves that count and clock with the data position, so a resumed run continues them.
+A unit's budget is a quota of one *measure*: training FLOPs (``trilogy.sizing.training_flops`` of every batch,
+at its real lengths, padding excluded), tokens seen (real input tokens, encoder and decoder), or seconds of
+wall-clock. ``trilogy.train.loop.train`` runs a fixed number of steps (its learning-rate schedule needs the
+total), so the demo plans that number from a measured probe, and wraps the loop's batch stream in
+``BudgetedBatches``: the loop asks it for one batch per step, which is the one moment between two steps where
+stopping leaves the weights consistent. There it ends the unit once the quota is spent (``BudgetReached``, a
+normal end), when Ctrl-C was pressed, or when the unit has run well past the seconds planned for it (the
+machine got slower than the probe measured). It records, at the end of each step, the tokens, FLOPs,
+loss-bearing tokens and seconds so far, for the loss curves, and saves those counts and the clock with the
+data position, so a resumed run continues them.
 """
 
 from __future__ import annotations
@@ -19,13 +22,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..sizing import batch_rows, training_flops
 from ..train.loop import tokens_seen
 
-OVERRUN = 1.25  # a unit is stopped once it has used this multiple of its wall-clock allowance
+OVERRUN = 1.25  # a unit is stopped once it has used this multiple of the seconds planned for it
+MEASURES = ("flops", "tokens", "seconds")  # what a budget counts; also the timeline's fields
+COUNTS = ("tokens", "flops", "loss_tokens")  # what the stream adds up per batch (seconds come from the clock)
 
 
 class StopTraining(Exception):
-    """Raised from the batch stream before a step starts; ``reason`` is "interrupted" or "deadline"."""
+    """Raised from the batch stream before a step starts; ``reason`` is "done" (the quota is spent),
+    "interrupted" or "deadline"."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -60,19 +67,35 @@ def first_ctrl_c_requests_stop() -> Iterator[StopRequest]:
 
 
 class BudgetedBatches:
-    """The loop's batch stream, with a clock, a token count and a way to stop between steps.
+    """The loop's batch stream, with a clock, FLOP and token counts, and a way to stop between steps.
 
     Args:
         batches: a resumable ``trilogy.objectives.Batches``.
-        allowance_s: the unit's wall-clock budget; past ``OVERRUN`` times it, the next step is not started.
+        config: the model's ``ModelConfig``, to count each batch's training FLOPs.
+        measure: what ``quota`` counts, one of ``MEASURES``.
+        quota: the unit's budget in that measure; no step starts once one more step would end further from it
+            than stopping now (``inf``: no quota).
+        deadline_s: past this many seconds of training, no step starts either (``inf``: none).
         stop: the Ctrl-C flag.
-        timeline: a JSONL file that gets ``{"step", "tokens", "seconds"}`` when each step has ended.
+        timeline: a JSONL file that gets ``{"step", "tokens", "flops", "loss_tokens", "seconds"}`` when each
+            step has ended.
     """
 
-    def __init__(self, batches, allowance_s: float, stop: StopRequest, timeline: Path):
-        self.batches, self.allowance_s, self.stop, self.timeline = batches, allowance_s, stop, Path(timeline)
-        self.steps, self.tokens, self.seconds = 0, 0, 0.0
+    def __init__(self, batches, config, measure: str, quota: float, deadline_s: float, stop: StopRequest,
+                 timeline: Path):
+        if measure not in MEASURES:
+            raise ValueError(f"a budget counts one of {', '.join(MEASURES)}, got {measure!r}")
+        self.batches, self.config, self.measure, self.quota = batches, config, measure, quota
+        self.deadline_s, self.stop, self.timeline = deadline_s, stop, Path(timeline)
+        self.steps, self.seconds = 0, 0.0
+        self.counts = dict.fromkeys(COUNTS, 0)
         self._last_tick: float | None = None
+        self._last_cost = 0.0  # of the last step, in the quota's measure
+
+    @property
+    def spent(self) -> float:
+        """How much of the quota's measure the steps so far took."""
+        return self.seconds if self.measure == "seconds" else self.counts[self.measure]
 
     def __iter__(self) -> BudgetedBatches:
         return self
@@ -83,11 +106,17 @@ class BudgetedBatches:
             self._record()
         if self.stop.requested:
             raise StopTraining("interrupted")
-        if self.seconds > OVERRUN * self.allowance_s:
+        if self.spent + self._last_cost / 2 >= self.quota:  # one more step would end further from the quota
+            raise StopTraining("done")
+        if self.seconds > self.deadline_s:
             raise StopTraining("deadline")
         batch = next(self.batches)
+        spent = self.spent
         self.steps += 1
-        self.tokens += tokens_seen(batch)
+        self.counts["tokens"] += tokens_seen(batch)
+        self.counts["flops"] += training_flops(self.config, batch_rows(batch))
+        self.counts["loss_tokens"] += int((batch["labels"] != -100).sum())
+        self._last_cost = self.spent - spent  # 0 for seconds: the clock counts them after the step
         return batch
 
     def finish(self) -> None:
@@ -103,20 +132,19 @@ class BudgetedBatches:
 
     def _record(self) -> None:
         with self.timeline.open("a") as file:
-            file.write(json.dumps({"step": self.steps, "tokens": self.tokens, "seconds": round(self.seconds, 3)})
-                       + "\n")
+            file.write(json.dumps({"step": self.steps, **self.counts, "seconds": round(self.seconds, 3)}) + "\n")
 
     def state_dict(self) -> dict:
         self._tick()
-        return {"data": self.batches.state_dict(), "steps": self.steps, "tokens": self.tokens,
-                "seconds": self.seconds}
+        return {"data": self.batches.state_dict(), "steps": self.steps, **self.counts, "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a checkpoint: the data position, the step count, the tokens and the clock. Timeline
+        """Continue from a checkpoint: the data position, the step count, the counts and the clock. Timeline
         records from the checkpoint's step on are dropped: later steps are trained again, and the checkpoint's
         own step is recorded again with the clock it saved (the time spent after it is not counted)."""
         self.batches.load_state_dict(state["data"])
-        self.steps, self.tokens, self.seconds = state["steps"], state["tokens"], state["seconds"]
+        self.steps, self.seconds = state["steps"], state["seconds"]
+        self.counts = {name: state[name] for name in COUNTS}
         self._last_tick = None
         kept = [r for r in read_timeline(self.timeline) if r["step"] < self.steps]
         self.timeline.write_text("".join(json.dumps(r) + "\n" for r in kept))

@@ -1,5 +1,6 @@
 """Measuring the trained units: held-out metrics (``trilogy.train.evaluate``), the common ground (parameters,
-FLOPs per token, tokens/s, peak memory), each family's quality figure against its baseline, and the loss curves.
+FLOPs and tokens trained on, FLOP rate, peak memory), each family's quality figure against its baseline, and the
+loss curves.
 Everything here is measured on this run or computed from the model's config; nothing is typed in."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import json
 import math
 from pathlib import Path
 
-from ..sizing import size_report
+from ..sizing import count_parameters
 from ..train.baselines import copy_name_scores
 from ..train.metrics import MetricsLog
 from . import baselines
@@ -19,26 +20,28 @@ SMOOTHING = 10  # steps in the moving average of the training loss quoted as "la
 
 
 def curve(folder: Path) -> list[dict]:
-    """Training loss per step with the tokens and seconds at the end of that step, and validation losses."""
+    """Training loss per step with the tokens, FLOPs and seconds at the end of that step, and validation
+    losses."""
     timeline = {r["step"]: r for r in read_timeline(folder / "timeline.jsonl")}
     points = []
     for record in MetricsLog(folder / "metrics.jsonl").records():
         at = timeline.get(record.get("step"))
         if at is not None and record.get("loss") is not None:
             points.append(dict(split=record.get("split", "train"), step=record["step"], loss=record["loss"],
-                               tokens=at["tokens"], seconds=at["seconds"]))
+                               tokens=at["tokens"], flops=at["flops"], seconds=at["seconds"]))
     return points
 
 
-def common_ground(config, record: dict, seq_len: int, batch_size: int) -> dict:
-    """Parameters and FLOPs per training token (``trilogy.sizing``, for a batch of ``seq_len`` tokens; T5 with
-    ``seq_len`` source and ``seq_len`` target tokens), and the measured tokens/s and peak memory."""
-    sizes = size_report(config, batch=batch_size, seq=seq_len,
-                        src=seq_len if config.arch == "encoder-decoder" else None)
+def common_ground(config, record: dict) -> dict:
+    """Parameters, and what the unit's training spent as measured: FLOPs (``trilogy.sizing.training_flops`` of
+    every batch at its real lengths), tokens seen, loss-bearing tokens, and per second of its training clock;
+    the peak memory."""
     seconds = record.get("seconds") or 0.0
     peak = record.get("peak_memory_bytes")
-    return dict(params=sizes["params"], flops_per_token=sizes["flops_per_token"]["training"],
+    return dict(params=count_parameters(config), flops=record["flops"], loss_tokens=record["loss_tokens"],
+                flops_per_token=record["flops"] / record["tokens"] if record["tokens"] else None,
                 tokens_per_s=record["tokens"] / seconds if seconds else None,
+                flops_per_s=record["flops"] / seconds if seconds else None,
                 peak_memory_mb=peak / 2**20 if peak else None)
 
 
@@ -94,7 +97,8 @@ def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_
         return {"unigram_accuracy": guesses["accuracy"], "unigram_blank_accuracy": guesses["blank_accuracy"],
                 "most_frequent_token": baselines.most_frequent_token(counts, tokenizer)}
     if unit.objective == "seq2seq":
-        return {"copy_name_word_f1": copy_name_scores(corpus, tokenizer, seq_len, batch_size, eval_batches)["word_f1"]}
+        return {"copy_name_word_f1": copy_name_scores(corpus, tokenizer, seq_len, batch_size,
+                                                      eval_batches)["word_f1"]}
     return {}
 
 

@@ -2,20 +2,27 @@
 
 The demo trains four *units*, each one run of the training loop in its own checkpoint folder:
 
-=========  ===============  =========  ====================  ==========================================
-unit       family           objective  data                  share of the family's budget
-=========  ===============  =========  ====================  ==========================================
-``bert``   encoder-only     mlm        the text corpus       all
-``gpt``    decoder-only     clm        the text corpus       all
-``t5-span`` encoder-decoder  span       the text corpus       ``T5_SPAN_SHARE``
-``t5``     encoder-decoder  seq2seq    code -> docstring     the rest, starting from ``t5-span``'s weights
-=========  ===============  =========  ====================  ==========================================
+============  ===============  =========  ==================================  ================================
+unit          family           objective  data                                share of the family's budget
+============  ===============  =========  ==================================  ================================
+``bert``      encoder-only     mlm        the text corpus                     all
+``gpt``       decoder-only     clm        the text corpus                     all
+``t5-code``   encoder-decoder  denoise    the code of the pairs (sources)     ``T5_CODE_SHARE``
+``t5``        encoder-decoder  seq2seq    code -> docstring                   the rest, from ``t5-code``'s weights
+============  ===============  =========  ==================================  ================================
+
+T5 pre-trains by denoising the code it will describe (the input span-corrupted, the target the whole block,
+as BART): to reproduce its input the decoder has to find source tokens and copy them through cross-attention,
+which is what writing a docstring from a function's names needs. Its sequences are half as long and its
+batches twice as large as the others' in pre-training (the same tokens per step; T5 span-corrupts short
+blocks), and its fine-tuning reads sources of up to 3/4 of ``--seq-len`` tokens (docstrings are short).
 
 Sizes: GPT is the reference (``d_model``, ``n_layers``, MLP width ``4 * d_model``). BERT has as many layers;
 T5 splits them into ``n_layers // 2`` encoder and ``n_layers // 2`` decoder layers (its decoder layers are
 larger: they cross-attend). Each of BERT and T5 then gets the MLP width (a multiple of ``FF_STEP``) whose
 parameter count, from ``num_parameters()`` of the model built on the meta device, is nearest GPT's (the count
-is linear in the width, so two counts find it).
+is linear in the width, so two counts find it). BERT and T5 use rotary positions (as ModernBERT does; for T5 it
+makes the copying alignment much easier to learn than the relative bias).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..config import ModelConfig
 from ..data import special_tokens
 from ..models import build_model
 
-T5_SPAN_SHARE = 1 / 4  # the docstring task is the harder one: it gets the rest
+T5_CODE_SHARE = 0.65  # of T5's budget spent denoising the code; the docstrings get the rest
 FF_STEP = 16
 MAX_SIZE_GAP = 0.10  # the issue's "equal parameter counts (within 10%)"
 
@@ -41,18 +48,27 @@ class Unit:
     family: str  # "bert" | "gpt" | "t5": whose budget and size it shares
     arch: str
     objective: str
-    data: str  # "text" or "pairs"
+    data: str  # "text", "code" (the sources of the pairs) or "pairs"
     label: str  # for tables and charts
-    budget_share: float  # of the family's wall-clock budget
+    budget_share: float  # of the family's budget
     starts_from: str | None = None  # unit whose final weights it starts from
+    seq_scale: float = 1.0  # its sequence length and batch size: the demo's times these
+    batch_scale: int = 1
+
+    def seq_len(self, demo_seq_len: int) -> int:
+        return max(8, int(demo_seq_len * self.seq_scale))
+
+    def batch_size(self, demo_batch_size: int) -> int:
+        return demo_batch_size * self.batch_scale
 
 
 UNITS = (
     Unit("bert", "bert", "encoder", "mlm", "text", "BERT (masked LM)", 1.0),
     Unit("gpt", "gpt", "decoder", "clm", "text", "GPT (causal LM)", 1.0),
-    Unit("t5-span", "t5", "encoder-decoder", "span", "text", "T5 (span corruption)", T5_SPAN_SHARE),
-    Unit("t5", "t5", "encoder-decoder", "seq2seq", "pairs", "T5 (code -> docstring)", 1 - T5_SPAN_SHARE,
-         starts_from="t5-span"),
+    Unit("t5-code", "t5", "encoder-decoder", "denoise", "code", "T5 (denoising code)", T5_CODE_SHARE,
+         seq_scale=0.5, batch_scale=2),
+    Unit("t5", "t5", "encoder-decoder", "seq2seq", "pairs", "T5 (code -> docstring)", 1 - T5_CODE_SHARE,
+         starts_from="t5-code", seq_scale=0.75, batch_scale=2),
 )
 FAMILY_ARCH = {"bert": "encoder", "gpt": "decoder", "t5": "encoder-decoder"}
 PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
@@ -72,7 +88,7 @@ def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int,
                 seq_len: int) -> ModelConfig:
     """The family's tiny preset at the demo's sizes, with the tokenizer's vocabulary and special ids.
     Dropout is off: in a budget of minutes these models underfit, and dropout would only slow them down.
-    BERT gets rotary positions instead of learned ones (as ModernBERT does)."""
+    BERT and T5 get rotary positions (see the module's docstring)."""
     special = special_tokens(tokenizer)
     changes = dict(
         vocab_size=tokenizer.get_vocab_size(), d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
@@ -83,7 +99,7 @@ def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int,
         changes.update(head="mlm", position="rope")  # unigram guess for thousands of steps (README, recipes)
     if arch == "encoder-decoder":
         changes.update(d_head=d_model // n_heads, n_layers=n_layers // 2, n_decoder_layers=n_layers // 2,
-                       head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"])
+                       head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"], position="rope")
     return ModelConfig.from_preset(PRESET[arch], **changes)
 
 

@@ -1,5 +1,6 @@
-"""What the demo found, gathered for the report: each trained unit evaluated against its baseline, the
-pictures, and examples of what each family learned."""
+"""What the demo found, gathered for the report: each trained unit evaluated against its baseline, what each
+family spent, the question all of them answer (fill the blank), the pictures, and examples of what each family
+learned."""
 
 from __future__ import annotations
 
@@ -15,16 +16,19 @@ from ..train.distributed import Distributed
 from . import baselines, evaluation, samples
 from .attention import draw_attention, family_maps, write_pages
 from .charts import draw_loss_curves
-from .families import UNITS
+from .families import FAMILY_ARCH, UNITS
+from .families import unit as unit_of
+from .fill_blank import fill_blank
 from .memory import describe
 from .report import summary_rows
 from .slices import TOKENIZER_CHARS, capped_texts
-from .training import Job
+from .training import REPETITION_PENALTY, Job
 
 if TYPE_CHECKING:
     from .run import DemoOptions
 
 SHOWN = {"gpt": 4, "bert": 8, "t5": 8}  # examples shown per family
+BLANKS = 500  # held-out lines in the fill-the-blank question
 
 
 def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, tokenizers: dict,
@@ -34,7 +38,7 @@ def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, to
     for unit in UNITS:
         record = state["units"].get(unit.name, {})
         if not (out / unit.name / "model.safetensors").is_file() or record.get("steps") is None:
-            units.append(dict(name=unit.name, label=unit.label, objective=unit.objective,
+            units.append(dict(name=unit.name, family=unit.family, label=unit.label, objective=unit.objective,
                               status=record.get("status", "pending")))
             continue
         model = from_pretrained(out / unit.name).to(dist.device).eval()
@@ -43,38 +47,65 @@ def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, to
                                    dist))
     pictures = draw_pictures(out, units, models)
     shown = show_examples(models, units, corpora, options)
+    common = fill_blank(models, corpora["text"], capped_texts(corpora["text"], TOKENIZER_CHARS["text"]), BLANKS,
+                        options.seed)
     return dict(
         interrupted=interrupted, out=str(out), options=state["options"], device=str(dist.device),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
-        memory_kind=describe(dist.device), family_seconds=options.family_seconds, units=units,
-        summary=summary_rows(units), pictures=pictures, samples=shown,
+        precision=state.get("precision"), memory_kind=describe(dist.device), budget=budget_summary(state, units),
+        units=units, summary=summary_rows(units), families=family_rows(units), pictures=pictures, samples=shown,
+        common_ground={"fill_blank": common} if common else {},
     )
+
+
+def budget_summary(state: dict, units: list[dict]) -> dict:
+    """The budget as planned (``per_family`` in its measure) and as reached: FLOPs per family and how far
+    apart the families ended (``flops_spread``: largest / smallest - 1)."""
+    budget = dict(state.get("budget") or {})
+    reached = {family: sum(u["flops"] for u in units if u["family"] == family and u.get("flops") is not None)
+               for family in FAMILY_ARCH}
+    trained = [value for value in reached.values() if value]
+    return {**budget, "flops_per_family": budget.get("per_family") if budget.get("kind") == "flops" else None,
+            "flops_reached": reached,
+            "flops_spread": max(trained) / min(trained) - 1 if len(trained) == len(FAMILY_ARCH) else None}
+
+
+def family_rows(units: list[dict]) -> dict[str, dict]:
+    """Per family (T5's two units added up): FLOPs, tokens, loss-bearing tokens, seconds, FLOP rate."""
+    rows = {}
+    for family in FAMILY_ARCH:
+        trained = [u for u in units if u["family"] == family and u.get("steps") is not None]
+        if not trained:
+            continue
+        totals = {key: sum(u[key] for u in trained) for key in ("flops", "tokens", "loss_tokens", "seconds")}
+        totals["flops_per_s"] = totals["flops"] / totals["seconds"] if totals["seconds"] else None
+        rows[family] = totals
+    return rows
 
 
 def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, options: DemoOptions,
                   dist: Distributed) -> dict:
     folder = out / unit.name
-    job = Job(unit, folder, model, corpus, options.seq_len, options.batch_size, options.eval_batches,
-              options.seed, 0.0, dist)
+    seq_len, batch_size = unit.seq_len(options.seq_len), unit.batch_size(options.batch_size)
+    job = Job(unit, folder, model, corpus, seq_len, batch_size, options.eval_batches, options.seed, dist)
 
     def measure() -> dict:
         counts = (baselines.unigram_counts(tokenizer, capped_texts(corpus, TOKENIZER_CHARS[unit.data]))
                   if unit.data == "text" else None)
         return dict(validation=job.evaluate(model),
-                    baseline=evaluation.baseline_figures(unit, corpus, tokenizer, counts, options.seq_len,
-                                                         options.batch_size, options.eval_batches))
+                    baseline=evaluation.baseline_figures(unit, corpus, tokenizer, counts, seq_len, batch_size,
+                                                         options.eval_batches))
 
     measured = evaluation.cached(folder, record["steps"], measure)
     points = evaluation.curve(folder)
     first, last = evaluation.loss_fall(points)
     figure = evaluation.quality(unit, measured["validation"], measured["baseline"])
     return dict(
-        name=unit.name, label=unit.label, objective=unit.objective, status=record["status"], steps=record["steps"],
-        max_steps=record["max_steps"], tokens=record["tokens"], seconds=record["seconds"],
-        **evaluation.common_ground(model.config, record, options.seq_len, options.batch_size),
+        name=unit.name, family=unit.family, label=unit.label, objective=unit.objective, status=record["status"],
+        steps=record["steps"], max_steps=record["plan"]["max_steps"], tokens=record["tokens"],
+        seconds=record["seconds"], **evaluation.common_ground(model.config, record),
         first_loss=first, last_loss=last, validation=measured["validation"], baseline=measured["baseline"],
-        quality=figure,
-        verdict=evaluation.verdict(figure), curve=points,
+        quality=figure, verdict=evaluation.verdict(figure), curve=points,
     )
 
 
@@ -105,5 +136,6 @@ def show_examples(models: dict, units: list[dict], corpora: dict, options: DemoO
         shown["bert"] = samples.fill_mask(bert, blanks, guess)
     if "t5" in models:
         pairs = [p for p in corpora["pairs"].validation if len(p[0]) <= 600][:SHOWN["t5"]]
-        shown["t5"] = samples.docstrings(models["t5"], pairs, options.seq_len)
+        shown["t5"] = samples.docstrings(models["t5"], pairs, unit_of("t5").seq_len(options.seq_len),
+                                         repetition_penalty=REPETITION_PENALTY)
     return shown

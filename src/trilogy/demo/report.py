@@ -15,11 +15,15 @@ import os
 from pathlib import Path
 
 from .evaluation import CLEAR_MARGIN
-from .families import T5_SPAN_SHARE
+from .families import T5_CODE_SHARE
+from .training import REPETITION_PENALTY
 
-SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs/token", "steps", "tokens", "time",
-                   "tokens/s", "peak memory", "train loss first -> last", "validation loss",
+SUMMARY_HEADERS = ["model", "status", "parameters", "train FLOPs", "steps", "tokens", "loss tokens", "time",
+                   "GFLOP/s", "peak memory", "train loss first -> last", "validation loss",
                    "held-out quality (model vs baseline)"]
+FAMILY_HEADERS = ["family", "train FLOPs", "tokens seen", "loss-bearing tokens", "training time", "GFLOP/s"]
+FAMILY_NAMES = {"bert": "BERT (encoder)", "gpt": "GPT (decoder)", "t5": "T5 (encoder-decoder)"}
+BLANK_HEADERS = ["answered by", "reads", "accuracy"]
 STATUS_TEXT = {"done": "done", "interrupted": "interrupted (Ctrl-C)", "deadline": "stopped at its deadline",
                "training": "interrupted", "pending": "not trained"}
 
@@ -40,6 +44,8 @@ def _quality(unit: dict) -> str:
     figure = unit.get("quality")
     if figure is None:
         return "no baseline (pre-training for the docstring task)" if unit.get("steps") else ""
+    if unit["verdict"] is None:
+        return ""
     return (f"{figure['metric']}: {figure['model']:.3f} vs {figure['baseline']:.3f} "
             f"({figure['baseline_name']}): {VERDICT_TEXT[unit['verdict']]}")
 
@@ -54,12 +60,38 @@ def summary_rows(units: list[dict]) -> list[list[str]]:
         loss = (f"{unit['first_loss']:.2f} -> {unit['last_loss']:.2f}" if unit["first_loss"] is not None
                 else "n/a")
         rows.append([
-            unit["label"], STATUS_TEXT[unit["status"]], f"{unit['params']:,}",
-            f"{unit['flops_per_token'] / 1e6:.1f} M", f"{unit['steps']}/{unit['max_steps']}", f"{unit['tokens']:,}",
-            f"{unit['seconds']:.0f} s", _number(unit["tokens_per_s"], ",.0f"),
+            unit["label"], STATUS_TEXT[unit["status"]], f"{unit['params']:,}", format_flops(unit["flops"]),
+            f"{unit['steps']}/{unit['max_steps']}", f"{unit['tokens']:,}", f"{unit['loss_tokens']:,}",
+            f"{unit['seconds']:.0f} s", _number(unit["flops_per_s"] and unit["flops_per_s"] / 1e9, ",.1f"),
             _number(unit["peak_memory_mb"], ",.0f") + (" MiB" if unit["peak_memory_mb"] else ""),
             loss, f"{unit['validation']['loss']:.3f}", _quality(unit),
         ])
+    return rows
+
+
+def format_flops(value: float) -> str:
+    """FLOPs with a prefix that keeps three significant digits: "12.3 TFLOP", "456 GFLOP"."""
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if value >= scale:
+            return f"{value / scale:.3g} {prefix}FLOP"
+    return f"{value:.0f} FLOP"
+
+
+def family_table(families: dict) -> list[list[str]]:
+    """``FAMILY_HEADERS`` rows: what each family spent (T5's pre-training and fine-tuning together)."""
+    return [[FAMILY_NAMES[family], format_flops(row["flops"]), f"{row['tokens']:,}", f"{row['loss_tokens']:,}",
+             f"{row['seconds']:.0f} s", _number(row["flops_per_s"] and row["flops_per_s"] / 1e9, ",.1f")]
+            for family, row in families.items()]
+
+
+def blank_table(result: dict) -> list[list[str]]:
+    """``BLANK_HEADERS`` rows of the fill-the-blank question."""
+    reads = {"bert": "both sides of the blank ([MASK])", "gpt": "the left side only (next token)",
+             "t5": "both sides (a sentinel span)"}
+    rows = [[FAMILY_NAMES[family], reads[family],
+             "did not train on the text" if result[family] is None else f"{result[family]:.3f}"]
+            for family in ("bert", "gpt", "t5")]
+    rows.append([f"baseline: always \"{result['baseline_word']}\"", "nothing", f"{result['baseline']:.3f}"])
     return rows
 
 
@@ -93,6 +125,25 @@ def _verdicts(report: dict) -> list[str]:
     return lines
 
 
+def _budget_text(report: dict) -> str:
+    budget, options = report["budget"], report["options"]
+    if budget.get("measure") is None:
+        return "Budget: not planned (the demo stopped before its probe finished)."
+    spent = {"flops": "training FLOPs", "tokens": "tokens seen", "seconds": "seconds of training"}[budget["measure"]]
+    quota = budget["per_family"]
+    amount = {"flops": format_flops, "tokens": lambda q: f"{q:,.0f} tokens",
+              "seconds": lambda q: f"{q:.0f} s"}[budget["measure"]](quota)
+    planned = ("given with --flops" if options.get("flops") else
+               f"as much as fits in {options['minutes']:g} minutes at the step costs a probe measured here")
+    text = (f"Budget: the same {spent} for each family, {amount} ({planned}); each unit stops when its share is "
+            f"spent. T5 spends {T5_CODE_SHARE:.0%} of its budget denoising the code of the pairs, the rest on "
+            f"code -> docstring. FLOPs are trilogy.sizing's count for every batch at its real lengths "
+            f"(padding excluded; the LM/MLM head counted on the loss-bearing tokens only).")
+    if budget.get("flops_spread") is not None:
+        text += f" The families' FLOPs ended {budget['flops_spread']:.1%} apart."
+    return text
+
+
 def blocks(report: dict) -> list[tuple]:
     options = report["options"]
     out = [("h1", "trilogy demo: three transformer families, one budget")]
@@ -100,22 +151,32 @@ def blocks(report: dict) -> list[tuple]:
         out.append(("p", "PARTIAL REPORT: the demo was interrupted with Ctrl-C. Continue it with "
                          f"`trilogy demo --resume --out {report['out']}`."))
     out += [
-        ("p", f"Budget: the same wall-clock time for each family, {report['family_seconds']:.0f} s of training "
-              f"(T5: {T5_SPAN_SHARE:.0%} on span corruption, the rest on code -> docstring), planned as steps from a measured "
-              f"step time and stopped at 1.25 times the allowance at the latest. Data: `{options['data']}` "
-              f"(text) and `{options['pairs']}` (pairs). Models: d_model {options['d_model']}, {options['layers']} "
-              f"layers (T5: {options['layers'] // 2} encoder + {options['layers'] // 2} decoder), "
-              f"{options['heads']} heads, sequences of {options['seq_len']} tokens, batches of "
-              f"{options['batch_size']}, seed {options['seed']}; MLP widths chosen so the parameter counts match."),
-        ("p", f"Machine: {report['machine']}; device {report['device']}. Peak memory is the "
-              f"{report['memory_kind']} while the unit trained. This session took "
+        ("p", _budget_text(report) + f" Data: `{options['data']}` (text) and `{options['pairs']}` (pairs). "
+              f"Models: d_model {options['d_model']}, {options['layers']} layers (T5: {options['layers'] // 2} "
+              f"encoder + {options['layers'] // 2} decoder), {options['heads']} heads, sequences of "
+              f"{options['seq_len']} tokens, batches of {options['batch_size']} (T5: half as long and twice as "
+              f"many), seed {options['seed']}; MLP widths chosen so the parameter counts match."),
+        ("p", f"Machine: {report['machine']}; device {report['device']}, precision {report['precision']}. Peak "
+              f"memory is the {report['memory_kind']} while the unit trained. This run took "
               f"{report['wall_seconds']:.0f} s from start to report."),
         ("h2", "Summary"),
         ("table", SUMMARY_HEADERS, report["summary"]),
         ("ul", _verdicts(report)),
+        ("h2", "What each family spent"),
+        ("table", FAMILY_HEADERS, family_table(report["families"])),
     ]
+    blank = report["common_ground"].get("fill_blank")
+    if blank:
+        out += [("h2", "One question for all three: fill the blank"),
+                ("p", f"{blank['blanks']} held-out lines, one word hidden in each (a word every tokenizer holds "
+                      "as one token), the line before given too. BERT reads both sides of the blank; GPT reads "
+                      "only what comes before it; the demo's T5 pre-trained on code and never saw the text."),
+                ("table", BLANK_HEADERS, blank_table(blank))]
+        shown = [[f"{row['before'].splitlines()[-1]} ____{row['after']}", row["word"],
+                  *(row.get(family, "") for family in ("bert", "gpt"))] for row in blank["examples"]]
+        out.append(("table", ["line", "hidden word", "BERT", "GPT"], shown))
     pictures = report["pictures"]
-    out += [("h2", "Loss curves"), ("img", pictures["loss"], "loss against tokens and against time")]
+    out += [("h2", "Loss curves"), ("img", pictures["loss"], "loss against training FLOPs, tokens and time")]
     out += _sample_blocks(report["samples"])
     out.append(("h2", "How each family attends"))
     if "attention" in pictures:
@@ -128,7 +189,7 @@ def blocks(report: dict) -> list[tuple]:
     out.append(("img", pictures["masks"], "attention masks of the three families"))
     out += [("h2", "Checkpoints"),
             ("p", "Each unit's folder is a checkpoint: `trilogy.from_pretrained(\"DIR/gpt\")`, "
-                  "`trilogy generate DIR/gpt --prompt \"ROMEO:\"`; also `DIR/bert`, `DIR/t5-span`, `DIR/t5`. "
+                  "`trilogy generate DIR/gpt --prompt \"ROMEO:\"`; also `DIR/bert`, `DIR/t5-code`, `DIR/t5`. "
                   "Each holds metrics.jsonl (every step), timeline.jsonl (tokens and seconds per step) and "
                   "loss.png.")]
     out += [("h2", "How the figures are measured"),
@@ -139,9 +200,13 @@ def blocks(report: dict) -> list[tuple]:
                     "baselines on the same held-out data: a unigram model of the training text (nats per "
                     "character), always guessing the most frequent token (at [MASK]), the function's "
                     "name as its docstring (word F1);",
-                    "FLOPs per training token: trilogy.sizing for batches of the demo's shape (T5: source and "
-                    "target of the same length); tokens/s: real (non-padding) tokens over the unit's training "
-                    "wall-clock, evaluations and checkpoints included."])]
+                    "training FLOPs: trilogy.sizing.training_flops of every batch the unit trained on (forward "
+                    "and backward, each row at its real length); tokens: real (non-padding) input tokens, "
+                    "encoder and decoder; loss-bearing tokens: the targets the loss counts (MLM ~15%, causal "
+                    "LM all, T5 its targets); GFLOP/s: over the unit's training wall-clock, evaluations and "
+                    "checkpoints included;",
+                    f"T5's docstrings: greedy decoding with repetition penalty {REPETITION_PENALTY} (Hugging "
+                    "Face's), in the word F1 and in the examples."])]
     return out
 
 
@@ -160,7 +225,7 @@ def _sample_blocks(shown: dict) -> list[tuple]:
     if "t5" in shown:
         rows = [[row["function"], row["real"], row["generated"], row["baseline"]] for row in shown["t5"]]
         out += [("h2", "T5: docstrings for functions it never saw (held-out modules)"),
-                ("table", ["function", "real first docstring line", "T5 (greedy)", "baseline: its name"], rows)]
+                ("table", ["function", "real first docstring line", "T5", "baseline: its name"], rows)]
     return out
 
 

@@ -72,14 +72,17 @@ def fill_mask(model, blanks: list[tuple[str, str]], baseline_token: int, k: int 
 
 
 @torch.no_grad()
-def docstrings(model, pairs: list[tuple[str, str]], seq_len: int, max_new_tokens: int = 32) -> list[dict]:
-    """Greedy docstrings for unseen functions, beside the real first docstring line and the name baseline."""
+def docstrings(model, pairs: list[tuple[str, str]], seq_len: int, max_new_tokens: int = 32,
+               repetition_penalty: float = 1.0) -> list[dict]:
+    """Greedy docstrings (with ``repetition_penalty``) for unseen functions, beside the real first docstring line
+    and the name baseline."""
     tokenizer = model.tokenizer
     eos = special_tokens(tokenizer)["eos"]
     rows = []
     for source, target in pairs:
         ids = tokenizer.encode(source, add_special_tokens=False).ids[:seq_len - 1] + [eos]
-        out = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=max_new_tokens)
+        out = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=max_new_tokens,
+                             repetition_penalty=repetition_penalty)
         rows.append({"function": function_name(source), "real": target, "baseline": name_as_docstring(source),
                      "generated": tokenizer.decode(out[0, 1:].tolist(), skip_special_tokens=True)})
     return rows

@@ -1,5 +1,5 @@
-"""One unit's training: plan its steps from a measured step time, then run ``trilogy.train.loop.train`` on it
-under its wall-clock allowance, resumable, stoppable between steps.
+"""One unit's training: probe its cost on this machine, plan its steps for its quota, then run
+``trilogy.train.loop.train`` on it until the quota is spent, resumable, stoppable between steps.
 
 The unit's folder is the loop's output folder: a checkpoint ``trilogy.from_pretrained`` loads (config.json,
 model.safetensors, tokenizer.json), ``checkpoints/``, ``metrics.jsonl``, plus the demo's ``timeline.jsonl``
@@ -9,6 +9,8 @@ model.safetensors, tokenizer.json), ``checkpoints/``, ``metrics.jsonl``, plus th
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import shutil
 import statistics
 import warnings
@@ -18,23 +20,30 @@ from pathlib import Path
 import torch
 
 from ..objectives import Batches, compute_loss
+from ..sizing import batch_rows, training_flops
 from ..train.distributed import Distributed
 from ..train.evaluate import evaluate
-from ..train.loop import TrainSettings, train
+from ..train.loop import TrainSettings, tokens_seen, train
 from ..train.state import latest_checkpoint
-from .budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
+from .budget import OVERRUN, BudgetedBatches, StopRequest, StopTraining, read_timeline
 from .families import Unit
 from .memory import peak_from_now
 
-CALIBRATION_STEPS = 4  # the first is a warm-up; the median of the others is the step time
-PLAN_SHARE = 0.85  # of the allowance planned as training steps; the rest covers evaluations and checkpoints
+CALIBRATION_STEPS = 6  # the first is a warm-up; the median of the others is the step time
+PROBE_BATCHES = 16  # the mean FLOPs and tokens per step are taken over the unit's first batches
+PLAN_SHARE = 0.85  # of a unit's seconds planned as training steps; the rest covers evaluations and checkpoints
+DEADLINE_SLACK_S = 10  # a unit's deadline also leaves this for its first step's warm-up and its evaluations
 CHECKPOINT_EVERY_S = 20  # checkpoints at least this often and at least CHECKPOINTS_PER_UNIT times: a resumed
 CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does not spend its time writing them
 EVALUATIONS_PER_UNIT = 3  # on the validation split, for the curves; never more often than every EVAL_GAP_S
 EVAL_GAP_S = 20
 LEARNING_RATE = 2e-3
-#: the masked LM's rate in the README's MLM recipe; at 2e-3 (learned positions) it sat at the unigram guess
-LEARNING_RATES = {"mlm": 1e-3}
+#: the masked LM's rate in the README's MLM recipe; at 2e-3 (learned positions) it sat at the unigram guess;
+#: T5's, the docstring recipe's (``make recipe-t5-docstrings``)
+LEARNING_RATES = {"mlm": 1e-3, "denoise": 3e-3, "seq2seq": 3e-3}
+#: T5's docstrings are decoded greedily with Hugging Face's repetition penalty: it stops the "Return the
+#: return the ..." loops a small model falls into (the docstring recipe's +0.05 word F1)
+REPETITION_PENALTY = 1.3
 
 
 @dataclass
@@ -49,8 +58,8 @@ class Job:
     batch_size: int
     eval_batches: int
     seed: int
-    allowance_s: float
     dist: Distributed
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast)
 
     @property
     def learning_rate(self) -> float:
@@ -65,7 +74,7 @@ class Job:
 
     def evaluate(self, model) -> dict:
         return evaluate(model, self.unit.objective, self.corpus, self.model.tokenizer, self.seq_len,
-                        self.batch_size, self.eval_batches, self.dist)
+                        self.batch_size, self.eval_batches, self.dist, repetition_penalty=REPETITION_PENALTY)
 
 
 def _save(model, folder) -> None:
@@ -74,27 +83,66 @@ def _save(model, folder) -> None:
         model.save_pretrained(folder)
 
 
-def measure_step_seconds(job: Job) -> float:
-    """Seconds per training step of this unit on this machine: a few steps of the real loop on a copy of the
-    model, in a scratch folder that is removed afterwards."""
+@dataclass
+class Probe:
+    """What one training step of a unit costs on this machine: seconds (measured), and FLOPs and tokens (the
+    mean over its first batches)."""
+
+    step_seconds: float
+    flops_per_step: float
+    tokens_per_step: float
+
+    def per_step(self, measure: str) -> float:
+        return {"flops": self.flops_per_step, "tokens": self.tokens_per_step, "seconds": self.step_seconds}[measure]
+
+
+def probe(job: Job) -> Probe:
+    """A few steps of the real loop on a copy of the model, in a scratch folder that is removed afterwards;
+    the FLOPs and tokens of the unit's first ``PROBE_BATCHES`` batches."""
     scratch = job.folder / ".calibration"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
-    batches = BudgetedBatches(job.batches(job.seed + 1), float("inf"), StopRequest(), scratch / "timeline.jsonl")
-    settings = TrainSettings(max_steps=CALIBRATION_STEPS, lr=job.learning_rate, warmup_steps=1)
+    batches = BudgetedBatches(job.batches(job.seed + 1), job.model.config, "seconds", math.inf, math.inf,
+                              StopRequest(), scratch / "timeline.jsonl")
+    settings = TrainSettings(max_steps=CALIBRATION_STEPS, lr=job.learning_rate, warmup_steps=1,
+                             precision=job.precision)
     train(copy.deepcopy(job.model), batches, job.loss, settings, scratch, _save, None, job.dist)
     batches.finish()
     seconds = [r["seconds"] for r in read_timeline(scratch / "timeline.jsonl")]
     shutil.rmtree(scratch)
     durations = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
-    return statistics.median(durations) if durations else seconds[-1]
+    first = list(itertools.islice(job.batches(job.seed), PROBE_BATCHES))
+    return Probe(step_seconds=statistics.median(durations) if durations else seconds[-1],
+                 flops_per_step=statistics.mean(training_flops(job.model.config, batch_rows(b)) for b in first),
+                 tokens_per_step=statistics.mean(tokens_seen(b) for b in first))
 
 
-def plan_steps(step_seconds: float, allowance_s: float) -> int:
-    return max(1, int(PLAN_SHARE * allowance_s / step_seconds))
+@dataclass
+class Plan:
+    """How a unit spends its quota: the loop's step count and the seconds that should take."""
+
+    measure: str
+    quota: float | None  # None for a time budget: its steps are the plan, its deadline the limit
+    max_steps: int
+    planned_seconds: float
+
+    @property
+    def deadline_s(self) -> float:
+        return OVERRUN * self.planned_seconds / PLAN_SHARE + DEADLINE_SLACK_S
 
 
-def settings_for(max_steps: int, step_seconds: float, lr: float) -> TrainSettings:
+def plan(probed: Probe, measure: str, quota: float) -> Plan:
+    """Steps for ``quota`` of ``measure``: as many as the quota pays for at the probe's mean cost (a time budget
+    leaves room for the evaluations and checkpoints). Where batches vary (seq2seq), the unit also stops at the
+    step that brings it nearest its quota."""
+    if measure == "seconds":
+        steps = max(1, int(PLAN_SHARE * quota / probed.step_seconds))
+        return Plan(measure, None, steps, PLAN_SHARE * quota)
+    steps = max(1, round(quota / probed.per_step(measure)))
+    return Plan(measure, quota, steps, steps * probed.step_seconds)
+
+
+def settings_for(max_steps: int, step_seconds: float, lr: float, precision: str) -> TrainSettings:
     """The loop's settings: warmup a tenth of the steps (at most 100), checkpoints and evaluations spaced in
     time (an interval past ``max_steps`` means only at the end)."""
 
@@ -104,17 +152,16 @@ def settings_for(max_steps: int, step_seconds: float, lr: float) -> TrainSetting
     return TrainSettings(
         max_steps=max_steps, lr=lr, warmup_steps=min(100, max(1, max_steps // 10)),
         save_every=min(steps_in(CHECKPOINT_EVERY_S), max(1, max_steps // CHECKPOINTS_PER_UNIT)), keep_last=1,
-        eval_every=max(max_steps // EVALUATIONS_PER_UNIT, steps_in(EVAL_GAP_S)),
+        eval_every=max(max_steps // EVALUATIONS_PER_UNIT, steps_in(EVAL_GAP_S)), precision=precision,
     )
 
 
-def train_unit(job: Job, max_steps: int, step_seconds: float, stop: StopRequest, resume: bool) -> dict:
-    """Train the unit for ``max_steps`` steps (planned at ``step_seconds`` each), or until Ctrl-C or its
-    deadline.
+def train_unit(job: Job, planned: Plan, step_seconds: float, stop: StopRequest, resume: bool) -> dict:
+    """Train the unit for ``planned.max_steps`` steps or until its quota is spent, Ctrl-C, or its deadline.
 
     Returns:
-        ``status`` ("done", "interrupted" or "deadline"), ``steps``, ``tokens``, ``seconds`` (its training
-        clock), ``peak_memory_bytes`` (None where it cannot be measured).
+        ``status`` ("done", "interrupted" or "deadline"), ``steps``, ``tokens``, ``flops``, ``loss_tokens``,
+        ``seconds`` (its training clock), ``peak_memory_bytes`` (None where it cannot be measured).
     """
     resume = resume and latest_checkpoint(job.folder) is not None
     if not resume:  # a fresh start: nothing of an earlier attempt may leak into the curves
@@ -122,17 +169,19 @@ def train_unit(job: Job, max_steps: int, step_seconds: float, stop: StopRequest,
             (job.folder / name).unlink(missing_ok=True)
         shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)
     job.folder.mkdir(parents=True, exist_ok=True)
-    batches = BudgetedBatches(job.batches(job.seed), job.allowance_s, stop, job.folder / "timeline.jsonl")
+    batches = BudgetedBatches(job.batches(job.seed), job.model.config, planned.measure,
+                              math.inf if planned.quota is None else planned.quota, planned.deadline_s, stop,
+                              job.folder / "timeline.jsonl")
     peak = peak_from_now(job.dist.device)
     torch.manual_seed(job.seed)
     try:
-        settings = settings_for(max_steps, step_seconds, job.learning_rate)
+        settings = settings_for(planned.max_steps, step_seconds, job.learning_rate, job.precision)
         train(job.model, batches, job.loss, settings, job.folder, _save, job.evaluate, job.dist, resume=resume,
               run_info={"demo_unit": job.unit.name})
         status = "done"
     except StopTraining as stopped:
         status = stopped.reason
-        job.model.save_pretrained(job.folder)  # what was trained up to the last complete step
+        _save(job.model, job.folder)  # what was trained up to the last complete step
     batches.finish()
-    return dict(status=status, steps=batches.steps, tokens=batches.tokens, seconds=round(batches.seconds, 2),
+    return dict(status=status, steps=batches.steps, **batches.counts, seconds=round(batches.seconds, 2),
                 peak_memory_bytes=peak())

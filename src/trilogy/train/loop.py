@@ -21,6 +21,7 @@ from . import fsdp
 from .distributed import Distributed
 from .metrics import MetricsLog, plot_loss
 from .optim import build_optimizer, lr_at, set_lr
+from .precision import denormals_flushed
 from .state import (
     latest_checkpoint,
     load_training_state,
@@ -170,67 +171,68 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     last_loss = None
     started, tokens_since = time.perf_counter(), 0
     raw_model.train()
-    while step < settings.max_steps:
-        # 1. the learning rate of this step
-        lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
-        set_lr(optimizer, lr)
+    with denormals_flushed(settings.precision == "bf16" and dist.device.type == "cpu"):
+        while step < settings.max_steps:
+            # 1. the learning rate of this step
+            lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
+            set_lr(optimizer, lr)
 
-        # 2. forward and backward over the micro-batches: the step's batch cut in ``grad_accum`` pieces, so that
-        #    accumulating computes exactly the big batch (same rows, same noise). ``compute_loss`` divides each
-        #    piece's loss sum by the step's global target count / world size, so the pieces' gradients add up to
-        #    the mean over every target of the step, and DDP's average over the ranks keeps it so
-        loss_sum = torch.zeros((), dtype=torch.float64)
-        targets = torch.zeros((), dtype=torch.float64)
-        micro = micro_batches(next(batches), settings.grad_accum)
-        for i, batch in enumerate(micro):
-            batch = {k: v.to(dist.device) for k, v in batch.items()}
-            sync = i == len(micro) - 1 or not dist.enabled
-            if settings.fsdp:
-                raw_model.set_requires_gradient_sync(sync)
-            no_sync = contextlib.nullcontext() if sync or settings.fsdp else step_module.no_sync()
-            with no_sync, autocast:
-                loss, metrics = step_module(batch)
-            loss.backward()
-            loss_sum += metrics["loss_sum"]
-            targets += metrics["targets"]
-            tokens_since += tokens_seen(batch) * dist.world_size
-        step_loss = (dist.sum(loss_sum) / dist.sum(targets)).item()
+            # 2. forward and backward over the micro-batches: the step's batch cut in ``grad_accum`` pieces, so that
+            #    accumulating computes exactly the big batch (same rows, same noise). ``compute_loss`` divides each
+            #    piece's loss sum by the step's global target count / world size, so the pieces' gradients add up to
+            #    the mean over every target of the step, and DDP's average over the ranks keeps it so
+            loss_sum = torch.zeros((), dtype=torch.float64)
+            targets = torch.zeros((), dtype=torch.float64)
+            micro = micro_batches(next(batches), settings.grad_accum)
+            for i, batch in enumerate(micro):
+                batch = {k: v.to(dist.device) for k, v in batch.items()}
+                sync = i == len(micro) - 1 or not dist.enabled
+                if settings.fsdp:
+                    raw_model.set_requires_gradient_sync(sync)
+                no_sync = contextlib.nullcontext() if sync or settings.fsdp else step_module.no_sync()
+                with no_sync, autocast:
+                    loss, metrics = step_module(batch)
+                loss.backward()
+                loss_sum += metrics["loss_sum"]
+                targets += metrics["targets"]
+                tokens_since += tokens_seen(batch) * dist.world_size
+            step_loss = (dist.sum(loss_sum) / dist.sum(targets)).item()
 
-        # 3. clip; a NaN or infinite loss or gradient stops the run before it can touch the weights or the
-        #    checkpoints
-        grad_norm = float(nn.utils.clip_grad_norm_(raw_model.parameters(), settings.clip_norm))
-        if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
-            if dist.is_main:
-                log.append(dict(step=step + 1, split="train", loss=step_loss if math.isfinite(step_loss) else None,
-                                event="non-finite loss or gradient"))
-            bar.close()
-            kept = latest_checkpoint(out_dir)
-            raise NonFiniteLoss(
-                f"loss {step_loss}, gradient norm {grad_norm} at step {step + 1}; stopped, last good checkpoint: "
-                f"{kept if kept is not None else 'none (no checkpoint was written yet)'}"
-            )
+            # 3. clip; a NaN or infinite loss or gradient stops the run before it can touch the weights or the
+            #    checkpoints
+            grad_norm = float(nn.utils.clip_grad_norm_(raw_model.parameters(), settings.clip_norm))
+            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
+                if dist.is_main:
+                    log.append(dict(step=step + 1, split="train", loss=step_loss if math.isfinite(step_loss) else None,
+                                    event="non-finite loss or gradient"))
+                bar.close()
+                kept = latest_checkpoint(out_dir)
+                raise NonFiniteLoss(
+                    f"loss {step_loss}, gradient norm {grad_norm} at step {step + 1}; stopped, last good checkpoint: "
+                    f"{kept if kept is not None else 'none (no checkpoint was written yet)'}"
+                )
 
-        # 4. step
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        last_loss = step_loss
+            # 4. step
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            last_loss = step_loss
 
-        # 5. log, evaluate, checkpoint
-        elapsed = time.perf_counter() - started
-        tokens_per_s = tokens_since / elapsed if elapsed > 0 else 0.0
-        if dist.is_main and (step % settings.log_every == 0 or step == settings.max_steps):
-            log.append(dict(step=step, split="train", loss=step_loss, lr=lr, grad_norm=grad_norm,
-                            tokens_per_s=round(tokens_per_s, 1)))
-        bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
-        bar.update(1)
-        final = step == settings.max_steps
-        if evaluate is not None and (final or (settings.eval_every and step % settings.eval_every == 0)):
-            last_eval, last_eval_step = evaluate(raw_model), step  # evaluate() restores train mode
-            if dist.is_main:
-                log.append(dict(step=step, split="validation", **last_eval))
-                bar.write("step {}: {}".format(step, ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items())))
-        if final or (settings.save_every and step % settings.save_every == 0):
-            checkpoint(step)
+            # 5. log, evaluate, checkpoint
+            elapsed = time.perf_counter() - started
+            tokens_per_s = tokens_since / elapsed if elapsed > 0 else 0.0
+            if dist.is_main and (step % settings.log_every == 0 or step == settings.max_steps):
+                log.append(dict(step=step, split="train", loss=step_loss, lr=lr, grad_norm=grad_norm,
+                                tokens_per_s=round(tokens_per_s, 1)))
+            bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            bar.update(1)
+            final = step == settings.max_steps
+            if evaluate is not None and (final or (settings.eval_every and step % settings.eval_every == 0)):
+                last_eval, last_eval_step = evaluate(raw_model), step  # evaluate() restores train mode
+                if dist.is_main:
+                    log.append(dict(step=step, split="validation", **last_eval))
+                    bar.write("step {}: {}".format(step, ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items())))
+            if final or (settings.save_every and step % settings.save_every == 0):
+                checkpoint(step)
     bar.close()
     return TrainResult(step, last_loss, last_eval, best_step, best_loss)

@@ -20,6 +20,7 @@ from ..objectives import Batches, compute_loss
 from .distributed import Distributed
 from .evaluate import evaluate
 from .loop import TrainResult, TrainSettings, train
+from .precision import PRECISIONS, resolve_precision
 from .state import latest_checkpoint
 
 RUN_FILE = "run.json"
@@ -59,7 +60,7 @@ class RunOptions:
     weight_decay: float = 0.1
     clip_norm: float = 1.0
     grad_accum: int = 1
-    precision: str = "auto"  # auto: bf16 on a GPU that supports it, else fp32
+    precision: str = "auto"  # auto: bf16 where the GPU or CPU runs it fast, else fp32 (train/precision.py)
     dropout: float | None = None  # default: the preset's
     d_model: int | None = None
     n_layers: int | None = None
@@ -93,8 +94,8 @@ class RunOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.position is not None and self.position not in POSITIONS:
             raise ValueError(f"--position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.lr <= 0:
             raise ValueError(f"--lr must be positive, got {self.lr}")
         if self.init is not None:
@@ -104,10 +105,7 @@ class RunOptions:
                                  + ", ".join(f"--{name.replace('_', '-')}" for name in given))
 
     def settings(self, device: torch.device) -> TrainSettings:
-        precision = self.precision
-        if precision == "auto":
-            gpu_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-            precision = "bf16" if gpu_bf16 else "fp32"
+        precision = resolve_precision(self.precision, device)
         warmup = self.warmup_steps if self.warmup_steps is not None else min(100, max(1, self.max_steps // 10))
         return TrainSettings(
             max_steps=self.max_steps, lr=self.lr, warmup_steps=warmup, min_lr_ratio=self.min_lr_ratio,

@@ -1,0 +1,57 @@
+"""``--precision auto``: bf16 autocast where the hardware runs bf16 matrix products faster than fp32, else fp32.
+
+A GPU that supports bf16 does. On a CPU, bf16 is fast only with bf16 dot-product instructions (AVX512-BF16)
+or AMX tiles: there trilogy's training steps run 1.5-1.8x faster in bf16 (``python benchmarks/train.py``); a
+CPU without them (AVX2 only) emulates bf16 and runs many times slower, so it keeps fp32. Where bf16 pays off
+also depends on the sizes: a d_model of 128 ran no faster in bf16 than in fp32 on an AMX Xeon, which is why
+``trilogy demo`` decides by timing both (``demo/training.py``).
+
+bf16 training on a CPU flushes denormal floats to zero (``denormals_flushed``): without it, training steps of
+small models were measured to slow down 10-40x after their first few steps on an AMX Xeon, as values reached
+the denormal range (below 1.2e-38 in fp32), which the CPU handles in microcode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names, where torch cannot tell
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 dot-product instructions (AVX512-BF16) or AMX tiles."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # torch.cpu's, in recent releases
+        if getattr(torch.cpu, probe, lambda: False)():
+            return True
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text().split() if cpuinfo.is_file() else []
+    return any(flag in flags for flag in _CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"fp32" or "bf16" for ``precision`` ("auto", "fp32" or "bf16") on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+@contextlib.contextmanager
+def denormals_flushed(enabled: bool = True) -> Iterator[None]:
+    """While active (and ``enabled``), denormal floats are flushed to zero on the CPU; afterwards they are kept
+    again, torch's default."""
+    if not enabled or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
