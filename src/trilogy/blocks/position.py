@@ -16,6 +16,13 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_seq_len: int = 512):
         super().__init__()
+        self.d_model, self.max_seq_len = d_model, max_seq_len
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the table (on the default device: a model built on the meta device gets real values
+        from this once its weights are loaded)."""
+        d_model, max_seq_len = self.d_model, self.max_seq_len
         position = torch.arange(max_seq_len, dtype=torch.float32)[:, None]
         div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
         pe = torch.zeros(max_seq_len, d_model)
@@ -89,7 +96,12 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, theta: float = 10000.0):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head))
+        self.d_head, self.theta = d_head, theta
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the frequencies on the default device, as ``PositionalEncoding.reset_buffers``."""
+        inv_freq = 1.0 / (self.theta ** (torch.arange(0, self.d_head, 2, dtype=torch.float32) / self.d_head))
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
