@@ -109,5 +109,11 @@ def write_safetensors(tensors: dict[str, Tensor], file: Path, metadata: dict[str
         writer.write(struct.pack("<Q", len(encoded)))
         writer.write(encoded)
         for tensor in tensors.values():
-            data = tensor.detach().to("cpu", memory_format=torch.contiguous_format)  # (numel,) bytes below
-            writer.write(memoryview(data.reshape(-1).view(torch.uint8).numpy()))
+            writer.write(bytes_of(tensor))
+
+
+def bytes_of(tensor: Tensor):
+    """The bytes of ``tensor`` in C order, as a numpy uint8 array: a view of the tensor when it is a contiguous
+    CPU one, else of a copy that lives as long as the array."""
+    data = tensor.detach().to("cpu").contiguous()
+    return data.reshape(-1).view(torch.uint8).numpy()  # (numel * itemsize,)
