@@ -52,7 +52,7 @@ def _from_hub(name: str, revision: str | None) -> Path:
         version = f" at revision {revision!r}" if revision else ""
         where = f"the Hugging Face cache {constants.HF_HUB_CACHE}"
         why = ("offline (HF_HUB_OFFLINE is set), so the Hub was not asked" if constants.HF_HUB_OFFLINE
-               else f"the Hub answered: {_first_line(error)}")
+               else f"looking it up on the Hub failed: {_first_line(error)}")
         raise FileNotFoundError(f"{name!r} is neither a folder nor a model{version} in {where}; {why}") from None
     weights_file(folder)  # a snapshot without weights is refused here, naming what it holds
     return folder
