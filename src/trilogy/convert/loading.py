@@ -19,10 +19,30 @@ from .mapping import Rule
 DTYPE_CHOICES = "None (float32), a floating torch.dtype, or 'auto' (the file's)"
 
 
+#: ``torch.nn.init`` functions that module constructors (and ``init_weights``) call
+INIT_FUNCTIONS = ("normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
+                  "trunc_normal_", "zeros_", "ones_", "constant_")
+
+
 def build_on_meta(config: ModelConfig) -> TransformerModel:
-    """The model of ``config`` with every parameter and buffer on the meta device: no memory, no init cost."""
-    with torch.device("meta"):
-        return build_model(config)
+    """The model of ``config`` with every parameter and buffer on the meta device: no memory, no init cost.
+
+    The ``torch.nn.init`` functions do nothing meanwhile (as in transformers' ``no_init_weights``): meta tensors
+    have no values to initialise, and the meta kernel of ``normal_`` alone would import torch._dynamo (over a
+    second, the first time)."""
+    saved = {name: getattr(nn.init, name) for name in INIT_FUNCTIONS}
+    try:
+        for name in INIT_FUNCTIONS:
+            setattr(nn.init, name, _unchanged)
+        with torch.device("meta"):
+            return build_model(config)
+    finally:
+        for name, function in saved.items():
+            setattr(nn.init, name, function)
+
+
+def _unchanged(tensor: Tensor, *args, **kwargs) -> Tensor:
+    return tensor
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, config_dtype: str | None,
@@ -59,11 +79,8 @@ def _set_parameter(model: nn.Module, name: str, parameter: nn.Parameter) -> None
 
 
 def _placed(tensor: Tensor, like: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``tensor`` with the dtype, device and memory order (strides) of the model's own parameter ``like``: the
-    tensor itself when it has them already (a Conv1D weight read as stored is an input-major Linear weight, see
-    ``blocks/linear.py``), else a copy."""
-    if tensor.dtype == dtype and tensor.device == device and tensor.stride() == like.stride():
-        return tensor
+    """A copy of ``tensor`` with the dtype, device and memory order (strides) of the model's own parameter
+    ``like`` (Linear weights are input-major, see ``blocks/linear.py``), cast and reordered in one copy."""
     return torch.empty_strided(like.shape, like.stride(), dtype=dtype, device=device).copy_(tensor)
 
 

@@ -3,13 +3,15 @@ ever holds a second copy of it.
 
 A file is an 8-byte little-endian header length N, N bytes of JSON ``{name: {"dtype", "shape", "data_offsets":
 [begin, end]}, "__metadata__": {...}}``, then the tensors' bytes (offsets count from the end of the header).
-Tensors are read with plain file reads into their own memory rather than through a memory map: the pages of a
-map count as the process's resident memory while it is open, which would double the peak of a load.
+Reading maps one tensor's bytes at a time: the tensor is a view of the file that the loader copies into place
+(cast and reordered in the same copy), and the map goes when the view does. A map held over the whole file
+would count every page read as the process's resident memory until the end of the load, doubling its peak.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from dataclasses import dataclass
 from math import prod
@@ -51,16 +53,16 @@ class SafetensorsFile:
                                   f"({error})") from None
 
     def read(self, name: str) -> Tensor:
-        """The tensor ``name``, in the file's dtype, in memory of its own (CPU)."""
+        """The tensor ``name``, in the file's dtype: a view of the file (CPU), mapped while the view lives.
+        Copy it to keep it: the file may change under a map."""
         stored = self.tensors[name]
-        data = torch.empty(stored.end - stored.begin, dtype=torch.uint8)
+        if stored.end == stored.begin:
+            return torch.empty(stored.shape, dtype=stored.dtype)
+        start = stored.begin - stored.begin % mmap.ALLOCATIONGRANULARITY  # maps start at a page boundary
         with open(self.file, "rb") as reader:
-            reader.seek(stored.begin)
-            count = reader.readinto(memoryview(data.numpy()))
-        if count != data.numel():
-            raise CheckpointError(f"{self.file} is truncated or corrupted: {name} needs {data.numel()} bytes, "
-                                  f"{count} could be read")
-        return data.view(stored.dtype).reshape(stored.shape)
+            mapped = mmap.mmap(reader.fileno(), stored.end - start, offset=start, access=mmap.ACCESS_COPY)
+        return torch.frombuffer(mapped, dtype=stored.dtype, count=prod(stored.shape),
+                                offset=stored.begin - start).reshape(stored.shape)
 
 
 def _read_header(file: Path) -> dict[str, StoredTensor]:

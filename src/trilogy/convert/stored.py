@@ -3,7 +3,7 @@ time: model.safetensors, sharded safetensors with their index, or pytorch_model.
 
 A ``.bin`` is read with ``torch.load(weights_only=True)``: its unpickler only rebuilds tensors and plain
 containers, so a file holding anything else is refused before any of its code can run. Unlike safetensors, a
-``.bin`` cannot be read tensor by tensor; it is read whole, and its tensors become the parameters.
+``.bin`` cannot be read tensor by tensor; it is read whole, so loading one holds it beside the model.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ class StoredWeights:
     readers: dict[str, SafetensorsFile | dict[str, Tensor]]
 
     def read(self, name: str) -> Tensor:
-        """The tensor ``name`` as stored (dtype included), on the CPU."""
+        """The tensor ``name`` as stored (dtype included), on the CPU; possibly a view of the file, to be
+        copied, not kept."""
         reader = self.readers[name]
         return reader[name] if isinstance(reader, dict) else reader.read(name)
 
