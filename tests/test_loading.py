@@ -184,3 +184,31 @@ def test_a_file_without_safetensors_metadata_loads(tmp_path):
     save_file(dict(reversed(tensors.items())), tmp_path / "model.safetensors")
     ours = as_stored(trilogy.from_pretrained(tmp_path), tmp_path)
     assert all(torch.equal(ours[name], tensors[name]) for name in ours)
+
+
+def test_a_load_costs_about_the_file(tmp_path):
+    """A fresh process's resident memory grows by about the file's size, not two or three times it: the
+    checkpoint is never held whole beside the model (the old loader peaked near 3x)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_embd=256, n_layer=6, n_head=4)).save_pretrained(tmp_path)
+    file_mb = (tmp_path / "model.safetensors").stat().st_size / 2**20
+    script = f"""
+import json, torch, trilogy
+from pathlib import Path
+def memory(field):
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field))
+    return int(line.split()[1]) / 1024
+before = memory("VmRSS")
+model = trilogy.from_pretrained({str(tmp_path)!r})
+print(json.dumps(memory("VmHWM") - before))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(trilogy.__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    grown_mb = json.loads(result.stdout)
+    assert file_mb > 60 and grown_mb < 1.25 * file_mb, (grown_mb, file_mb)

@@ -142,7 +142,7 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
         rules, expected, ignored = expected_tensors(layout, model)
     check_tensors(shapes, expected, ignored, source=str(stored.file))
     target = resolve_dtype(dtype, layout.dtype, stored.dtypes)
-    materialize(model, rules, read, target, torch.device(device) if device is not None else torch.device("cpu"))
+    materialize(model, rules, stored, names, target, torch.device(device) if device is not None else torch.device("cpu"))
     model.tokenizer = read_tokenizer(folder)
     model.chat_template = read_chat_template(folder)
     return model.eval()

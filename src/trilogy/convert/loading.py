@@ -6,7 +6,6 @@ initialised; buffers the file does not hold (rotary frequencies, sinusoidal tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from itertools import chain
 
 import torch
@@ -15,6 +14,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from ..models import TransformerModel, build_model
 from .mapping import Rule
+from .stored import StoredWeights
 
 DTYPE_CHOICES = "None (float32), a floating torch.dtype, or 'auto' (the file's)"
 
@@ -78,25 +78,24 @@ def _set_parameter(model: nn.Module, name: str, parameter: nn.Parameter) -> None
     setattr(model.get_submodule(owner), leaf, parameter)
 
 
-def _placed(tensor: Tensor, like: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A copy of ``tensor`` with the dtype, device and memory order (strides) of the model's own parameter
-    ``like`` (Linear weights are input-major, see ``blocks/linear.py``), cast and reordered in one copy."""
-    return torch.empty_strided(like.shape, like.stride(), dtype=dtype, device=device).copy_(tensor)
-
-
-def materialize(model: TransformerModel, rules: list[Rule], read: Callable[[str], Tensor], dtype: torch.dtype,
-                device: torch.device) -> None:
+def materialize(model: TransformerModel, rules: list[Rule], stored: StoredWeights, names: dict[str, str],
+                dtype: torch.dtype, device: torch.device) -> None:
     """Replace the meta parameters of ``model`` by the file's tensors, one rule at a time, and compute its
     buffers on ``device`` (floating ones in ``dtype``, as ``model.to(dtype)`` would give them).
 
     Args:
         rules: one per distinct parameter (tied copies excluded; they are re-tied here).
-        read: checkpoint tensor name -> the tensor as stored (CPU).
+        names: checkpoint names as the rules have them -> as stored.
     """
     tied = tied_keys(model)
     for rule in rules:
         meta = model.get_parameter(rule.ours)
-        tensor = _placed(rule.to_ours([read(name) for name in rule.theirs], model.config), meta, dtype, device)
+        # the model's own memory order (Linear weights are input-major, see blocks/linear.py)
+        tensor = torch.empty_strided(meta.shape, meta.stride(), dtype=dtype, device=device)
+        if rule.transform is None:
+            stored.copy_into(names[rule.theirs[0]], tensor)
+        else:
+            tensor.copy_(rule.to_ours([stored.read(names[name]) for name in rule.theirs], model.config))
         _set_parameter(model, rule.ours, nn.Parameter(tensor, requires_grad=meta.requires_grad))
     for name, source in tied.items():
         _set_parameter(model, name, model.get_parameter(source))

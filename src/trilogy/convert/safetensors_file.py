@@ -3,9 +3,10 @@ ever holds a second copy of it.
 
 A file is an 8-byte little-endian header length N, N bytes of JSON ``{name: {"dtype", "shape", "data_offsets":
 [begin, end]}, "__metadata__": {...}}``, then the tensors' bytes (offsets count from the end of the header).
-Reading maps one tensor's bytes at a time: the tensor is a view of the file that the loader copies into place
-(cast and reordered in the same copy), and the map goes when the view does. A map held over the whole file
-would count every page read as the process's resident memory until the end of the load, doubling its peak.
+A tensor is read straight into the memory it will live in when it needs no change (``read_into``), and
+otherwise mapped on its own (``read``): a view of the file that the loader copies into place, cast and
+reordered in that one copy; the map goes when the view does. A map held over the whole file would count every
+page read as the process's resident memory until the end of the load, doubling its peak.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class SafetensorsFile:
             mapped = mmap.mmap(reader.fileno(), stored.end - start, offset=start, access=mmap.ACCESS_COPY)
         return torch.frombuffer(mapped, dtype=stored.dtype, count=prod(stored.shape),
                                 offset=stored.begin - start).reshape(stored.shape)
+
+
+    def read_into(self, name: str, out: Tensor) -> None:
+        """Read the tensor ``name`` into ``out``: contiguous, on the CPU, of its shape and stored dtype."""
+        stored = self.tensors[name]
+        with open(self.file, "rb") as reader:
+            reader.seek(stored.begin)
+            count = reader.readinto(memoryview(out.reshape(-1).view(torch.uint8).numpy()))
+        if count != stored.end - stored.begin:
+            raise CheckpointError(f"{self.file} is truncated or corrupted: {name} needs "
+                                  f"{stored.end - stored.begin} bytes, {count} could be read")
 
 
 def _read_header(file: Path) -> dict[str, StoredTensor]:

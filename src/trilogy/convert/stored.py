@@ -38,6 +38,16 @@ class StoredWeights:
         reader = self.readers[name]
         return reader[name] if isinstance(reader, dict) else reader.read(name)
 
+    def copy_into(self, name: str, out: Tensor) -> None:
+        """Copy the tensor ``name`` into ``out`` (its shape; any dtype, device, strides), read straight into it
+        when it is contiguous, on the CPU and of the stored dtype, as most tensors of a model are."""
+        reader = self.readers[name]
+        direct = out.is_contiguous() and out.device.type == "cpu" and out.dtype == self.dtypes[name]
+        if direct and isinstance(reader, SafetensorsFile):
+            reader.read_into(name, out)
+        else:
+            out.copy_(self.read(name))
+
 
 def open_weights(folder: Path) -> StoredWeights:
     """The stored tensors of a checkpoint folder, from the safetensors headers (or a .bin read whole)."""
