@@ -174,7 +174,7 @@ def test_word_f1():
     (["train", "--arch", "decoder", "--objective", "mlm", "--out", "o"], "objective 'mlm' trains"),
     (["train", "--resume", "nowhere"], "no run.json"),
     (["train", "--arch", "decoder", "--data", "missing.txt", "--out", "o"], "no such file"),
-    (["eval", "nowhere"], "is not a folder"),
+    (["eval", "nowhere"], "'nowhere' is neither a folder nor a model in the Hugging Face cache"),
     (["train", "--arch", "encoder", "--position", "spiral", "--out", "o"], "--position must be one of"),
 ])
 def test_bad_command_lines_give_one_line_errors(tmp_path, monkeypatch, capsys, args, message):

@@ -16,12 +16,21 @@ class PositionalEncoding(nn.Module):
 
     def __init__(self, d_model: int, max_seq_len: int = 512):
         super().__init__()
-        position = torch.arange(max_seq_len, dtype=torch.float32)[:, None]
-        div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * -(math.log(10000.0) / d_model))
-        pe = torch.zeros(max_seq_len, d_model)
+        self.d_model, self.max_seq_len = d_model, max_seq_len
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the table, on the CPU, then put it on the default device. A model built on the meta
+        device (as ``from_pretrained`` builds it) so gets its shape at no cost, and real values from this once
+        its weights are loaded. (A meta ``arange`` would import torch._dynamo: over a second.)"""
+        d_model, max_seq_len = self.d_model, self.max_seq_len
+        position = torch.arange(max_seq_len, dtype=torch.float32, device="cpu")[:, None]
+        div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device="cpu")
+                             * -(math.log(10000.0) / d_model))
+        pe = torch.zeros(max_seq_len, d_model, device="cpu")
         pe[:, 0::2] = torch.sin(position * div_term)
         pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
-        self.register_buffer("pe", pe[None], persistent=False)  # (1, max_seq_len, C)
+        self.register_buffer("pe", pe[None].to(torch.get_default_device()), persistent=False)  # (1, max_seq_len, C)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns x + encoding, (B, T, C)."""
@@ -89,7 +98,13 @@ class RotaryEmbedding(nn.Module):
 
     def __init__(self, d_head: int, theta: float = 10000.0):
         super().__init__()
-        inv_freq = 1.0 / (theta ** (torch.arange(0, d_head, 2, dtype=torch.float32) / d_head))
+        self.d_head, self.theta = d_head, theta
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the frequencies, as ``PositionalEncoding.reset_buffers`` computes its table."""
+        exponents = torch.arange(0, self.d_head, 2, dtype=torch.float32, device="cpu") / self.d_head
+        inv_freq = (1.0 / self.theta**exponents).to(torch.get_default_device())
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:

@@ -17,17 +17,19 @@ from ..viz.page import write_page
 
 
 def load(spec: str, seed: int = 0) -> TransformerModel:
-    """A checkpoint folder through ``trilogy.from_pretrained``, or a preset built with random weights."""
+    """A checkpoint (folder or Hugging Face model name) through ``trilogy.from_pretrained``, or a preset built
+    with random weights."""
     if spec in PRESETS:
         from .. import build
 
         torch.manual_seed(seed)
         return build(spec)
-    if not Path(spec).exists():
-        raise ValueError(f"{spec!r} is neither a checkpoint folder nor a preset ({', '.join(PRESETS)})")
     from ..convert import from_pretrained
 
-    return from_pretrained(spec)
+    try:
+        return from_pretrained(spec)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error}; nor is it a preset ({', '.join(PRESETS)})") from None
 
 
 def tokenize(model: TransformerModel, text: str, what: str) -> tuple[list[int], list[str]]:
@@ -101,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("attention", help="attention heatmaps and an interactive page for a text",
                                    description=__doc__)
-    parser.add_argument("model", help="a checkpoint folder, or a preset name (random weights)")
+    parser.add_argument("model", help="a checkpoint folder or Hugging Face model name, or a preset name (random "
+                                      "weights)")
     parser.add_argument("--text", required=True,
                         help="the input text (the source for encoder-decoder); token ids if there is no tokenizer")
     parser.add_argument("--target", help="encoder-decoder: the decoder's text (default: greedy generation)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -15,15 +14,14 @@ from ..cli import UserError
 
 def run(args: argparse.Namespace) -> int:
     from ..convert import from_pretrained
+    from ..convert.hub import resolve
     from ..data import load_corpus
     from ..train.baselines import baselines
     from ..train.distributed import setup
     from ..train.evaluate import evaluate
     from ..train.session import OBJECTIVES, RUN_FILE, label_names, objective_corpus
 
-    folder = Path(args.path)
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a folder (give a training output or checkpoint folder)")
+    folder = resolve(args.path)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.repetition_penalty > 0:
@@ -65,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="validation metrics of a trained model, with baselines",
                                    description=__doc__)
-    parser.add_argument("path", help="a folder written by `trilogy train` (or any checkpoint with tokenizer.json)")
+    parser.add_argument("path", help="a folder written by `trilogy train` (or any checkpoint with tokenizer.json, "
+                                     "by folder or Hugging Face model name)")
     parser.add_argument("--data", help="the corpus (default: the one the run trained on)")
     parser.add_argument("--objective", help="mlm, clm, span, denoise, seq2seq or classification (default: the run's)")
     parser.add_argument("--seq-len", type=int, help="tokens per sequence (default: the run's, else 128)")

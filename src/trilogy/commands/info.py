@@ -1,5 +1,6 @@
 """``trilogy info PATH``: family, architecture, sizes and parameter count of a checkpoint folder (Hugging Face
-or trilogy format), and whether its weights match its config.json. Exit status 1 when they do not."""
+or trilogy format) or Hugging Face model name, and whether its weights match its config.json. Exit status 1
+when they do not."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("info", help="describe a checkpoint folder: family, sizes, parameter count",
                                    description=__doc__)
-    parser.add_argument("path", help="checkpoint folder holding config.json and the weights")
+    parser.add_argument("path", help="checkpoint folder holding config.json and the weights, or a Hugging Face "
+                                     "model name OWNER/NAME (from the Hugging Face cache)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)

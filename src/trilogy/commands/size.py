@@ -16,15 +16,11 @@ from ..sizing import ATTENTION_PATHS, PRECISIONS, size_report
 
 
 def config_from(spec: str) -> ModelConfig:
-    """A preset name, a trilogy ModelConfig .json file, or a checkpoint folder (its config.json)."""
+    """A preset name, a trilogy ModelConfig .json file, or a checkpoint folder or Hugging Face model name (its
+    config.json)."""
     if spec in PRESETS:
         return ModelConfig.from_preset(spec)
     path = Path(spec)
-    if path.is_dir():
-        from ..convert import read_layout
-        from ..convert.files import checkpoint_folder
-
-        return read_layout(checkpoint_folder(path)).config
     if path.is_file():
         try:
             data = json.loads(path.read_text())
@@ -35,7 +31,13 @@ def config_from(spec: str) -> ModelConfig:
         from ..convert import hf
 
         return hf.config_from_hf(data)[0]
-    raise ValueError(f"{spec!r} is not a preset ({', '.join(PRESETS)}), a config .json file or a checkpoint folder")
+    from ..convert import read_layout
+    from ..convert.hub import resolve
+
+    try:
+        return read_layout(resolve(spec)).config
+    except FileNotFoundError as error:
+        raise ValueError(f"{error}; nor is it a preset ({', '.join(PRESETS)}) or a config .json file") from None
 
 
 def human(count: float, unit: str = "") -> str:
@@ -102,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("size", help="parameters, FLOPs per token and memory of a model",
                                    description=__doc__)
-    parser.add_argument("model", help="a preset name, a config .json file or a checkpoint folder")
+    parser.add_argument("model", help="a preset name, a config .json file, or a checkpoint folder or Hugging Face "
+                                      "model name")
     parser.add_argument("--batch", type=int, default=1,
                         help="sequences per step, over all ranks with --fsdp-shards (default 1)")
     parser.add_argument("--seq", type=int, default=None, help="target tokens per sequence (default max_seq_len)")

@@ -26,8 +26,8 @@ OPTIONS = {
     "seq_len": (int, "tokens per sequence (default 128)"),
     "vocab_size": (int, "tokenizer vocabulary, trained on the training split (default 2048)"),
     "tokenizer": (str, "use this tokenizer.json (of the family's kind) instead of training one on the data"),
-    "init": (str, "fine-tune: start from this checkpoint folder's weights, architecture and tokenizer (a trilogy "
-                  "run or a Hugging Face model folder)"),
+    "init": (str, "fine-tune: start from this checkpoint's weights, architecture and tokenizer (a trilogy "
+                  "run, a Hugging Face model folder, or a model name in the Hugging Face cache)"),
     "seed": (int, "seed of the weights, batches and dropout (default 0)"),
     "lr": (float, "peak learning rate (default 1e-3)"),
     "warmup_steps": (int, "linear warmup steps (default max_steps/10, at most 100)"),

@@ -9,6 +9,7 @@ names), written for the rest; transformers cannot load it, and saving says so.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -18,21 +19,23 @@ import torch
 from torch import Tensor
 
 from ..config import ModelConfig
-from ..models import TransformerModel, build_model
+from ..models import TransformerModel
 from . import hf
 from .errors import CheckpointError
 from .files import (
     CONFIG,
-    SAFETENSORS,
-    checkpoint_folder,
+    read_chat_template,
     read_json,
-    read_tensors,
     read_tokenizer,
+    write_chat_template,
     write_json,
-    write_safetensors,
     write_tokenizer,
 )
+from .hub import resolve
+from .loading import build_on_meta, materialize, resolve_dtype, tied_keys
 from .mapping import Rule, check_tensors, expected_shapes
+from .shards import write_weights
+from .stored import open_weights
 
 NATIVE = "trilogy"  # the model_type of trilogy's own format
 FORMATS = ("auto", "hf", "trilogy")
@@ -46,6 +49,7 @@ class Layout:
     config: ModelConfig
     family: ModuleType | None = None
     architecture: str | None = None
+    dtype: str | None = None  # the dtype config.json says the weights are stored in, if it says
 
     @property
     def prefix(self) -> str:
@@ -61,24 +65,12 @@ def read_layout(folder: Path) -> Layout:
     """The config.json of a folder, in either format."""
     data = read_json(folder / CONFIG)
     if data.get("model_type") != NATIVE:
-        return Layout(*hf.config_from_hf(data))
+        return Layout(*hf.config_from_hf(data), dtype=data.get("dtype", data.get("torch_dtype")))
     fields = {k: v for k, v in data.items() if k not in ("model_type", "trilogy_version")}
     try:
         return Layout(ModelConfig.from_dict(fields))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{folder / CONFIG} is not a valid trilogy config: {error}") from None
-
-
-def tied_keys(model: TransformerModel) -> dict[str, str]:
-    """Parameter names that are the same tensor as an earlier name (a tied head) -> that earlier name."""
-    first_name: dict[int, str] = {}
-    tied = {}
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        if id(tensor) in first_name:
-            tied[name] = first_name[id(tensor)]
-        else:
-            first_name[id(tensor)] = name
-    return tied
 
 
 def expected_tensors(layout: Layout, model: TransformerModel) -> tuple[list[Rule], dict[str, tuple], list]:
@@ -93,62 +85,80 @@ def expected_tensors(layout: Layout, model: TransformerModel) -> tuple[list[Rule
     return rules, expected, ignored
 
 
-def has_distinct_tied_head(layout: Layout, model: TransformerModel, tensors: dict[str, Tensor]) -> bool:
+def has_distinct_tied_head(layout: Layout, model: TransformerModel, shapes: dict[str, tuple],
+                           read: Callable[[str], Tensor]) -> bool:
     """Whether the checkpoint stores a tied head's weight with values of its own (transformers then unties)."""
     for name, source in tied_keys(model).items():
         head, embedding = layout.rules([name, source])
-        if all(n in tensors for n in head.theirs + embedding.theirs):
-            stored = head.to_ours([tensors[n] for n in head.theirs], layout.config)
-            if stored.shape != model.state_dict()[name].shape or not torch.equal(
-                    stored, embedding.to_ours([tensors[n] for n in embedding.theirs], layout.config)):
+        if all(n in shapes for n in head.theirs + embedding.theirs):
+            if [shapes[n] for n in head.theirs] != [shapes[n] for n in embedding.theirs]:
+                return True
+            stored = head.to_ours([read(n) for n in head.theirs], layout.config)
+            if not torch.equal(stored, embedding.to_ours([read(n) for n in embedding.theirs], layout.config)):
                 return True
     return False
 
 
-def from_pretrained(path: str | Path, dtype: torch.dtype | None = None) -> TransformerModel:
-    """Load a checkpoint folder (Hugging Face's or trilogy's own format) into the matching trilogy model.
+def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
+                    device: torch.device | str | None = None, revision: str | None = None) -> TransformerModel:
+    """Load a checkpoint (Hugging Face's or trilogy's own format) into the matching trilogy model, at the file's
+    cost: the model is built on the meta device, every tensor name and shape is checked against the file
+    before any memory is allocated, then each parameter is read from the file straight into place.
 
     The class follows config.json (``model_type`` and ``architectures``); weights come from model.safetensors,
-    sharded safetensors with their index, or pytorch_model.bin (tensors only). Every tensor name and shape is
-    checked before anything is loaded. A tokenizer.json beside the weights is loaded as ``model.tokenizer``.
+    sharded safetensors with their index, or pytorch_model.bin (tensors only). A tokenizer.json beside the
+    weights is loaded as ``model.tokenizer``, a chat template as ``model.chat_template`` (see ``chat_prompt``).
 
     Args:
-        path: the checkpoint folder.
-        dtype: the parameters' dtype (default float32, whatever the file stores).
+        path: a checkpoint folder, or a Hugging Face model name ("OWNER/NAME") found in the Hugging Face cache
+            (``HF_HUB_CACHE``; downloaded into it when online and not there, never when ``HF_HUB_OFFLINE=1``).
+        dtype: the parameters' dtype: None for float32 (whatever the file stores), a floating torch.dtype, or
+            "auto" for the file's own (config.json's ``dtype``, else the first floating tensor's).
+        device: where the parameters are put as they are read ("cpu", "cuda", "cuda:1", ...); default CPU.
+        revision: a branch, tag or commit hash of a Hub model (default "main").
     Returns:
         The model, in eval mode.
     Raises:
         CheckpointError: unsupported model type or architecture, missing / unexpected / wrongly shaped
             tensors, unreadable files; the message says which and what was expected.
+        FileNotFoundError: neither a folder nor a model in the Hugging Face cache (or on the Hub).
     """
-    folder = checkpoint_folder(path)
+    folder = resolve(path, revision)
     layout = read_layout(folder)
-    tensors, file = read_tensors(folder)
-    model = build_model(layout.config)
+    stored = open_weights(folder)
+    model = build_on_meta(layout.config)
     rules, expected, ignored = expected_tensors(layout, model)
-    tensors = hf.current_names(tensors, set(expected), layout.prefix)
-    if has_distinct_tied_head(layout, model, tensors):
+    names = hf.current_names(list(stored.shapes), set(expected), layout.prefix)  # ours -> as stored
+    shapes = {name: stored.shapes[original] for name, original in names.items()}
+
+    def read(name: str) -> Tensor:
+        return stored.read(names[name])
+
+    if has_distinct_tied_head(layout, model, shapes, read):
         warnings.warn(f"{folder / CONFIG} ties the output layer to the embeddings, but the weights hold a "
                       "different output layer; loaded untied, as transformers does", UserWarning, stacklevel=2)
         layout.config = layout.config.replace(tie_embeddings=False)
-        model = build_model(layout.config)
+        model = build_on_meta(layout.config)
         rules, expected, ignored = expected_tensors(layout, model)
-    check_tensors(tensors, expected, ignored, source=str(file))
-    state = {rule.ours: rule.to_ours([tensors[name] for name in rule.theirs], layout.config) for rule in rules}
-    for name, source in tied_keys(model).items():
-        state[name] = state[source]
-    model.load_state_dict(state, strict=True)
-    if dtype is not None:
-        model.to(dtype)
+    check_tensors(shapes, expected, ignored, source=str(stored.file))
+    target = resolve_dtype(dtype, layout.dtype, stored.dtypes)
+    materialize(model, rules, stored, names, target, torch.device(device) if device is not None else torch.device("cpu"))
     model.tokenizer = read_tokenizer(folder)
+    model.chat_template = read_chat_template(folder)
     return model.eval()
 
 
-def save_pretrained(model: TransformerModel, path: str | Path, format: str = "auto") -> Path:
-    """Write ``model`` to a folder: config.json, model.safetensors and, when the model has a tokenizer,
-    tokenizer.json with a tokenizer_config.json for transformers' AutoTokenizer.
+def save_pretrained(model: TransformerModel, path: str | Path, format: str = "auto",
+                    max_shard_size: int | str = "5GB") -> Path:
+    """Write ``model`` to a folder: config.json, the weights and, when the model has them, tokenizer.json with
+    a tokenizer_config.json for transformers' AutoTokenizer, and chat_template.jinja.
+
+    The weights are written one tensor at a time (no second copy of the model is built): model.safetensors,
+    or, past ``max_shard_size``, shards with the model.safetensors.index.json transformers reads.
 
     Args:
+        max_shard_size: bytes per shard at most, an int or a string like "5GB" or "500MiB", as transformers
+            reads it; a tensor larger than that gets a shard of its own.
         format: "hf" writes the Hugging Face layout, which transformers' ``from_pretrained`` loads with
             identical outputs, and fails when the architecture has no equivalent; "trilogy" writes our own
             format; "auto" (default) writes the Hugging Face layout when possible and otherwise our own format,
@@ -185,9 +195,13 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
         config_data = {"model_type": NATIVE, "trilogy_version": __version__, **config.to_dict()}
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    write_safetensors(tensors, folder / SAFETENSORS)
+    write_weights(tensors, folder, max_shard_size)
     write_json(config_data, folder / CONFIG)
+    template = model.chat_template
     if model.tokenizer is not None:
         write_tokenizer(model.tokenizer, folder, {"bos_token": config.bos_token_id, "eos_token": config.eos_token_id,
-                                                  "pad_token": config.pad_token_id})
+                                                  "pad_token": config.pad_token_id},
+                        template.special_tokens if template is not None else {})
+    if template is not None:
+        write_chat_template(template, folder)
     return folder

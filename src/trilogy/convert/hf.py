@@ -129,17 +129,19 @@ def ignored_patterns(patterns: tuple[str, ...], tied_names: list[str]) -> list[r
 LEGACY_NAMES = ((re.compile(r"LayerNorm\.gamma$"), "LayerNorm.weight"), (re.compile(r"LayerNorm\.beta$"), "LayerNorm.bias"))
 
 
-def current_names(tensors: dict[str, Tensor], expected: set[str], prefix: str) -> dict[str, Tensor]:
-    """Names as the head model has them today: the LayerNorm ``gamma``/``beta`` of old (TensorFlow-converted)
-    BERT files become ``weight``/``bias``, and the body's prefix (``transformer.``, ``bert.``, ``model.``),
-    which the bare base models (GPT2Model, BertModel, LlamaModel) save without, is added back."""
+def current_names(names: list[str], expected: set[str], prefix: str) -> dict[str, str]:
+    """Stored names -> as the head model has them today, as a mapping {today's name: stored name}: the
+    LayerNorm ``gamma``/``beta`` of old (TensorFlow-converted) BERT files become ``weight``/``bias``, and the
+    body's prefix (``transformer.``, ``bert.``, ``model.``), which the bare base models (GPT2Model, BertModel,
+    LlamaModel) save without, is added back."""
     renamed = {}
-    for name, tensor in tensors.items():
+    for stored in names:
+        name = stored
         for pattern, replacement in LEGACY_NAMES:
             name = pattern.sub(replacement, name)
         if prefix and not name.startswith(prefix) and prefix + name in expected:
             name = prefix + name
-        renamed[name] = tensor
+        renamed[name] = stored
     return renamed
 
 

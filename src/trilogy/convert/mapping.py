@@ -115,25 +115,26 @@ def _listing(names: list[str], describe: Callable[[str], str]) -> str:
     return "\n".join(shown)
 
 
-def check_tensors(tensors: dict[str, Tensor], expected: dict[str, tuple], ignored: list[re.Pattern],
+def check_tensors(shapes: dict[str, tuple], expected: dict[str, tuple], ignored: list[re.Pattern],
                   source: str) -> None:
-    """Refuse a checkpoint whose tensor names or shapes differ from what the model needs, naming each one.
+    """Refuse a checkpoint whose tensor names or shapes (``shapes``: name -> stored shape) differ from what the
+    model needs, naming each one.
 
     ``ignored`` names may be present or not (buffers, duplicates of tied weights).
     """
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(k for k in set(tensors) - set(expected) if not any(p.fullmatch(k) for p in ignored))
-    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(k for k in set(shapes) - set(expected) if not any(p.fullmatch(k) for p in ignored))
+    wrong = sorted(k for k in set(expected) & set(shapes) if tuple(shapes[k]) != expected[k])
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s):\n"
                         + _listing(missing, lambda k: f"{k}  expected shape {list(expected[k])}"))
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected tensor(s):\n"
-                        + _listing(unexpected, lambda k: f"{k}  shape {list(tensors[k].shape)}"))
+                        + _listing(unexpected, lambda k: f"{k}  shape {list(shapes[k])}"))
     if wrong:
         problems.append(f"{len(wrong)} tensor(s) with the wrong shape:\n" + _listing(
-            wrong, lambda k: f"{k}  has shape {list(tensors[k].shape)}, expected {list(expected[k])}"))
+            wrong, lambda k: f"{k}  has shape {list(shapes[k])}, expected {list(expected[k])}"))
     if problems:
         raise CheckpointError(f"{source} does not match its config.json; nothing was loaded. "
                               + "\n".join(problems))

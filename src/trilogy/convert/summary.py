@@ -3,39 +3,39 @@ and whether the stored tensors match config.json (from the safetensors headers; 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..models import build_model
 from .checkpoint import NATIVE, expected_tensors, read_layout
 from .errors import CheckpointError
-from .files import TOKENIZER, checkpoint_folder, read_tokenizer, tensor_shapes
+from .files import TOKENIZER, read_tokenizer
 from .hf import current_names
+from .hub import resolve
+from .loading import build_on_meta
 from .mapping import check_tensors
+from .stored import open_weights
 
 FAMILY_NAMES = {"encoder": "encoder-only", "decoder": "decoder-only", "encoder-decoder": "encoder-decoder"}
 
 
 def summarize(path: str | Path) -> dict[str, Any]:
-    """A JSON-ready description of the checkpoint folder ``path``.
+    """A JSON-ready description of the checkpoint folder (or Hugging Face model name) ``path``.
 
     Raises:
         CheckpointError: config.json is missing, unreadable or describes an unsupported model.
     """
-    folder = checkpoint_folder(path)
+    folder = resolve(path)
     layout = read_layout(folder)
     config = layout.config
-    with torch.device("meta"):
-        model = build_model(config)
-    stored, weights_file = tensor_shapes(folder)
+    model = build_on_meta(config)
+    stored = open_weights(folder)
     _, expected, ignored = expected_tensors(layout, model)
     problem = None
     try:
-        named = current_names({k: torch.empty(shape, device="meta") for k, (shape, _) in stored.items()},
-                            set(expected), layout.prefix)
-        check_tensors(named, expected, ignored, source=weights_file.name)
+        named = current_names(list(stored.shapes), set(expected), layout.prefix)
+        check_tensors({name: stored.shapes[original] for name, original in named.items()}, expected, ignored,
+                      source=stored.file.name)
     except CheckpointError as error:
         problem = str(error)
     tokenizer = read_tokenizer(folder) if (folder / TOKENIZER).is_file() else None
@@ -53,17 +53,10 @@ def summarize(path: str | Path) -> dict[str, Any]:
         vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, position=config.position,
         norm=config.norm, norm_position=config.norm_position, activation=config.activation,
         gated_mlp=config.gated_mlp, parameters=model.num_parameters(),
-        weights_file=weights_file.name, stored_tensors=len(stored),
-        stored_elements=sum(_numel(shape) for shape, _ in stored.values()),
-        dtypes=sorted({dtype for _, dtype in stored.values()}),
+        weights_file=stored.file.name, stored_tensors=len(stored.shapes),
+        stored_elements=sum(math.prod(shape) for shape in stored.shapes.values()),
+        dtypes=sorted({str(dtype).removeprefix("torch.") for dtype in stored.dtypes.values()}),
         weights_match_config=problem is None, problem=problem,
         tokenizer_vocab_size=tokenizer.get_vocab_size() if tokenizer is not None else None,
         config=config.to_dict(),
     )
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count

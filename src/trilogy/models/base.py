@@ -44,6 +44,9 @@ class TransformerModel(nn.Module):
     #: the ``tokenizers.Tokenizer`` of the checkpoint's tokenizer.json (set by ``trilogy.from_pretrained``, or by
     #: you); ``save_pretrained`` writes it back beside the weights
     tokenizer = None
+    #: the checkpoint's ``trilogy.chat.ChatTemplate`` (chat_template.jinja or tokenizer_config.json's
+    #: ``chat_template``), set by ``trilogy.from_pretrained``; None when it has none. See ``chat_prompt``.
+    chat_template = None
 
     def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
                  d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
@@ -127,13 +130,31 @@ class TransformerModel(nn.Module):
         if head is not None and self.config.tie_embeddings:
             head.weight = self.embeddings.tokens.weight
 
-    def save_pretrained(self, path, format: str = "auto"):
-        """Write config.json, model.safetensors and tokenizer.json to the folder ``path``: the Hugging Face
-        layout when the architecture has an equivalent (``format="hf"`` insists), else trilogy's own format
-        (``format="trilogy"``), which ``trilogy.from_pretrained`` loads too. Returns the folder."""
+    def save_pretrained(self, path, format: str = "auto", max_shard_size: int | str = "5GB"):
+        """Write config.json, the weights and tokenizer.json to the folder ``path``: the Hugging Face layout
+        when the architecture has an equivalent (``format="hf"`` insists), else trilogy's own format
+        (``format="trilogy"``), which ``trilogy.from_pretrained`` loads too. The weights are written one tensor
+        at a time, as shards with an index past ``max_shard_size`` ("5GB", "500MiB", or bytes). Returns the
+        folder."""
         from ..convert import save_pretrained  # convert/ builds models, so it is imported when needed
 
-        return save_pretrained(self, path, format)
+        return save_pretrained(self, path, format, max_shard_size)
+
+    def chat_prompt(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The prompt text of a conversation, rendered by the checkpoint's chat template as transformers'
+        ``apply_chat_template`` renders it; encode it with ``self.tokenizer.encode(text,
+        add_special_tokens=False)`` (the template writes the special tokens itself).
+
+        Args:
+            messages: ``[{"role": "system" | "user" | "assistant", "content": TEXT}, ...]``.
+            add_generation_prompt: end with the opening of the assistant's turn, for it to answer.
+        Raises:
+            ValueError: the model has no chat template, or the template refuses the messages.
+        """
+        if self.chat_template is None:
+            raise ValueError("this model has no chat template: its checkpoint has no chat_template.jinja and no "
+                             "chat_template in tokenizer_config.json")
+        return self.chat_template.render(messages, add_generation_prompt)
 
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, **options) -> Tensor:
         """Continue ``input_ids`` (B, T) with the KV cache: greedy, sampling or beam search, with Hugging Face
