@@ -63,3 +63,18 @@ def browser_page(html_path: Path):
 def offline(requests: list[str]) -> bool:
     """Nothing but the file itself (and data: URLs the page makes) was requested."""
     return all(url.startswith(("file://", "data:")) for url in requests)
+
+
+WORDS = ["<pad>", "</s>", "<unk>", "the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "le", "chat", "est",
+         "assis", "sur", "tapis", "un", "chien"]
+
+
+def word_tokenizer():
+    """A word-level tokenizer over WORDS, so that views are labelled with words."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    tok = Tokenizer(WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = Whitespace()
+    return tok
