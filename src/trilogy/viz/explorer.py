@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from .attention import AttentionMaps
-from .pack import booleans, floats, quantised
+from .pack import bits, floats, quantised
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
 VIEWS = ("head", "model", "neuron")
@@ -24,7 +24,7 @@ VIEWS = ("head", "model", "neuron")
 def explorer_data(maps: AttentionMaps, model_name: str, view: str = "head", layers: list[int] | None = None,
                   heads: list[int] | None = None, generation: dict | None = None) -> dict:
     """What the page needs, packed: per kind the labels, the chosen layers' and heads' weights (one byte each),
-    the mask as applied, and the queries and keys (float32) of the layers in ``maps.vectors``.
+    the mask as applied (one bit each), and the queries and keys (float32) of the layers in ``maps.vectors``.
 
     Args:
         layers, heads: the ones to include (None: all).
@@ -40,7 +40,7 @@ def explorer_data(maps: AttentionMaps, model_name: str, view: str = "head", laye
         kinds[kind] = {
             "queries": maps.queries[kind], "keys": maps.keys[kind], "layers": chosen_layers, "heads": chosen_heads,
             "weights": [quantised(per_layer[layer][chosen_heads]) for layer in chosen_layers],  # (H, T, S) each
-            "allowed": booleans(maps.allowed[kind]) if kind in maps.allowed else None,  # (T, S)
+            "allowed": bits(maps.allowed[kind]) if kind in maps.allowed else None,  # (T, S)
             "vectors": [_packed_vectors(vectors[layer], chosen_heads) if layer in vectors else None
                         for layer in chosen_layers],
         }

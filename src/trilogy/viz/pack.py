@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,6 +24,6 @@ def floats(values: Tensor) -> str:
     return base64.b64encode(values.float().contiguous().numpy().astype("<f4").tobytes()).decode("ascii")
 
 
-def booleans(values: Tensor) -> str:
-    """One byte per value (1 = True), row-major, base64."""
-    return base64.b64encode(values.to(torch.uint8).contiguous().numpy().tobytes()).decode("ascii")
+def bits(values: Tensor) -> str:
+    """Eight values per byte, first value in the highest bit (``numpy.packbits``), row-major, base64."""
+    return base64.b64encode(np.packbits(values.bool().flatten().numpy()).tobytes()).decode("ascii")
