@@ -78,7 +78,7 @@ def test_weights_are_packed_one_byte_each():
     vectors_bytes = 2 * 2 * 1 * 400 * long.config.d_head * 4  # layers x (q, k) x heads x T x D, float32
     mask_bytes = 400 * 400 // 8  # one bit per (query, key)
     page_bytes = len(show(long, [3, 4], heads=[0]).html)  # the explorer itself, with almost no data
-    assert len(html) < 4 / 3 * (weights_bytes + vectors_bytes + mask_bytes) + page_bytes + 8 * 400  # + labels
+    assert len(html) < 4 / 3 * (weights_bytes + vectors_bytes + mask_bytes) + page_bytes + 2 * 8 * 400  # + labels
 
 
 @pytest.mark.parametrize("call, message", [
