@@ -104,6 +104,15 @@ def test_page_in_headless_chromium(checkpoint, written):
     assert offline(requests), requests
 
 
+def test_generation_steps_and_view_on_the_page(tmp_path, capsys):
+    code = main(["attention", "tiny-gpt2", "--text", "5 17 42", "--generate", "3", "--view", "model", "--out",
+                 str(tmp_path), "--no-png", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(summary["kinds"]["decoder"]["queries"]) == 6
+    [data] = embedded((tmp_path / "attention.html").read_text())
+    assert data["view"] == "model" and data["generation"] == {"first": 3, "count": 3}
+
+
 def test_heatmap_pngs_for_a_preset(tmp_path, capsys):
     code = main(["attention", "tiny-gpt2", "--text", "5 17 42 9", "--out", str(tmp_path), "--json"])
     summary = json.loads(capsys.readouterr().out)
@@ -113,7 +122,8 @@ def test_heatmap_pngs_for_a_preset(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["tiny-gpt2", "--text", "hello"], ["nowhere", "--text", "1 2"],
-                                  ["tiny-gpt2", "--text", "1 2", "--target", "3"]])
+                                  ["tiny-gpt2", "--text", "1 2", "--target", "3"],
+                                  ["tiny-bert", "--text", "1 2", "--generate", "3"]])
 def test_attention_command_rejects_bad_input(args, tmp_path, capsys):
     assert main(["attention", *args, "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("trilogy attention: error:")

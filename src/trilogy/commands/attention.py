@@ -13,6 +13,7 @@ import torch
 from ..config import PRESETS
 from ..models import TransformerModel
 from ..viz.attention import draw_all
+from ..viz.explorer import VIEWS
 from ..viz.page import write_page
 from ..viz.show import collect
 
@@ -33,12 +34,12 @@ def load(spec: str, seed: int = 0) -> TransformerModel:
 
 def run(args: argparse.Namespace) -> int:
     model = load(args.model)
-    maps, _ = collect(model, args.text, args.target)
+    maps, generation = collect(model, args.text, args.target, args.generate)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = Path(args.model).name if args.model not in PRESETS else f"{args.model} (random weights)"
     pngs = [] if args.no_png else draw_all(maps, out, f"{name}: ", progress=not args.json)
-    page = write_page(maps, out / "attention.html", f"Attention of {name}", name)
+    page = write_page(maps, out / "attention.html", f"Attention of {name}", name, args.view, generation)
     summary = {"page": str(page), "pngs": [str(p) for p in pngs],
                "kinds": {kind: {"layers": len(layers), "heads": layers[0].size(0),
                                 "queries": maps.queries[kind], "keys": maps.keys[kind]}
@@ -59,7 +60,10 @@ def register(subparsers) -> None:
     parser.add_argument("model", help="a checkpoint folder, or a preset name (random weights)")
     parser.add_argument("--text", required=True,
                         help="the input text (the source for encoder-decoder); token ids if there is no tokenizer")
-    parser.add_argument("--target", help="encoder-decoder: the decoder's text (default: greedy generation)")
+    parser.add_argument("--target", help="encoder-decoder: the decoder's text (default: greedy generation, 8 tokens)")
+    parser.add_argument("--generate", type=int, metavar="N",
+                        help="decode N tokens greedily first and step through them on the page (not for encoders)")
+    parser.add_argument("--view", choices=VIEWS, default="head", help="the view the page opens on (default head)")
     parser.add_argument("--out", required=True, help="folder for the PNGs and attention.html")
     parser.add_argument("--no-png", action="store_true", help="write only attention.html")
     parser.add_argument("--json", action="store_true", help="print what was written as JSON")
