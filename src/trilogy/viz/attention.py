@@ -38,7 +38,7 @@ class HeadVectors:
 @dataclass
 class AttentionMaps:
     """One text's attention: per kind, the layers' weights (H, T, S) with query and key labels, the mask as
-    applied (T, S), and, for the layers asked for, the queries and keys behind the weights."""
+    applied (T, S), and, for the layers asked for, the queries and keys behind the weights. On the CPU."""
 
     weights: dict[str, list[Tensor]]  # kind -> per layer (H, T, S)
     queries: dict[str, list[str]]  # kind -> T labels
@@ -85,7 +85,8 @@ def _vectors(module: nn.Module, x: Tensor, kwargs: dict) -> HeadVectors:
     k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)  # (1, H, S, D)
     bias = kwargs.get("bias")
     scale = module.scale if module.scale is not None else q.size(-1) ** -0.5
-    return HeadVectors(q[0].float(), k[0].float(), None if bias is None else bias[0].float(), float(scale))
+    return HeadVectors(q[0].float().cpu(), k[0].float().cpu(), None if bias is None else bias[0].float().cpu(),
+                       float(scale))
 
 
 @torch.no_grad()
@@ -111,14 +112,14 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
             out = model.run(ids, return_attention=True)
             kind = "encoder" if model.config.arch == "encoder" else "decoder"
             queries, keys = {kind: labels}, {kind: labels}
-    weights = {kind: [layer[0].float() for layer in out.attentions[kind]]  # (H, T, S) each
+    weights = {kind: [layer[0].float().cpu() for layer in out.attentions[kind]]  # (H, T, S) each
                for kind in ("encoder", "decoder", "cross") if kind in out.attentions}
     masks, vectors = {}, {}
     for kind, modules in attention_modules(model).items():
         _, kwargs = calls[kind][0]
         query_len, key_len = weights[kind][0].shape[1:]
         masks[kind] = allowed(kwargs.get("mask"), kwargs.get("bias"), kwargs.get("is_causal", False),
-                              query_len, key_len)[0]  # (T, S)
+                              query_len, key_len)[0].cpu()  # (T, S)
         wanted = range(len(modules)) if vector_layers is None else vector_layers
         vectors[kind] = {layer: _vectors(modules[layer], *calls[kind][layer]) for layer in wanted
                          if 0 <= layer < len(modules)}

@@ -14,7 +14,7 @@ import json
 import uuid
 from pathlib import Path
 
-from .attention import AttentionMaps
+from .attention import AttentionMaps, HeadVectors
 from .pack import bits, floats, quantised
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
@@ -56,7 +56,7 @@ def _chosen(wanted: list[int] | None, count: int, what: str) -> list[int]:
     return wanted
 
 
-def _packed_vectors(vectors, heads: list[int]) -> dict:
+def _packed_vectors(vectors: HeadVectors, heads: list[int]) -> dict:
     return {"q": floats(vectors.q[heads]), "k": floats(vectors.k[heads]),  # (H, T, D), (H, S, D)
             "bias": None if vectors.bias is None else floats(vectors.bias[heads]),  # (H, T, S)
             "d_head": vectors.q.size(-1), "scale": vectors.scale}
