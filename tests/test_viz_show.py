@@ -9,7 +9,6 @@ import re
 import pytest
 import torch
 
-import trilogy
 from trilogy.viz import AttentionView, show
 
 from .conftest import tiny
@@ -101,7 +100,3 @@ def test_save_writes_a_page(tmp_path):
     text = path.read_text()
     assert text.startswith("<!DOCTYPE html>") and len(embedded(text)) == 1
     assert list(embedded(text)[0]["kinds"]) == ["encoder", "decoder", "cross"]
-
-
-def test_show_is_public():
-    assert trilogy.viz.show is show
