@@ -13,6 +13,7 @@ import os
 
 import pytest
 import torch
+from PIL import Image
 
 import trilogy
 from trilogy.viz import show
@@ -298,7 +299,14 @@ def test_export_png_and_svg(browser):
     with browser[0].expect_download() as png:
         view.locator(".tri-png").click()
     assert png.value.suggested_filename == "attention-head-encoder-layer0.png"
-    assert open(png.value.path(), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(png.value.path()).convert("RGB")
+    stage = view.locator(".tri-stage").evaluate("s => [s.scrollWidth, s.scrollHeight]")
+    assert list(image.size) == stage
+    lines = view.locator("svg.tri-lines").bounding_box()
+    left = view.locator(".tri-stage").bounding_box()
+    crop = image.crop((int(lines["x"] - left["x"]), int(lines["y"] - left["y"]),
+                       int(lines["x"] - left["x"] + lines["width"]), int(lines["y"] - left["y"] + lines["height"])))
+    assert len(crop.getcolors(maxcolors=1 << 20)) > 20  # the SVG's lines and labels are in the picture, not a blank box
     with browser[0].expect_download() as picture:
         view.locator(".tri-svg").click()
     assert b"<svg" in open(picture.value.path(), "rb").read(200)
