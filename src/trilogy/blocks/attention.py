@@ -79,6 +79,29 @@ class Attention(nn.Module):
         """(B, T, n_heads * D) -> (B, n_heads, T, D)"""
         return x.view(x.size(0), x.size(1), n_heads, self.d_head).transpose(1, 2)
 
+    def project(self, x: Tensor, context: Tensor | None = None, rotary: tuple[Tensor, Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+        """The queries, keys and values this attention compares, with rotary angles applied (self-attention).
+
+        Args: x (B, T, C); context (B, S, C) for cross-attention; rotary (cos, sin) as in ``forward``.
+        Returns: q (B, H, T, D); k, v (B, K, S, D), S = T for self-attention.
+        """
+        kv_width = self.n_kv_heads * self.d_head
+        if self.cross:
+            q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
+            k, v = self.kv(context).split(kv_width, dim=-1)
+            return q, self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, S, D)
+        qkv = self.qkv(x)  # (B, T, (H + 2K) * D)
+        if self.n_kv_heads == self.n_heads:  # one view for the three: fewer calls per decoded token
+            q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            q, k, v = qkv.split([self.n_heads * self.d_head, kv_width, kv_width], dim=-1)
+            q = self._heads(q, self.n_heads)  # (B, H, T, D)
+            k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, T, D)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+        return q, k, v
+
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 bias: Tensor | None = None, is_causal: bool = False,
                 rotary: tuple[Tensor, Tensor] | None = None, past: tuple[Tensor, Tensor] | None = None,
@@ -95,24 +118,10 @@ class Attention(nn.Module):
         Returns:
             output (B, T, C); the keys and values to cache, each (B, K, S, D); weights (B, H, T, S) or None.
         """
-        kv_width = self.n_kv_heads * self.d_head
-        if self.cross:
-            q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
-            if past is None:
-                k, v = self.kv(context).split(kv_width, dim=-1)
-                k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, S, D)
-            else:
-                k, v = past
+        if self.cross and past is not None:
+            q, (k, v) = self._heads(self.q(x), self.n_heads), past  # cross-attention's keys/values, cached
         else:
-            qkv = self.qkv(x)  # (B, T, (H + 2K) * D)
-            if self.n_kv_heads == self.n_heads:  # one view for the three: fewer calls per decoded token
-                q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
-            else:
-                q, k, v = qkv.split([self.n_heads * self.d_head, kv_width, kv_width], dim=-1)
-                q = self._heads(q, self.n_heads)  # (B, H, T, D)
-                k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, T, D)
-            if rotary is not None:
-                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            q, k, v = self.project(x, context, rotary)
             if past is not None:
                 k, v = append(past[0], k), append(past[1], v)  # (B, K, S, D), written into the cache's room
         out, weights = attend(

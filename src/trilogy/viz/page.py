@@ -1,26 +1,16 @@
-"""``attention.html``: one self-contained page (no network, no external files) to explore attention maps.
-
-The page is ``attention.html`` beside this module with the maps embedded as JSON. A user picks the kind
-(encoder, decoder, cross), the layer and a head or all heads, and hovers a query token to see where it attends.
-"""
+"""``attention.html``: the explorer of ``explorer.py`` as a page of its own (no network, no external files)."""
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 
 from .attention import AttentionMaps
+from .explorer import explorer_data, fragment, page
 
-TEMPLATE = Path(__file__).with_name("attention.html")
 
-
-def write_page(maps: AttentionMaps, path: str | Path, title: str, model_name: str) -> Path:
-    """Write the page for ``maps`` to ``path`` and return it."""
-    data = {"model": model_name, "kinds": maps.to_dict()}
-    # "</" inside the JSON would end the <script> element early
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
-    page = TEMPLATE.read_text().replace("__TITLE__", html.escape(title)).replace("__DATA__", payload)
+def write_page(maps: AttentionMaps, path: str | Path, title: str, model_name: str, view: str = "head",
+               generation: dict | None = None) -> Path:
+    """Write the page for ``maps`` to ``path`` and return it (``view`` and ``generation``: see ``explorer_data``)."""
     path = Path(path)
-    path.write_text(page)
+    path.write_text(page(fragment(explorer_data(maps, model_name, view, generation=generation)), title))
     return path
