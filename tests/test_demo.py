@@ -1,5 +1,6 @@
-"""``trilogy demo`` end to end on a tiny corpus with a seconds-long budget: interrupted with Ctrl-C (a real
-SIGINT to a real process), then resumed; the report files, the checkpoints, the equal sizes and the errors."""
+"""``trilogy demo`` end to end on a tiny corpus with a seconds-long budget: once straight through (the report's
+budget, FLOPs, verdicts and fill-the-blank table), and interrupted with Ctrl-C (a real SIGINT to a real process),
+then resumed (slow); the report files, the checkpoints, the equal sizes and the errors."""
 
 from __future__ import annotations
 
@@ -78,6 +79,51 @@ def demo(tmp_path_factory):
                    timeline=(out / "bert" / "timeline.jsonl").read_text().splitlines())
     resumed_code = main(["demo", "--resume", "--out", str(out), "--json"])
     return dict(out=out, partial=partial, resumed_code=resumed_code)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A tiny demo run straight through, in this process."""
+    folder = tmp_path_factory.mktemp("finished")
+    text, pairs = write_corpora(folder)
+    out = folder / "out"
+    os.environ["TRILOGY_CACHE"] = str(folder / "cache")
+    try:
+        assert main(["demo", *TINY, "--data", str(text), "--pairs", str(pairs), "--out", str(out)]) == 0
+    finally:
+        del os.environ["TRILOGY_CACHE"]
+    return out
+
+
+def test_every_family_spends_the_same_flops_and_the_report_says_so(finished):
+    report = json.loads((finished / "report.json").read_text())
+    budget = report["budget"]
+    assert budget["kind"] == "flops" and budget["flops_per_family"] == budget["per_family"] > 0
+    for unit in report["units"]:  # every unit reached its share, to within half of its largest step
+        timeline = [json.loads(line) for line in (finished / unit["name"] / "timeline.jsonl").read_text().splitlines()]
+        steps = [b["flops"] - a["flops"] for a, b in zip([{"flops": 0}] + timeline, timeline, strict=False)]
+        share = next(u.budget_share for u in UNITS if u.name == unit["name"])
+        assert abs(unit["flops"] - share * budget["per_family"]) <= max(steps) / 2 + 1, unit["name"]
+        assert unit["flops"] == timeline[-1]["flops"] and unit["tokens"] == timeline[-1]["tokens"]
+        assert unit["family"] in ("bert", "gpt", "t5") and 0 < unit["loss_tokens"] <= unit["tokens"]
+        assert unit["flops_per_s"] == pytest.approx(unit["flops"] / unit["seconds"])
+    reached = budget["flops_reached"]
+    assert reached["t5"] == sum(u["flops"] for u in report["units"] if u["family"] == "t5")
+    assert budget["flops_spread"] == pytest.approx(max(reached.values()) / min(reached.values()) - 1)
+    bert = next(u for u in report["units"] if u["name"] == "bert")
+    assert bert["loss_tokens"] < 0.3 * bert["tokens"]  # masked LM: ~15% of the tokens bear the loss
+    assert {u["name"]: u["verdict"] is not None for u in report["units"]} == \
+        {"bert": True, "gpt": True, "t5-code": False, "t5": True}
+    assert report["precision"] in ("fp32", "bf16")
+
+
+def test_fill_the_blank_table(finished):
+    report = json.loads((finished / "report.json").read_text())
+    blank = report["common_ground"]["fill_blank"]
+    assert blank["blanks"] > 10 and blank["t5"] is None
+    assert all(0 <= blank[key] <= 1 for key in ("bert", "gpt", "baseline"))
+    markdown = (finished / "report.md").read_text()
+    assert "fill the blank" in markdown and f"always \"{blank['baseline_word']}\"" in markdown
 
 
 @pytest.mark.slow  # runs a whole (tiny) demo twice: minutes on 2 cores

@@ -96,7 +96,7 @@ def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int,
         eos_token_id=special.get("eos"),
     )
     if arch == "encoder":  # rotary positions: with BERT's learned ones a masked LM this small stays at the
-        changes.update(head="mlm", position="rope")  # unigram guess for thousands of steps (README, recipes)
+        changes.update(head="mlm", position="rope")  # unigram guess for thousands of steps (docs/training.md)
     if arch == "encoder-decoder":
         changes.update(d_head=d_model // n_heads, n_layers=n_layers // 2, n_decoder_layers=n_layers // 2,
                        head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"], position="rope")

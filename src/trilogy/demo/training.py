@@ -38,7 +38,7 @@ CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does no
 EVALUATIONS_PER_UNIT = 3  # on the validation split, for the curves; never more often than every EVAL_GAP_S
 EVAL_GAP_S = 20
 LEARNING_RATE = 2e-3
-#: the masked LM's rate in the README's MLM recipe; at 2e-3 (learned positions) it sat at the unigram guess;
+#: the masked LM's rate in the MLM recipe (docs/training.md); at 2e-3 (learned positions) it sat at the unigram guess;
 #: T5's, the docstring recipe's (``make recipe-t5-docstrings``)
 LEARNING_RATES = {"mlm": 1e-3, "denoise": 3e-3, "seq2seq": 3e-3}
 #: T5's docstrings are decoded greedily with Hugging Face's repetition penalty: it stops the "Return the
@@ -78,7 +78,7 @@ class Job:
 
 
 def _save(model, folder) -> None:
-    with warnings.catch_warnings():  # BERT's rotary positions have no transformers class; the README says so
+    with warnings.catch_warnings():  # BERT's rotary positions have no transformers class (docs/checkpoints.md)
         warnings.filterwarnings("ignore", message="no Hugging Face equivalent")
         model.save_pretrained(folder)
 
