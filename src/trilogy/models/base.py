@@ -15,7 +15,9 @@ from ..blocks.cache import KVCache
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyError
 from ..inputs import attention_mask_from, check_ids
+from .decoding import StepInputs
 
 
 @dataclass
@@ -141,6 +143,44 @@ class TransformerModel(nn.Module):
         from ..generate import generate  # generate.py drives the models, so it is imported when needed
 
         return generate(self, input_ids, attention_mask, **options)
+
+    # --- decoding one step at a time: all that generation calls -------------------------------------------
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """Check a prompt (decoder-only) or source (encoder-decoder) for decoding ``max_new_tokens`` tokens, and
+        prepare the first step (for an encoder-decoder, this runs the encoder).
+
+        Args:
+            input_ids: (B, T) prompt or source; attention_mask: (B, T) 1 = real token, None = no padding;
+            decoder_start_token_id: encoder-decoder only; default the config's (or its pad token).
+        Returns:
+            the first step's ``StepInputs`` and the sequences so far (B, T0): the prompt, or the start token.
+        """
+        raise TypeError(f"{type(self).__name__} cannot generate")
+
+    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """Feed ``inputs.tokens`` with the cache of the tokens before them. Unlike ``run``, it neither re-checks
+        the tokens (generation chose them) nor projects positions other than the last onto the vocabulary.
+
+        Returns:
+            the last position's logits (B, V) as float32, and the cache extended by the new tokens.
+        """
+        raise TypeError(f"{type(self).__name__} cannot generate")
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer that ``step``
+        runs, so that no step up to that length copies it."""
+        raise TypeError(f"{type(self).__name__} cannot generate")
+
+    def _allocate_cache(self, stack: TransformerStack, batch: int, capacity: int) -> KVCache:
+        weight = self.embeddings.tokens.weight
+        return KVCache.allocate(len(stack.layers), batch, self.config.n_kv_heads, capacity, self.config.d_head,
+                                weight.dtype, weight.device)
+
+    def _check_lm_head(self) -> None:
+        if self.output_head() is None:
+            raise TrilogyError(f"generate needs a model with an LM head; this config has head={self.config.head!r}")
 
     def set_activation_checkpointing(self, enabled: bool = True) -> TransformerModel:
         """Recompute every layer's activations during backward instead of storing them: activation memory

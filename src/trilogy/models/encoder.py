@@ -13,6 +13,7 @@ from ..blocks.heads import Classifier, MLMHead, Pooler
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
 from .base import ModelOutput, TransformerModel
+from .decoding import StepInputs
 
 
 class EncoderOnlyTransformer(TransformerModel):
@@ -70,6 +71,12 @@ class EncoderOnlyTransformer(TransformerModel):
             sentence_logits=self.sentence_head(pooled) if self.sentence_head is not None else None,
             attentions={"encoder": stack.self_attentions} if return_attention else None,
         )
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """An encoder does not generate: this raises TypeError."""
+        raise TypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(self).__name__}"
+                        " (an encoder-only model predicts masked tokens, it does not continue text)")
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:
