@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .errors import TrilogyError
 from .models import build_model
 from .recommend import FAMILIES, NOTEBOOK_TASKS, recommend
 from .sizing import attention_map_elements, count_parameters, size_report
@@ -74,7 +75,7 @@ def equal_size_configs(d_model: int = 256, n_heads: int = 4, d_ff: int = 1024, n
     ``n_layers`` layers for the encoder and the decoder, ``n_layers / 2`` + ``n_layers / 2`` for the
     encoder-decoder, so all three have about the same parameters."""
     if n_layers < 2 or n_layers % 2:
-        raise ValueError(f"--layers must be an even number >= 2 (the encoder-decoder gets half per side), "
+        raise TrilogyError(f"--layers must be an even number >= 2 (the encoder-decoder gets half per side), "
                          f"got {n_layers}")
     common = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_seq_len=max_seq_len,
                   position="learned", norm_position="pre", activation="gelu", dropout=0.0, pad_token_id=0,

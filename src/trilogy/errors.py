@@ -10,3 +10,8 @@ from __future__ import annotations
 class TrilogyError(ValueError):
     """A request trilogy cannot carry out as asked: an option, a file, a tensor or a state the caller gave. The
     message says what is wrong and, where it helps, what was expected."""
+
+
+class TrilogyTypeError(TrilogyError, TypeError):
+    """An argument of the wrong kind (a list where a tensor goes, an encoder asked to generate): a TrilogyError
+    that ``except TypeError`` catches too."""

@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from .data.stream import TokenCache, derive_seed, pack, shuffled
 from .data.tokenizer import special_ids, special_tokens
+from .errors import TrilogyError
 
 OBJECTIVES = ("mlm", "clm", "span", "denoise", "seq2seq", "classification")
 PACKED = ("mlm", "clm", "span", "denoise")  # objectives on text, packed into blocks; the others take pairs
@@ -130,7 +131,7 @@ def replace_spans(tokens: Tensor, mask: Tensor, sentinels: Sequence[int]) -> Ten
     """
     starts = mask & ~torch.cat([torch.tensor([False]), mask[:-1]])
     if int(starts.sum()) > len(sentinels):
-        raise ValueError(f"{int(starts.sum())} spans need more than the tokenizer's {len(sentinels)} sentinels")
+        raise TrilogyError(f"{int(starts.sum())} spans need more than the tokenizer's {len(sentinels)} sentinels")
     numbered = torch.tensor(list(sentinels[: int(starts.sum())]), dtype=tokens.dtype)
     replaced = tokens.clone()
     replaced[starts] = numbered
@@ -174,12 +175,12 @@ class Batches:
                  batch_size: int, seed: int = 0, *, rank: int = 0, world_size: int = 1, epochs: int | None = None,
                  shuffle: bool = True, target_len: int | None = None, label_names: Sequence[str] | None = None):
         if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+            raise TrilogyError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if batch_size % world_size or not 0 <= rank < world_size:
-            raise ValueError(f"batch_size {batch_size} must split evenly over world_size {world_size}, "
+            raise TrilogyError(f"batch_size {batch_size} must split evenly over world_size {world_size}, "
                              f"and rank ({rank}) must be in [0, {world_size})")
         if seq_len < 4:
-            raise ValueError(f"seq_len must be at least 4, got {seq_len}")
+            raise TrilogyError(f"seq_len must be at least 4, got {seq_len}")
         self.objective, self.documents, self.tokenizer = objective, documents, tokenizer
         self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
         self.rank, self.world_size, self.epochs, self.shuffle = rank, world_size, epochs, shuffle
@@ -205,7 +206,7 @@ class Batches:
         """Continue from ``state``; the world size may differ from the run that saved it."""
         for key in ("objective", "seq_len", "batch_size", "seed"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"cannot resume: the saved data position has {key}={state[key]!r}, "
+                raise TrilogyError(f"cannot resume: the saved data position has {key}={state[key]!r}, "
                                  f"this run has {getattr(self, key)!r}")
         self._epoch, self._offset, self._batches = state["epoch"], state["offset"], state["batches"]
         self._items = None
@@ -238,7 +239,7 @@ class Batches:
                 taken += 1
                 yield epoch, taken, item
             if taken == 0:
-                raise ValueError(f"the data is too small for one {self.objective} block of seq_len {self.seq_len}")
+                raise TrilogyError(f"the data is too small for one {self.objective} block of seq_len {self.seq_len}")
             epoch, skip = epoch + 1, 0
 
     def _epoch_items(self) -> Iterator[Any]:
@@ -304,7 +305,7 @@ class Batches:
 
     def _label(self, target: str) -> int:
         if target not in self.label_names:
-            raise ValueError(f"label {target!r} is not one of the {len(self.label_names)} known labels")
+            raise TrilogyError(f"label {target!r} is not one of the {len(self.label_names)} known labels")
         return self.label_names.index(target)
 
     def _shard(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -319,7 +320,7 @@ class Batches:
         wants_sentinels = self.objective in ("span", "denoise")
         missing = [name for name in needs if name not in self.special]
         if missing or (wants_sentinels and not self.special["sentinels"]):
-            raise ValueError(f"objective {self.objective!r} needs a tokenizer with the special tokens "
+            raise TrilogyError(f"objective {self.objective!r} needs a tokenizer with the special tokens "
                              f"{', '.join(needs)}{' and sentinels' if wants_sentinels else ''}; "
                              f"this one lacks {', '.join(missing) or 'sentinels'}")
 
@@ -354,7 +355,7 @@ def compute_loss(objective: str, model: nn.Module, batch: dict[str, Tensor]) -> 
     elif objective in OBJECTIVES:
         out = model.run(batch["input_ids"], batch["attention_mask"], labels=batch["labels"])
     else:
-        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        raise TrilogyError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     targets = int(out.label_count)
     loss_sum = out.loss * targets  # the models return the mean over the counted targets
     metrics = {"loss_sum": float(loss_sum.detach()), "targets": targets}

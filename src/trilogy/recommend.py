@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .errors import TrilogyTypeError
+
 FAMILIES = {
     "encoder-only": "Encoder-only (BERT-style)",
     "decoder-only": "Decoder-only (GPT-style)",
@@ -103,7 +105,7 @@ class Recommendation:
 def recommend(task: str) -> Recommendation:
     """Recommend a family for a task described in free text (e.g. "translate support emails to German")."""
     if not isinstance(task, str):
-        raise TypeError(f"the task must be text, got {type(task).__name__}")
+        raise TrilogyTypeError(f"the task must be text, got {type(task).__name__}")
     text = " ".join(task.lower().split())
     scores = dict.fromkeys(FAMILIES, 0.0)
     cues: dict[str, list[str]] = {family: [] for family in FAMILIES}

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..config import PRESETS
+from ..errors import TrilogyError
 from ..models import TransformerModel
 from ..viz.attention import attention_maps, draw_all
 from ..viz.page import write_page
@@ -24,7 +25,7 @@ def load(spec: str, seed: int = 0) -> TransformerModel:
         torch.manual_seed(seed)
         return build(spec)
     if not Path(spec).exists():
-        raise ValueError(f"{spec!r} is neither a checkpoint folder nor a preset ({', '.join(PRESETS)})")
+        raise TrilogyError(f"{spec!r} is neither a checkpoint folder nor a preset ({', '.join(PRESETS)})")
     from ..convert import from_pretrained
 
     return from_pretrained(spec)
@@ -44,11 +45,11 @@ def tokenize(model: TransformerModel, text: str, what: str) -> tuple[list[int], 
         try:
             ids = [int(word) for word in text.split()]
         except ValueError:
-            raise ValueError(f"this model has no tokenizer.json, so {what} must be token ids separated by spaces "
+            raise TrilogyError(f"this model has no tokenizer.json, so {what} must be token ids separated by spaces "
                              f"(e.g. '5 17 42'), got {text!r}") from None
         labels = [str(i) for i in ids]
     if not ids:
-        raise ValueError(f"{what} gives no tokens")
+        raise TrilogyError(f"{what} gives no tokens")
     return ids, labels
 
 
@@ -73,7 +74,7 @@ def decoder_input(model: TransformerModel, source: torch.Tensor, target: str | N
 def run(args: argparse.Namespace) -> int:
     model = load(args.model)
     if args.target is not None and model.config.arch != "encoder-decoder":
-        raise ValueError(f"--target is for encoder-decoder models; this one is {model.config.arch!r}")
+        raise TrilogyError(f"--target is for encoder-decoder models; this one is {model.config.arch!r}")
     ids, labels = tokenize(model, args.text, "--text")
     source = torch.tensor([ids])
     target_ids, target_labels = (decoder_input(model, source, args.target)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..config import PRESETS, ModelConfig
+from ..errors import TrilogyError
 from ..sizing import ATTENTION_PATHS, PRECISIONS, size_report
 
 
@@ -29,13 +30,13 @@ def config_from(spec: str) -> ModelConfig:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not JSON ({error})") from None
+            raise TrilogyError(f"{path} is not JSON ({error})") from None
         if "arch" in data:
             return ModelConfig.from_dict(data)
         from ..convert import hf
 
         return hf.config_from_hf(data)[0]
-    raise ValueError(f"{spec!r} is not a preset ({', '.join(PRESETS)}), a config .json file or a checkpoint folder")
+    raise TrilogyError(f"{spec!r} is not a preset ({', '.join(PRESETS)}), a config .json file or a checkpoint folder")
 
 
 def human(count: float, unit: str = "") -> str:

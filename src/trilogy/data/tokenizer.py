@@ -24,6 +24,8 @@ from collections.abc import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from ..errors import TrilogyError
+
 NUM_SENTINELS = 100  # as T5
 CHAR_PENALTY = 1e-4  # score step between the characters Unigram's trainer adds after pruning
 UNIGRAM_SEED_SIZE = 100_000  # candidate pieces Unigram prunes down from (library default 1M); ample for vocab_size <= 32k
@@ -53,7 +55,7 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
     elif arch == "encoder-decoder":
         tokenizer, trainer = _unigram(vocab_size, num_sentinels)
     else:
-        raise ValueError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
+        raise TrilogyError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
     tokenizer.train_from_iterator(_lines(texts), trainer)
     if arch == "encoder":
         cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")

@@ -15,7 +15,7 @@ from ..blocks.cache import KVCache
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
-from ..errors import TrilogyError
+from ..errors import TrilogyError, TrilogyTypeError
 from ..inputs import attention_mask_from, check_ids
 from .decoding import StepInputs
 
@@ -52,10 +52,10 @@ class TransformerModel(nn.Module):
         super().__init__()
         if config is None:
             if vocab_size is None:
-                raise TypeError(f"{type(self).__name__} needs vocab_size (the notebook's signature) or config=")
+                raise TrilogyTypeError(f"{type(self).__name__} needs vocab_size (the notebook's signature) or config=")
             config = ModelConfig.notebook(self.arch, vocab_size, d_model, n_heads, n_layers, d_ff, max_seq_len)
         if config.arch != self.arch:
-            raise ValueError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
+            raise TrilogyError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
         self.config = config
         self.build(config)
         self.init_weights()
@@ -83,9 +83,9 @@ class TransformerModel(nn.Module):
         Returns (loss, counted tokens, tokens the argmax predicts)."""
         head = self.output_head()
         if head is None:
-            raise ValueError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
+            raise TrilogyError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
         if tuple(labels.shape) != tuple(hidden.shape[:2]):
-            raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
+            raise TrilogyError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
         counted = labels != -100  # only counted rows reach the head: for MLM that is 15% of them
         projection = head.projection
         total, count, correct = linear_cross_entropy(head.features(hidden[counted]), projection.weight,
@@ -157,7 +157,7 @@ class TransformerModel(nn.Module):
         Returns:
             the first step's ``StepInputs`` and the sequences so far (B, T0): the prompt, or the start token.
         """
-        raise TypeError(f"{type(self).__name__} cannot generate")
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
 
     def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
         """Feed ``inputs.tokens`` with the cache of the tokens before them. Unlike ``run``, it neither re-checks
@@ -166,12 +166,12 @@ class TransformerModel(nn.Module):
         Returns:
             the last position's logits (B, V) as float32, and the cache extended by the new tokens.
         """
-        raise TypeError(f"{type(self).__name__} cannot generate")
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer that ``step``
         runs, so that no step up to that length copies it."""
-        raise TypeError(f"{type(self).__name__} cannot generate")
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
 
     def _allocate_cache(self, stack: TransformerStack, batch: int, capacity: int) -> KVCache:
         weight = self.embeddings.tokens.weight

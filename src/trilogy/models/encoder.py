@@ -12,6 +12,7 @@ from ..blocks.embedding import Embeddings
 from ..blocks.heads import Classifier, MLMHead, Pooler
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyTypeError
 from .base import ModelOutput, TransformerModel
 from .decoding import StepInputs
 
@@ -75,7 +76,7 @@ class EncoderOnlyTransformer(TransformerModel):
     def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
               decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
         """An encoder does not generate: this raises TypeError."""
-        raise TypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(self).__name__}"
+        raise TrilogyTypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(self).__name__}"
                         " (an encoder-only model predicts masked tokens, it does not continue text)")
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *, attention_mask: Tensor | None = None,

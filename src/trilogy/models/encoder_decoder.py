@@ -103,7 +103,7 @@ class EncoderDecoderTransformer(TransformerModel):
         encoder_attentions = None
         if encoder_hidden_states is None:
             if input_ids is None:
-                raise ValueError("give input_ids or encoder_hidden_states")
+                raise TrilogyError("give input_ids or encoder_hidden_states")
             encoder_hidden_states, encoder_attentions = self.encode(input_ids, attention_mask, return_attention)
         if attention_mask is not None:
             attention_mask = attention_mask.bool()
@@ -151,7 +151,7 @@ def _check_causal(tgt_mask: Tensor, length: int) -> None:
     expected = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tgt_mask.device), diagonal=1)
     blocked = tgt_mask if tgt_mask.dtype == torch.bool else torch.isinf(tgt_mask)
     if tuple(tgt_mask.shape) != (length, length) or not torch.equal(blocked, expected):
-        raise ValueError(
+        raise TrilogyError(
             f"tgt_mask must be the ({length}, {length}) causal mask (True above the diagonal); "
             "the decoder is always causal, use decoder_attention_mask for target padding"
         )

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 from ..config import POSITIONS, PRESETS, ModelConfig
 from ..data import load_corpus, special_tokens, train_tokenizer
 from ..data.corpus import Corpus
+from ..errors import TrilogyError
 from ..models import build_model
 from ..objectives import Batches, compute_loss
 from .distributed import Distributed
@@ -76,32 +77,32 @@ class RunOptions:
 
     def __post_init__(self) -> None:
         if self.arch not in DEFAULT_PRESET:
-            raise ValueError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
+            raise TrilogyError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
         if self.objective is not None and self.objective not in HEAD_FOR:
-            raise ValueError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
+            raise TrilogyError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
         if self.objective is not None and ARCH_FOR[self.objective] != self.arch:
-            raise ValueError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
+            raise TrilogyError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
                              f"not {self.arch}")
         if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
+            raise TrilogyError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
         if self.preset is not None and PRESETS[self.preset]["arch"] != self.arch:
-            raise ValueError(f"preset {self.preset!r} is a {PRESETS[self.preset]['arch']} model, not {self.arch}")
+            raise TrilogyError(f"preset {self.preset!r} is a {PRESETS[self.preset]['arch']} model, not {self.arch}")
         for name in ("max_steps", "batch_size", "seq_len", "vocab_size", "grad_accum", "keep_last", "eval_batches"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         for name in ("save_every", "eval_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+                raise TrilogyError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.position is not None and self.position not in POSITIONS:
-            raise ValueError(f"--position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
+            raise TrilogyError(f"--position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
+            raise TrilogyError(f"--lr must be positive, got {self.lr}")
         if self.init is not None:
             given = [name for name in ARCHITECTURE_OPTIONS if getattr(self, name) is not None]
             if given:
-                raise ValueError(f"--init {self.init} gives the architecture; drop "
+                raise TrilogyError(f"--init {self.init} gives the architecture; drop "
                                  + ", ".join(f"--{name.replace('_', '-')}" for name in given))
 
     def settings(self, device: torch.device) -> TrainSettings:
@@ -123,7 +124,7 @@ class RunOptions:
     def load(cls, out_dir: Path) -> RunOptions:
         file = Path(out_dir) / RUN_FILE
         if not file.is_file():
-            raise ValueError(f"--resume {out_dir}: no {RUN_FILE} there, so it is not a trilogy training folder")
+            raise TrilogyError(f"--resume {out_dir}: no {RUN_FILE} there, so it is not a trilogy training folder")
         return cls(**json.loads(file.read_text()))
 
     @classmethod
@@ -164,7 +165,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
-            raise ValueError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
+            raise TrilogyError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
                              "or choose another --out")
         if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
             if options.tokenizer is not None:
@@ -215,7 +216,7 @@ def objective_corpus(objective: str, corpus: Corpus, data: str) -> Corpus:
     corpus its sources (pre-training on the code before fine-tuning on the pairs). The tokenizer is still
     trained on the whole corpus, targets included, so that the fine-tuning can keep it."""
     if objective in PAIRS and corpus.kind != "pairs":
-        raise ValueError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
+        raise TrilogyError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
     return corpus.sources() if objective not in PAIRS and corpus.kind == "pairs" else corpus
 
 
@@ -225,10 +226,10 @@ def load_start(options: RunOptions):
 
     start = from_pretrained(options.init)
     if start.arch != options.arch:
-        raise ValueError(f"--init {options.init} holds a model of the {start.arch} family; "
+        raise TrilogyError(f"--init {options.init} holds a model of the {start.arch} family; "
                          f"--arch {options.arch} cannot start from it")
     if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
-        raise ValueError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
+        raise TrilogyError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
                          "as --tokenizer")
     return start
 
@@ -237,10 +238,10 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
     """A model with ``start``'s architecture and weights and the head ``options.objective`` trains. A head the
     checkpoint lacks (e.g. a classifier on a masked-LM model) starts freshly initialised."""
     if tokenizer.get_vocab_size() != start.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
+        raise TrilogyError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
                          f"trained with {start.config.vocab_size}")
     if options.seq_len > start.config.max_seq_len and start.config.position in ("learned", "sinusoidal"):
-        raise ValueError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
+        raise TrilogyError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
                          f"--init {options.init}")
     changes = {"head": HEAD_FOR[options.objective]}
     if options.objective == "classification":

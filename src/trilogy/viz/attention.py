@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import TrilogyError
 from ..models import TransformerModel
 
 KIND_TITLES = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
@@ -47,7 +48,7 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
     model.eval()
     if model.config.arch == "encoder-decoder":
         if target_ids is None:
-            raise ValueError("an encoder-decoder needs the decoder's input too (--target TEXT)")
+            raise TrilogyError("an encoder-decoder needs the decoder's input too (--target TEXT)")
         out = model.run(ids, target_ids, return_attention=True)
         queries = {"encoder": labels, "decoder": target_labels, "cross": target_labels}
         keys = {"encoder": labels, "decoder": target_labels, "cross": labels}
