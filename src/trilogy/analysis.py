@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -245,7 +246,7 @@ def practical_implementation_example(batch: int = 8, seq: int = 512, show: bool 
             "d_model": config.d_model, "heads": config.n_heads, "params": count_parameters(config),
             "attention_bytes": 4 * attention_map_elements(config, batch, seq, source),
         }
-    result = {"batch": batch, "seq": seq, "models": rows, "notebook_attention_bytes": notebook_attention,
+    result: dict[str, Any] = {"batch": batch, "seq": seq, "models": rows, "notebook_attention_bytes": notebook_attention,
               "objectives": {"BERT": "masked language modelling (+ next-sentence prediction in the original)",
                              "GPT": "causal language modelling (next token)",
                              "T5": "span corruption (text-to-text)"}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     name = Path(args.model).name if args.model not in PRESETS else f"{args.model} (random weights)"
     pngs = [] if args.no_png else draw_all(maps, out, f"{name}: ", progress=not args.json)
     page = write_page(maps, out / "attention.html", f"Attention of {name}", name)
-    summary = {"page": str(page), "pngs": [str(p) for p in pngs],
+    summary: dict[str, Any] = {"page": str(page), "pngs": [str(p) for p in pngs],
                "kinds": {kind: {"layers": len(layers), "heads": layers[0].size(0),
                                 "queries": maps.queries[kind], "keys": maps.keys[kind]}
                          for kind, layers in maps.weights.items()}}

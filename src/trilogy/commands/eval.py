@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.baselines import baselines
     from ..train.distributed import setup
     from ..train.evaluate import evaluate
-    from ..train.session import OBJECTIVES, RUN_FILE, label_names, objective_corpus
+    from ..train.options import RUN_FILE
+    from ..train.session import OBJECTIVES, label_names, objective_corpus
 
     folder = Path(args.path)
     if not folder.is_dir():

@@ -7,11 +7,13 @@ Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from ..blocks.cache import KVCache
+from ..blocks.embedding import Embeddings
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
@@ -45,7 +47,8 @@ class TransformerModel(nn.Module):
     arch: str = ""
     #: the ``tokenizers.Tokenizer`` of the checkpoint's tokenizer.json (set by ``trilogy.from_pretrained``, or by
     #: you); ``save_pretrained`` writes it back beside the weights
-    tokenizer = None
+    tokenizer: Any = None
+    embeddings: Embeddings  # built by each family's ``build``
 
     def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
                  d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
@@ -71,13 +74,13 @@ class TransformerModel(nn.Module):
         """The LM or MLM head (``LMHead`` / ``MLMHead``), or None for models without one."""
         return None
 
-    def output_projection(self) -> nn.Linear | None:
+    def output_projection(self) -> nn.Module | None:
         """The linear layer that maps hidden states to the vocabulary (tied to the input embeddings when the
         config says so), or None for models without an LM head."""
         head = self.output_head()
-        return head.projection if head is not None else None
+        return cast(nn.Module, head.projection) if head is not None else None
 
-    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Mean cross-entropy of the LM/MLM head on ``hidden`` (B, T, C) against ``labels`` (B, T), -100 = not
         counted; the logits are never materialised whole (see ``blocks/loss.py``).
         Returns (loss, counted tokens, tokens the argmax predicts)."""

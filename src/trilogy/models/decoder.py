@@ -83,6 +83,7 @@ class DecoderOnlyTransformer(TransformerModel):
         """See ``TransformerModel.step``."""
         x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
         out = self.stack(x, inputs.mask, inputs.positions, cache=cache)
+        assert self.lm_head is not None  # start() refuses a model without one
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:

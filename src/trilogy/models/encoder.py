@@ -59,7 +59,7 @@ class EncoderOnlyTransformer(TransformerModel):
         logits, loss, count, correct = None, None, None, None
         if labels is not None and self.output_head() is not None:
             loss, count, correct = self.lm_loss(hidden, labels)
-        elif self.config.head == "sequence-classification":
+        elif self.config.head == "sequence-classification" and self.head is not None:
             logits = self.head(pooled)  # (B, L)
         elif self.head is not None:
             logits = self.head(hidden)  # (B, T, V) or (B, T, L)

@@ -79,6 +79,7 @@ class EncoderDecoderTransformer(TransformerModel):
         y = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
         out = self.decoder(y, inputs.mask, inputs.positions, context=inputs.context,
                            context_mask=inputs.context_mask, cache=cache)
+        assert self.lm_head is not None  # start() refuses a model without one
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:

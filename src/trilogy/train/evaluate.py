@@ -74,7 +74,7 @@ def evaluate(model: nn.Module, objective: str, corpus: Corpus, tokenizer: Tokeni
     return result
 
 
-def blank_counts(model: nn.Module, batch: dict, mask_id: int) -> tuple[int, int]:
+def blank_counts(model: nn.Module, batch: dict, mask_id: int) -> tuple[float, float]:
     """(blanks, right): how many targets the input shows as [MASK], and how many of those the model's argmax
     gets. MLM's accuracy counts every chosen token, and a tenth of those stay visible in the input (the 10%
     left unchanged), where copying the input is right; at a blank only the context can tell."""
