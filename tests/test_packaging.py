@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_version_is_read_from_the_package():
     project = read_configuration(ROOT / "pyproject.toml")["project"]
     assert project["version"] == trilogy.__version__
-    assert not re.search(r"^version\s*=", (ROOT / "pyproject.toml").read_text(), re.M)  # not written twice
+    assert not re.search(r'^version\s*=\s*"', (ROOT / "pyproject.toml").read_text(), re.M)  # not written twice
 
 
 def test_license_changelog_and_typing_marker_exist():
