@@ -77,7 +77,7 @@ def equal_size_configs(d_model: int = 256, n_heads: int = 4, d_ff: int = 1024, n
     encoder-decoder, so all three have about the same parameters."""
     if n_layers < 2 or n_layers % 2:
         raise TrilogyError(f"--layers must be an even number >= 2 (the encoder-decoder gets half per side), "
-                         f"got {n_layers}")
+                           f"got {n_layers}")
     common = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_seq_len=max_seq_len,
                   position="learned", norm_position="pre", activation="gelu", dropout=0.0, pad_token_id=0,
                   eos_token_id=None, bos_token_id=1, decoder_start_token_id=0)

@@ -178,7 +178,7 @@ class Batches:
             raise TrilogyError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         if batch_size % world_size or not 0 <= rank < world_size:
             raise TrilogyError(f"batch_size {batch_size} must split evenly over world_size {world_size}, "
-                             f"and rank ({rank}) must be in [0, {world_size})")
+                               f"and rank ({rank}) must be in [0, {world_size})")
         if seq_len < 4:
             raise TrilogyError(f"seq_len must be at least 4, got {seq_len}")
         self.objective, self.documents, self.tokenizer = objective, documents, tokenizer
@@ -207,7 +207,7 @@ class Batches:
         for key in ("objective", "seq_len", "batch_size", "seed"):
             if state[key] != getattr(self, key):
                 raise TrilogyError(f"cannot resume: the saved data position has {key}={state[key]!r}, "
-                                 f"this run has {getattr(self, key)!r}")
+                                   f"this run has {getattr(self, key)!r}")
         self._epoch, self._offset, self._batches = state["epoch"], state["offset"], state["batches"]
         self._items = None
 
@@ -321,8 +321,8 @@ class Batches:
         missing = [name for name in needs if name not in self.special]
         if missing or (wants_sentinels and not self.special["sentinels"]):
             raise TrilogyError(f"objective {self.objective!r} needs a tokenizer with the special tokens "
-                             f"{', '.join(needs)}{' and sentinels' if wants_sentinels else ''}; "
-                             f"this one lacks {', '.join(missing) or 'sentinels'}")
+                               f"{', '.join(needs)}{' and sentinels' if wants_sentinels else ''}; "
+                               f"this one lacks {', '.join(missing) or 'sentinels'}")
 
 
 def pad_rows(rows: Sequence[Tensor], value: int) -> tuple[Tensor, Tensor]:

@@ -542,7 +542,7 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
             raise TrilogyError(f"--{name} must be a positive integer, got {value!r}")
     if config.position in ("learned", "sinusoidal") and max(seq, src or 0) > config.max_seq_len:
         raise TrilogyError(f"this model's positions stop at max_seq_len={config.max_seq_len}; "
-                         f"--seq/--src {max(seq, src or 0)} is longer")
+                           f"--seq/--src {max(seq, src or 0)} is longer")
     if config.arch != "encoder-decoder" and src is not None:
         raise TrilogyError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
     memory = memory_breakdown(config, batch, seq, src, precision, training, attention,

@@ -47,7 +47,7 @@ def tokenize(model: TransformerModel, text: str, what: str) -> tuple[list[int], 
             ids = [int(word) for word in text.split()]
         except ValueError:
             raise TrilogyError(f"this model has no tokenizer.json, so {what} must be token ids separated by spaces "
-                             f"(e.g. '5 17 42'), got {text!r}") from None
+                               f"(e.g. '5 17 42'), got {text!r}") from None
         labels = [str(i) for i in ids]
     if not ids:
         raise TrilogyError(f"{what} gives no tokens")

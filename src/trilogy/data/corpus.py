@@ -174,7 +174,7 @@ def _tail_start(path: Path, fraction: float) -> int:
                 return file.tell()
     if first_line >= size:
         raise TrilogyError(f"{path} is too small to hold out a validation tail; give more text "
-                         "or validation_fraction=0")
+                           "or validation_fraction=0")
     return first_line
 
 

@@ -125,5 +125,5 @@ def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n
         gap = abs(count_parameters(configs[family]) - target) / target
         if gap > MAX_SIZE_GAP:
             raise TrilogyError(f"cannot size {family} within {MAX_SIZE_GAP:.0%} of GPT's {target:,} parameters "
-                             f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")
+                               f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")
     return configs

@@ -65,7 +65,7 @@ class DemoOptions:
             raise TrilogyError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if self.flops is not None and (self.budget != "flops" or not self.flops > 0):
             raise TrilogyError(f"--flops must be positive and goes with --budget flops, got {self.flops} with "
-                             f"--budget {self.budget}")
+                               f"--budget {self.budget}")
         if self.precision not in PRECISIONS:
             raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("d_model", "layers", "heads", "seq_len", "batch_size", "vocab_size", "eval_batches"):
@@ -73,7 +73,7 @@ class DemoOptions:
                 raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.layers % 2:
             raise TrilogyError(f"--layers must be an even number (T5 splits them into encoder and decoder), "
-                             f"got {self.layers}")
+                               f"got {self.layers}")
         if self.d_model % self.heads:
             raise TrilogyError(f"--d-model ({self.d_model}) must be divisible by --heads ({self.heads})")
 

@@ -77,7 +77,7 @@ class EncoderOnlyTransformer(TransformerModel):
               decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
         """An encoder does not generate: this raises TypeError."""
         raise TrilogyTypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(self).__name__}"
-                        " (an encoder-only model predicts masked tokens, it does not continue text)")
+                               " (an encoder-only model predicts masked tokens, it does not continue text)")
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:

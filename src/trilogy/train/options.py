@@ -75,7 +75,7 @@ class RunOptions:
             raise TrilogyError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
         if self.objective is not None and ARCH_FOR[self.objective] != self.arch:
             raise TrilogyError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
-                             f"not {self.arch}")
+                               f"not {self.arch}")
         if self.preset is not None and self.preset not in PRESETS:
             raise TrilogyError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
         if self.preset is not None and PRESETS[self.preset]["arch"] != self.arch:
@@ -96,7 +96,7 @@ class RunOptions:
             given = [name for name in ARCHITECTURE_OPTIONS if getattr(self, name) is not None]
             if given:
                 raise TrilogyError(f"--init {self.init} gives the architecture; drop "
-                                 + ", ".join(f"--{name.replace('_', '-')}" for name in given))
+                                   + ", ".join(f"--{name.replace('_', '-')}" for name in given))
 
     def save(self, out_dir: Path) -> None:
         temp = out_dir / f".{RUN_FILE}.tmp"

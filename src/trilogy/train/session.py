@@ -79,7 +79,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
             raise TrilogyError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
-                             "or choose another --out")
+                               "or choose another --out")
         if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
             if options.tokenizer is not None:
                 tokenizer = Tokenizer.from_file(options.tokenizer)
@@ -140,10 +140,10 @@ def load_start(options: RunOptions):
     start = from_pretrained(options.init)
     if start.arch != options.arch:
         raise TrilogyError(f"--init {options.init} holds a model of the {start.arch} family; "
-                         f"--arch {options.arch} cannot start from it")
+                           f"--arch {options.arch} cannot start from it")
     if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
         raise TrilogyError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
-                         "as --tokenizer")
+                           "as --tokenizer")
     return start
 
 
@@ -152,10 +152,10 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
     checkpoint lacks (e.g. a classifier on a masked-LM model) starts freshly initialised."""
     if tokenizer.get_vocab_size() != start.config.vocab_size:
         raise TrilogyError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
-                         f"trained with {start.config.vocab_size}")
+                           f"trained with {start.config.vocab_size}")
     if options.seq_len > start.config.max_seq_len and start.config.position in ("learned", "sinusoidal"):
         raise TrilogyError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
-                         f"--init {options.init}")
+                           f"--init {options.init}")
     changes: dict[str, Any] = {"head": HEAD_FOR[options.objective]}
     if options.objective == "classification":
         changes["num_labels"] = num_labels
