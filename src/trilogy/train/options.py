@@ -10,15 +10,12 @@ from pathlib import Path
 
 from ..config import POSITIONS, PRESETS
 from ..errors import TrilogyError
+from ..objectives import OBJECTIVES
 from ..options import option
 from .precision import PRECISIONS
 
 RUN_FILE = "run.json"
 DEFAULT_PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
-ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
-            "denoise": "encoder-decoder", "seq2seq": "encoder-decoder"}
-HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "denoise": "lm",
-            "seq2seq": "lm"}
 # what --init decides instead
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff", "position")
 
@@ -32,8 +29,8 @@ class RunOptions:
                                       "'shakespeare' or 'stdlib-docstrings'")
     preset: str | None = option(None, "model preset (default: tiny-bert / tiny-gpt2 / tiny-t5 for the family); "
                                       "see `trilogy presets`")
-    objective: str | None = option(None, "mlm, clm, span, denoise, seq2seq or classification (default: from the "
-                                         "family and the data); a text objective on pairs trains on their sources")
+    objective: str | None = option(None, f"{', '.join(OBJECTIVES)} (default: from the family and the data); a "
+                                         "text objective on pairs trains on their sources")
     max_steps: int = option(1000, "optimizer steps")
     batch_size: int = option(16, "sequences per process per micro-batch")
     seq_len: int = option(128, "tokens per sequence")
@@ -71,10 +68,10 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.arch not in DEFAULT_PRESET:
             raise TrilogyError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
-        if self.objective is not None and self.objective not in HEAD_FOR:
-            raise TrilogyError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
-        if self.objective is not None and ARCH_FOR[self.objective] != self.arch:
-            raise TrilogyError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise TrilogyError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective is not None and OBJECTIVES[self.objective].arch != self.arch:
+            raise TrilogyError(f"objective {self.objective!r} trains {OBJECTIVES[self.objective].arch} models, "
                                f"not {self.arch}")
         if self.preset is not None and self.preset not in PRESETS:
             raise TrilogyError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")

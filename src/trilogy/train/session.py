@@ -17,20 +17,13 @@ from ..data import load_corpus, special_tokens, train_tokenizer
 from ..data.corpus import Corpus
 from ..errors import TrilogyError
 from ..models import build_model
-from ..objectives import Batches, compute_loss
+from ..objectives import Batches, compute_loss, default_objective, get_objective
 from .distributed import Distributed
 from .evaluate import evaluate
 from .loop import TrainResult, TrainSettings, train
-from .options import DEFAULT_PRESET, HEAD_FOR, RunOptions
+from .options import DEFAULT_PRESET, RunOptions
 from .precision import resolve_precision
 from .state import latest_checkpoint
-
-OBJECTIVES = {  # (arch, corpus kind) -> objective
-    ("encoder", "text"): "mlm", ("encoder", "pairs"): "classification",
-    ("decoder", "text"): "clm", ("decoder", "pairs"): "clm",
-    ("encoder-decoder", "text"): "span", ("encoder-decoder", "pairs"): "seq2seq",
-}
-PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
 
 
 def train_settings(options: RunOptions, device: torch.device) -> TrainSettings:
@@ -50,13 +43,13 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
     the objective trains."""
     special = special_tokens(tokenizer)
     changes = dict(
-        vocab_size=tokenizer.get_vocab_size(), head=HEAD_FOR[objective],
+        vocab_size=tokenizer.get_vocab_size(), head=get_objective(objective).head,
         max_seq_len=max(options.seq_len, PRESETS[options.preset]["max_seq_len"]),
         pad_token_id=special.get("pad"), bos_token_id=special.get("bos"), eos_token_id=special.get("eos"),
     )
     if options.arch == "encoder-decoder":
         changes["decoder_start_token_id"] = special.get("decoder_start", special.get("pad"))
-    if objective == "classification":
+    if get_objective(objective).labelled:
         changes["num_labels"] = num_labels
     for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff", "position"):
         if getattr(options, name) is not None:
@@ -73,7 +66,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     if start is None:
         options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
-    options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
+    options.objective = options.objective or default_objective(options.arch, corpus.kind)
     data = objective_corpus(options.objective, corpus, options.data)
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
@@ -97,7 +90,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     if dist.is_main:
         options.save(out_dir)
 
-    labels = label_names(corpus) if options.objective == "classification" else None
+    labels = label_names(corpus) if get_objective(options.objective).labelled else None
     torch.manual_seed(options.seed)
     if start is None:
         model = build_model(model_config(options, tokenizer, options.objective, len(labels or ())))
@@ -128,9 +121,10 @@ def objective_corpus(objective: str, corpus: Corpus, data: str) -> Corpus:
     """What ``objective`` trains on in ``corpus``: the corpus itself, or for a text objective on a pairs
     corpus its sources (pre-training on the code before fine-tuning on the pairs). The tokenizer is still
     trained on the whole corpus, targets included, so that the fine-tuning can keep it."""
-    if objective in PAIRS and corpus.kind != "pairs":
+    reads = get_objective(objective).corpus_kind
+    if reads == "pairs" and corpus.kind != "pairs":
         raise TrilogyError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
-    return corpus.sources() if objective not in PAIRS and corpus.kind == "pairs" else corpus
+    return corpus.sources() if reads == "text" and corpus.kind == "pairs" else corpus
 
 
 def load_start(options: RunOptions):
@@ -156,8 +150,9 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
     if options.seq_len > start.config.max_seq_len and start.config.position in ("learned", "sinusoidal"):
         raise TrilogyError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
                            f"--init {options.init}")
-    changes: dict[str, Any] = {"head": HEAD_FOR[options.objective]}
-    if options.objective == "classification":
+    task = get_objective(options.objective)
+    changes: dict[str, Any] = {"head": task.head}
+    if task.labelled:
         changes["num_labels"] = num_labels
     if options.dropout is not None:
         changes["dropout"] = options.dropout
