@@ -20,7 +20,7 @@ def check_ids(ids: object, vocab_size: int, name: str = "input_ids", max_len: in
         raise TrilogyError(f"{name} must have shape (batch, length), got {tuple(ids.shape)}")
     if ids.size(0) == 0 or ids.size(1) == 0:
         raise TrilogyError(f"{name} is empty: shape {tuple(ids.shape)} (need at least one row and one token)")
-    low, high = int(ids.min()), int(ids.max())
+    low, high = torch.stack(torch.aminmax(ids)).tolist()  # one read from the device
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
         raise TrilogyError(f"{name} holds token id {bad}, outside [0, {vocab_size}) (vocab_size={vocab_size})")
@@ -34,7 +34,8 @@ def check_ids(ids: object, vocab_size: int, name: str = "input_ids", max_len: in
 def attention_mask_from(ids: Tensor, attention_mask: Tensor | None, padding_mask: Tensor | None,
                         name: str = "attention_mask", past: int = 0) -> Tensor | None:
     """One (B, past + T) bool mask, True = real token, from either an HF-style ``attention_mask`` (1 = real)
-    or the notebook's key-padding ``mask`` (True = padding)."""
+    or the notebook's key-padding ``mask`` (True = padding); None when no row has padding, so that no layer
+    builds a mask (the stacks take a mask as having padding)."""
     if attention_mask is not None and padding_mask is not None:
         raise TrilogyError(f"give either {name} (1 = real token) or a padding mask (True = padding), not both")
     mask = attention_mask if attention_mask is not None else padding_mask
@@ -49,7 +50,8 @@ def attention_mask_from(ids: Tensor, attention_mask: Tensor | None, padding_mask
         raise TrilogyError(f"{name} must hold only 0 and 1")
     mask = mask.bool()
     real = mask if attention_mask is not None else ~mask
-    empty_rows = (~real.any(dim=-1)).nonzero().flatten().tolist()
+    per_row = real.sum(dim=-1).tolist()  # (B,) real tokens: one read from the device for both checks
+    empty_rows = [row for row, count in enumerate(per_row) if count == 0]
     if empty_rows:
         raise TrilogyError(f"{name}: row(s) {empty_rows} have no real token")
-    return real
+    return None if all(count == real.size(-1) for count in per_row) else real

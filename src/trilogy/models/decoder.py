@@ -73,9 +73,7 @@ class DecoderOnlyTransformer(TransformerModel):
             if length + max_new_tokens > limit:
                 raise TrilogyError(f"the prompt ({length} tokens) + max_new_tokens ({max_new_tokens}) exceed the "
                                    f"model's max_seq_len={limit}; ask for at most {limit - length} new tokens")
-        mask = self._check(input_ids, "input_ids", attention_mask)
-        if mask is not None and bool(mask.all()):  # one read per call: then no step builds a mask
-            mask = None
+        mask = self._check(input_ids, "input_ids", attention_mask)  # None without padding: no step builds one
         positions = positions_from_mask(mask, input_ids.size(1), device=input_ids.device)  # (B|1, T)
         return StepInputs(input_ids, mask, positions), input_ids
 

@@ -66,9 +66,7 @@ class EncoderDecoderTransformer(TransformerModel):
         if decoder_start_token_id is None:
             raise TrilogyError("this encoder-decoder config has no decoder_start_token_id (nor pad_token_id); "
                                "pass decoder_start_token_id")
-        mask = self._check(input_ids, "input_ids", attention_mask)
-        if mask is not None and bool(mask.all()):  # one read per call: then no layer masks the source
-            mask = None
+        mask = self._check(input_ids, "input_ids", attention_mask)  # None without padding: no layer masks
         context, _ = self._encoded(input_ids, mask)  # (B, S_src, C)
         start = input_ids.new_full((input_ids.size(0), 1), decoder_start_token_id)  # (B, 1)
         return StepInputs(start, None, torch.zeros_like(start[:1]), context, mask), start
@@ -105,8 +103,9 @@ class EncoderDecoderTransformer(TransformerModel):
         if encoder_hidden_states is None:
             if input_ids is None:
                 raise TrilogyError("give input_ids or encoder_hidden_states")
-            encoder_hidden_states, encoder_attentions = self.encode(input_ids, attention_mask, return_attention)
-        if attention_mask is not None:
+            attention_mask = self._check(input_ids, "input_ids", attention_mask)
+            encoder_hidden_states, encoder_attentions = self._encoded(input_ids, attention_mask, return_attention)
+        elif attention_mask is not None:
             attention_mask = attention_mask.bool()
         past = cache.length if cache is not None else 0
         decoder_attention_mask = self._check(
