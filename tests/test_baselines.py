@@ -7,8 +7,8 @@ import json
 import pytest
 
 from trilogy.data import load_corpus, train_tokenizer
+from trilogy.objectives.pairs import word_f1
 from trilogy.train.baselines import copy_name_scores, name_as_docstring
-from trilogy.train.evaluate import word_f1
 
 
 @pytest.mark.parametrize("source, summary", [

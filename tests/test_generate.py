@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from torch.testing import assert_close
 from transformers import (
     GPT2Config,
     GPT2LMHeadModel,
@@ -19,7 +20,7 @@ from transformers import (
 )
 
 import trilogy
-from trilogy.blocks.cache import KVCache, append
+from trilogy.blocks.cache import KeyValues, KVCache
 from trilogy.cli import main as cli_main
 from trilogy.generate import _choose, generate, generate_text, settings_for, stream
 
@@ -83,25 +84,70 @@ def test_cached_decoding_gives_the_tokens_of_full_recomputation(preset):
 def test_the_cache_is_written_in_place_not_copied_each_step():
     model = trilogy.build("tiny-gpt2").eval()
     cache = KVCache.allocate(2, batch=1, n_kv_heads=4, capacity=20, d_head=16)
-    buffer = cache.layers[0].self_kv[0].untyped_storage()
+    buffer = cache.layers[0].self_kv.keys.untyped_storage()
     ids = torch.tensor([[5, 6, 7]])
     with torch.no_grad():
         for step in range(10):
             cache = model.run(ids, cache=cache).cache
-            keys = cache.layers[0].self_kv[0]
+            keys = cache.layers[0].self_kv.keys
             assert keys.untyped_storage().data_ptr() == buffer.data_ptr() and keys.size(2) == 3 + step
             ids = torch.tensor([[8 + step]])
 
 
-def test_append_doubles_the_buffer_when_it_is_full_and_keeps_the_values():
-    past = torch.randn(2, 3, 4, 5)  # no spare room
+def test_extending_doubles_the_buffer_when_it_is_full_and_keeps_the_values():
+    past = KeyValues(torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5))  # no spare room
     new = torch.randn(2, 3, 1, 5)
-    grown = append(past, new)
-    assert torch.equal(grown, torch.cat([past, new], dim=2))
-    assert grown.untyped_storage().nbytes() == 2 * 3 * 10 * 5 * 4  # room for 2 * 5 positions
-    again = append(grown, new)
-    assert again.data_ptr() == grown.data_ptr()  # written into the room
-    assert torch.equal(again, torch.cat([past, new, new], dim=2))
+    grown = past.extend(new, -new)
+    assert torch.equal(grown.keys, torch.cat([past.keys, new], dim=2))
+    assert torch.equal(grown.values, torch.cat([past.values, -new], dim=2))
+    assert grown.keys.untyped_storage().nbytes() == 2 * 3 * 10 * 5 * 4  # room for 2 * 5 positions
+    again = grown.extend(new, new)
+    assert again.keys.data_ptr() == grown.keys.data_ptr()  # written into the room
+    assert torch.equal(again.keys, torch.cat([past.keys, new, new], dim=2))
+
+
+def close(actual, expected):
+    assert_close(actual, expected, atol=1e-4, rtol=1e-4)  # spread weights give logits of tens
+
+
+def last_logits(model, ids, cache):
+    out = model.run(ids, cache=cache)
+    return out.logits[:, -1], out.cache
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_a_cache_continued_twice_keeps_both_continuations_right(preset):
+    """Branching: from one cache after the prompt, step A then step B; continuing A's cache must still give the
+    logits of recomputing its whole sequence (B's keys were once written into the room A uses)."""
+    model = spread_weights(trilogy.build(preset))
+    prompt, a, b, after = torch.tensor([[5, 6, 7, 8]]), torch.tensor([[9]]), torch.tensor([[10]]), torch.tensor([[11]])
+    with torch.no_grad():
+        _, start = last_logits(model, prompt, model.new_cache(1, 16))
+        _, after_a = last_logits(model, a, start)
+        logits_b, after_b = last_logits(model, b, start)
+        logits_a_next, _ = last_logits(model, after, after_a)
+        logits_b_next, _ = last_logits(model, after, after_b)
+        full = model.run(torch.cat([prompt, a, after], dim=1)).logits[:, -1]
+        close(logits_a_next, full)
+        close(logits_b, model.run(torch.cat([prompt, b], dim=1)).logits[:, -1])
+        close(logits_b_next, model.run(torch.cat([prompt, b, after], dim=1)).logits[:, -1])
+    assert not torch.allclose(logits_a_next, logits_b_next)  # the two branches differ
+
+
+def test_beam_reordering_is_in_place_and_refuses_the_overwritten_caches():
+    model = spread_weights(trilogy.build("tiny-gpt2"))
+    prompt = torch.tensor([[5, 6, 7], [8, 9, 10]])
+    with torch.no_grad():
+        _, cache = last_logits(model, prompt, model.new_cache(2, 16))
+        buffer = cache.layers[0].self_kv.keys.data_ptr()
+        swapped = cache.select(torch.tensor([1, 0]))
+        assert swapped.layers[0].self_kv.keys.data_ptr() == buffer  # no new buffers
+        logits, swapped = last_logits(model, torch.tensor([[11], [11]]), swapped)
+        expected = model.run(torch.cat([prompt.flip(0), torch.tensor([[11], [11]])], dim=1)).logits[:, -1]
+        close(logits, expected)
+        assert swapped.layers[0].self_kv.keys.data_ptr() == buffer
+        with pytest.raises(trilogy.TrilogyError, match="reordered in place"):
+            model.run(torch.tensor([[11], [11]]), cache=cache)
 
 
 def test_generate_text_keeps_the_notebook_results():

@@ -17,7 +17,7 @@ from trilogy import build
 from trilogy.data import special_ids, special_tokens
 from trilogy.objectives import (
     IGNORE,
-    PACKED,
+    OBJECTIVES,
     Batches,
     compute_loss,
     corrupt_spans,
@@ -52,7 +52,7 @@ def pairs_of(documents: list[str], objective: str) -> list[tuple[str, str]]:
 
 
 def batches(objective, tokenizers, documents, seq_len=32, batch_size=4, max_pairs=None, **options) -> Batches:
-    data = documents if objective in PACKED else pairs_of(documents, objective)[:max_pairs]
+    data = documents if OBJECTIVES[objective].corpus_kind == "text" else pairs_of(documents, objective)[:max_pairs]
     return Batches(objective, data, tokenizers[FAMILY[objective]], seq_len, batch_size, seed=7, **options)
 
 
@@ -365,8 +365,7 @@ def test_bad_arguments(tokenizers, documents):
 def test_blank_accuracy_counts_only_targets_shown_as_mask(tokenizers, documents):
     """Accuracy at [MASK] leaves out the chosen tokens left visible (which a model can copy); checked against
     the argmax of the model's own logits at the [MASK] positions."""
-    from trilogy.train.baselines import guess_accuracies
-    from trilogy.train.evaluate import blank_counts
+    from trilogy.objectives.masked import blank_counts, guess_accuracies
 
     tokenizer = tokenizers["encoder"]
     mask_id = special_tokens(tokenizer)["mask"]

@@ -72,3 +72,25 @@ def test_attend_weights_are_zero_where_masked_and_rows_sum_to_one(batch, heads, 
     torch.testing.assert_close(out, fast, atol=1e-5, rtol=1e-4)
     assert (weights * ~mask).abs().sum() == 0
     torch.testing.assert_close(weights.sum(-1), torch.ones(batch, heads, query_len))
+
+
+@SETTINGS
+@given(st.integers(1, 2), st.sampled_from([(4, 1), (4, 2), (6, 3)]), st.integers(1, 7), st.integers(0, 4),
+       st.booleans(), st.integers(0, 2**16))
+def test_grouped_query_attention_equals_attention_over_repeated_keys(batch, heads, new, past, causal, seed):
+    """Query head h uses key/value head h // (H / K); both paths get there without copying the keys."""
+    n_heads, n_kv = heads
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(batch, n_heads, new, 8, generator=g)
+    k, v = (torch.randn(batch, n_kv, past + new, 8, generator=g) for _ in range(2))
+    mask = causal_mask(new, past + new) if causal else None  # (1, 1, T, S)
+    repeated = {"k": k.repeat_interleave(n_heads // n_kv, 1), "v": v.repeat_interleave(n_heads // n_kv, 1)}
+    scores = (q @ repeated["k"].transpose(-2, -1)) / 8**0.5
+    if causal:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    expected_weights = scores.softmax(-1)
+    out, weights = attend(q, k, v, mask=mask, return_weights=True)
+    fast, _ = attend(q, k, v, mask=mask)
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(out, expected_weights @ repeated["v"])
+    torch.testing.assert_close(fast, expected_weights @ repeated["v"], atol=1e-5, rtol=1e-4)

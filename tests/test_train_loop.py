@@ -16,8 +16,9 @@ import trilogy
 from trilogy.cli import main
 from trilogy.data import load_corpus, special_tokens
 from trilogy.objectives import Batches
+from trilogy.objectives.pairs import word_f1
 from trilogy.train.distributed import Distributed
-from trilogy.train.evaluate import evaluate, word_f1
+from trilogy.train.evaluate import evaluate
 from trilogy.train.loop import NonFiniteLoss, TrainSettings, train
 from trilogy.train.optim import decay_groups, lr_at
 from trilogy.train.state import checkpoint_steps

@@ -13,6 +13,7 @@ from .blocks.heads import MLMHead
 from .blocks.position import PositionalEncoding
 from .config import PRESETS, ModelConfig
 from .convert import CheckpointError, from_pretrained
+from .errors import TrilogyError
 from .generate import generate_text
 from .models import (
     DecoderOnlyTransformer,
@@ -38,5 +39,5 @@ def build(config_or_preset: ModelConfig | str, **changes) -> TransformerModel:
 __all__ = [
     "PRESETS", "CheckpointError", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer",
     "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "TransformerModel",
-    "__version__", "build", "build_model", "from_pretrained", "generate_text",
+    "TrilogyError", "__version__", "build", "build_model", "from_pretrained", "generate_text",
 ]

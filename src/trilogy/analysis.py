@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig
+from .errors import TrilogyError
 from .models import build_model
 from .recommend import FAMILIES, NOTEBOOK_TASKS, recommend
 from .sizing import attention_map_elements, count_parameters, size_report
@@ -74,8 +76,8 @@ def equal_size_configs(d_model: int = 256, n_heads: int = 4, d_ff: int = 1024, n
     ``n_layers`` layers for the encoder and the decoder, ``n_layers / 2`` + ``n_layers / 2`` for the
     encoder-decoder, so all three have about the same parameters."""
     if n_layers < 2 or n_layers % 2:
-        raise ValueError(f"--layers must be an even number >= 2 (the encoder-decoder gets half per side), "
-                         f"got {n_layers}")
+        raise TrilogyError(f"--layers must be an even number >= 2 (the encoder-decoder gets half per side), "
+                           f"got {n_layers}")
     common = dict(vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, d_ff=d_ff, max_seq_len=max_seq_len,
                   position="learned", norm_position="pre", activation="gelu", dropout=0.0, pad_token_id=0,
                   eos_token_id=None, bos_token_id=1, decoder_start_token_id=0)
@@ -244,7 +246,7 @@ def practical_implementation_example(batch: int = 8, seq: int = 512, show: bool 
             "d_model": config.d_model, "heads": config.n_heads, "params": count_parameters(config),
             "attention_bytes": 4 * attention_map_elements(config, batch, seq, source),
         }
-    result = {"batch": batch, "seq": seq, "models": rows, "notebook_attention_bytes": notebook_attention,
+    result: dict[str, Any] = {"batch": batch, "seq": seq, "models": rows, "notebook_attention_bytes": notebook_attention,
               "objectives": {"BERT": "masked language modelling (+ next-sentence prediction in the original)",
                              "GPT": "causal language modelling (next token)",
                              "T5": "span corruption (text-to-text)"}}

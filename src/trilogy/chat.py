@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from .errors import TrilogyError
+
 
 @dataclass(frozen=True)
 class ChatTemplate:
@@ -48,7 +50,7 @@ class ChatTemplate:
             return self.compiled.render(messages=messages, add_generation_prompt=add_generation_prompt,
                                         tools=None, documents=None, **self.special_tokens)
         except jinja2.TemplateError as error:
-            raise ValueError(f"the chat template failed: {error}") from None
+            raise TrilogyError(f"the chat template failed: {error}") from None
 
 
 def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False) -> str:

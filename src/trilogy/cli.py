@@ -1,6 +1,7 @@
 """The ``trilogy`` command. Subcommands live one per module in ``trilogy.commands``; each module defines
-``register(subparsers)`` which adds its parser and sets ``func``. The CLI only parses and dispatches: errors a
-user can cause become one line on stderr and a non-zero exit, never a traceback."""
+``register(subparsers)`` which adds its parser and sets ``func``. The CLI only parses and dispatches: the errors
+a user can cause (``TrilogyError``) become one line on stderr and exit status 2; any other exception is a bug and
+surfaces with its traceback."""
 
 from __future__ import annotations
 
@@ -11,14 +12,23 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from .errors import TrilogyError
 
 
-class UserError(Exception):
-    """An error caused by the command line or its inputs: printed as one line, exit status 2."""
+class UserError(TrilogyError):
+    """An error caused by the command line itself (options that do not go together, a missing --out)."""
+
+
+class _CommandLine(argparse.ArgumentParser):
+    """argparse, with a bad command line reported like any other user error (one line, exit status 2) rather
+    than as the usage text followed by the message."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: error: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _CommandLine(
         prog="trilogy",
         description="Build, train, load, run, look inside and compare encoder-only, decoder-only and "
                     "encoder-decoder transformers.",
@@ -33,14 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UserError as error:
+        print(error, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     try:
         return int(args.func(args) or 0)
-    except (UserError, ValueError, TypeError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-            PermissionError) as error:
+    except TrilogyError as error:
         print(f"trilogy {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import TrilogyError
+
 ARCHS = ("encoder", "decoder", "encoder-decoder")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
@@ -87,10 +89,10 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise TrilogyError(f"{name} must be a positive integer, got {value!r}")
         if self.d_head is None:
             if self.d_model % self.n_heads:
-                raise ValueError(
+                raise TrilogyError(
                     f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}), "
                     "or give d_head explicitly"
                 )
@@ -98,13 +100,13 @@ class ModelConfig:
         if self.n_kv_heads is None:
             self.n_kv_heads = self.n_heads
         if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+            raise TrilogyError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if self.arch == "encoder-decoder" and self.n_decoder_layers is None:
             self.n_decoder_layers = self.n_layers
         if self.position == "rope" and self.d_head % 2:
-            raise ValueError(f"rotary positions need an even d_head, got {self.d_head}")
+            raise TrilogyError(f"rotary positions need an even d_head, got {self.d_head}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise TrilogyError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def scale(self) -> float:
@@ -124,7 +126,7 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown ModelConfig fields: {', '.join(unknown)}")
+            raise TrilogyError(f"unknown ModelConfig fields: {', '.join(unknown)}")
         return cls(**data)
 
     def to_json(self, path: str | Path | None = None) -> str:
@@ -158,7 +160,7 @@ class ModelConfig:
     def from_preset(cls, name: str, **changes: Any) -> ModelConfig:
         """A named preset (see ``PRESETS``), optionally with some fields changed."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
+            raise TrilogyError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}")
         data = {k: v for k, v in PRESETS[name].items() if k != "source"}
         data["extra"] = {"preset": name, "source": PRESETS[name].get("source")}
         config = cls.from_dict(data)
@@ -173,7 +175,7 @@ class ModelConfig:
         with causal self-attention only and a tied head; an encoder-decoder whose decoder cross-attends to the
         encoder output with source padding masked."""
         if not isinstance(d_model, int) or not isinstance(n_heads, int) or n_heads <= 0 or d_model % n_heads:
-            raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+            raise TrilogyError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         return cls(
             arch=arch, vocab_size=vocab_size, d_model=d_model, n_heads=n_heads, n_layers=n_layers, d_ff=d_ff,
             max_seq_len=max_seq_len, position="sinusoidal", embedding_scale=d_model**0.5, activation="relu",
@@ -184,7 +186,7 @@ class ModelConfig:
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        raise TrilogyError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 _BERT = dict(

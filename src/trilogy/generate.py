@@ -6,20 +6,24 @@ attends over the cache, so a token costs the same however long the text already 
 cache). For encoder-decoder models the encoder runs once and each layer's cross-attention keys/values are
 computed at the first step and kept in the cache.
 
+The model is driven only through its decoding API: ``model.start`` checks the inputs and prepares the first
+step, ``model.new_cache`` makes the cache, ``model.step`` returns the last position's logits and the extended
+cache. Nothing here knows which family it drives.
+
 Legend: B batch, N beams, T length, V vocabulary, C model width.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .blocks.cache import KVCache
-from .blocks.position import positions_from_mask
-from .models import DecoderOnlyTransformer, EncoderDecoderTransformer, TransformerModel
+from .errors import TrilogyError
+from .models import DecoderOnlyTransformer, StepInputs, TransformerModel
 
 #: HF's score for "not a candidate": large enough to lose every comparison, finite so sums stay ordered
 _EXCLUDED = -1.0e9
@@ -44,89 +48,23 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
+            raise TrilogyError(f"max_new_tokens must be an integer >= 0, got {self.max_new_tokens!r}")
         if not _is_int(self.num_beams) or self.num_beams < 1:
-            raise ValueError(f"num_beams must be an integer >= 1, got {self.num_beams!r}")
+            raise TrilogyError(f"num_beams must be an integer >= 1, got {self.num_beams!r}")
         if self.top_k is not None and (not _is_int(self.top_k) or self.top_k < 0):
-            raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
+            raise TrilogyError(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+            raise TrilogyError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.do_sample and not self.temperature > 0.0:
-            raise ValueError(f"temperature must be > 0 when sampling, got {self.temperature!r}")
+            raise TrilogyError(f"temperature must be > 0 when sampling, got {self.temperature!r}")
         if not self.repetition_penalty > 0.0:
-            raise ValueError(f"repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty!r}")
+            raise TrilogyError(f"repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty!r}")
         if self.do_sample and self.num_beams > 1:
-            raise ValueError("sampling with beam search is not supported: use num_beams=1 or do_sample=False")
+            raise TrilogyError("sampling with beam search is not supported: use num_beams=1 or do_sample=False")
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-# --- the model, one step at a time ------------------------------------------------------------------------
-
-
-@dataclass
-class _StepInputs:
-    """What the next decoding step feeds the model, for either family.
-
-    ``tokens`` is what the next step feeds (the prompt at first); ``mask`` (B, S) covers cached + new tokens
-    and is None when no row has padding, so steps build no mask; ``positions`` (B|1, T) are the new tokens'
-    positions; ``context``/``context_mask`` are the encoder output and its padding (encoder-decoder).
-    """
-
-    tokens: Tensor  # (B, T)
-    mask: Tensor | None
-    positions: Tensor
-    context: Tensor | None = None  # (B, S_src, C)
-    context_mask: Tensor | None = None  # (B, S_src)
-
-    def expand(self, n: int) -> _StepInputs:
-        """Each row repeated n times in place (row b becomes rows b*n .. b*n+n-1), for beam search."""
-
-        def rows(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t.repeat_interleave(n, dim=0)
-
-        positions = self.positions if self.mask is None else rows(self.positions)  # (1, T) serves every row
-        return _StepInputs(rows(self.tokens), rows(self.mask), positions, rows(self.context), rows(self.context_mask))
-
-    def advance(self, tokens: Tensor) -> _StepInputs:
-        """The state for feeding ``tokens`` (B, 1) after the current ones."""
-        mask = self.mask
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1)  # (B, S + 1)
-        return replace(self, tokens=tokens, mask=mask, positions=self.positions[:, -1:] + 1)
-
-
-def _start(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None,
-           decoder_start_token_id: int | None) -> tuple[_StepInputs, Tensor]:
-    """Validate the inputs once and return the first step's state and the sequences so far: the prompt
-    (decoder-only) or the decoder start token (encoder-decoder), (B, T)."""
-    mask = model._check(input_ids, "input_ids", attention_mask)
-    if mask is not None and bool(mask.all()):
-        mask = None
-    if isinstance(model, EncoderDecoderTransformer):
-        if decoder_start_token_id is None:
-            raise ValueError("this encoder-decoder config has no decoder_start_token_id (nor pad_token_id); "
-                             "pass decoder_start_token_id")
-        context, _ = model.encode(input_ids, mask)  # (B, S_src, C)
-        start = input_ids.new_full((input_ids.size(0), 1), decoder_start_token_id)
-        return _StepInputs(start, None, torch.zeros_like(start[:1]), context, mask), start
-    positions = positions_from_mask(mask, input_ids.size(1), device=input_ids.device)  # (B|1, T)
-    return _StepInputs(input_ids, mask, positions), input_ids
-
-
-def _next_logits(model: TransformerModel, step: _StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
-    """One forward step over ``step.tokens`` with the cache. Returns the last position's logits (B, V) as
-    float32 and the updated cache. Unlike ``model.run`` it neither re-validates the tokens it chose itself nor
-    projects positions other than the last onto the vocabulary."""
-    x = model.embeddings(step.tokens, step.positions)  # (B, T, C)
-    if isinstance(model, EncoderDecoderTransformer):
-        out = model.decoder(x, None, step.positions, context=step.context, context_mask=step.context_mask,
-                            cache=cache)
-    else:
-        out = model.stack(x, step.mask, step.positions, cache=cache)
-    return model.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
 
 # --- choosing tokens --------------------------------------------------------------------------------------
@@ -170,47 +108,36 @@ def _choose(logits: Tensor, sequences: Tensor, settings: Settings, generator: to
 # --- greedy and sampling, as a stream ------------------------------------------------------------------------
 
 
-def _token_stream(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None,
-                  settings: Settings, decoder_start_token_id: int | None) -> Iterator[Tensor]:
-    """Yield the sequences so far (B, T) first, then each step's new tokens (B,) until every row has produced
-    EOS or ``max_new_tokens`` tokens are out. Rows that finished get ``pad_token_id``."""
-    generator = None
-    if settings.seed is not None:
-        generator = torch.Generator(device=input_ids.device).manual_seed(settings.seed)
-    with torch.inference_mode():
-        step, sequences = _start(model, input_ids, attention_mask, decoder_start_token_id)
-    yield sequences.clone()
+def _token_stream(model: TransformerModel, inputs: StepInputs, sequences: Tensor, settings: Settings
+                  ) -> Iterator[Tensor]:
+    """Yield each step's new tokens (B,) after ``sequences`` (B, T), the prompt or start token ``model.start``
+    returned, until every row has produced EOS or ``max_new_tokens`` tokens are out. Rows that finished get
+    ``pad_token_id``."""
     if settings.max_new_tokens == 0:
         return
+    generator = None
+    if settings.seed is not None:
+        generator = torch.Generator(device=sequences.device).manual_seed(settings.seed)
     unfinished = torch.ones(sequences.size(0), dtype=torch.bool, device=sequences.device)
-    cache = _allocate(model, sequences.size(0), sequences.size(1) + settings.max_new_tokens)
+    cache = model.new_cache(sequences.size(0), sequences.size(1) + settings.max_new_tokens)
     for produced in range(1, settings.max_new_tokens + 1):
         with torch.inference_mode():
-            logits, cache = _next_logits(model, step, cache)  # (B, V)
+            logits, cache = model.step(inputs, cache)  # (B, V)
             tokens = _choose(logits, sequences, settings, generator)  # (B,)
             if settings.eos_token_id is not None:
                 tokens = torch.where(unfinished, tokens, settings.pad_token_id)
                 unfinished = unfinished & (tokens != settings.eos_token_id)
             sequences = torch.cat([sequences, tokens[:, None]], dim=1)
-            step = step.advance(tokens[:, None])
+            inputs = inputs.advance(tokens[:, None])
         yield tokens.clone()
         if settings.eos_token_id is not None and produced < settings.max_new_tokens and not bool(unfinished.any()):
-            return
-
-
-def _allocate(model: TransformerModel, batch: int, capacity: int) -> KVCache:
-    """An empty cache with room for ``capacity`` positions in every decoder layer, so no step copies it."""
-    config, weight = model.config, model.embeddings.tokens.weight
-    layers = config.n_decoder_layers if isinstance(model, EncoderDecoderTransformer) else config.n_layers
-    return KVCache.allocate(layers, batch, config.n_kv_heads, capacity, config.d_head, weight.dtype,
-                            weight.device)
+            return  # the stopping rule: one read per token
 
 
 # --- beam search -------------------------------------------------------------------------------------------
 
 
-def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None, settings: Settings,
-                 decoder_start_token_id: int | None) -> Tensor:
+def _beam_search(model: TransformerModel, inputs: StepInputs, start: Tensor, settings: Settings) -> Tensor:
     """Beam search with Hugging Face's rules, so the same weights give the same tokens.
 
     Each step scores every (beam, token) continuation by its summed log-probability and keeps the best 2N
@@ -225,13 +152,12 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
     """
     n, eos = settings.num_beams, settings.eos_token_id
     with torch.inference_mode():
-        step, start = _start(model, input_ids, attention_mask, decoder_start_token_id)
         batch, prompt_len = start.shape
         if settings.max_new_tokens == 0:
             return start.clone()
         max_len = prompt_len + settings.max_new_tokens
         device = start.device
-        step = step.expand(n)
+        inputs = inputs.expand(n)
         running = start.repeat_interleave(n, dim=0)  # (B*N, T)
         running_scores = torch.full((batch, n), _EXCLUDED, device=device)
         running_scores[:, 0] = 0.0  # all beams start identical: only the first may spread
@@ -242,9 +168,9 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
         pool_full = torch.zeros((batch, n), dtype=torch.bool, device=device)
         row_open = torch.ones((batch, 1), dtype=torch.bool, device=device)  # can the pool still improve?
         is_top_n = (torch.arange(2 * n, device=device) < n)[None]  # (1, 2N)
-        cache = _allocate(model, batch * n, max_len)  # beam reordering copies it: see KVCache.select
+        cache = model.new_cache(batch * n, max_len)  # reordered in place by KVCache.select
         for length in range(prompt_len, max_len):
-            logits, cache = _next_logits(model, step, cache)  # (B*N, V)
+            logits, cache = model.step(inputs, cache)  # (B*N, V)
             vocab = logits.size(-1)
             log_probs = logits.log_softmax(dim=-1)
             if settings.repetition_penalty != 1.0:
@@ -286,7 +212,7 @@ def _beam_search(model: TransformerModel, input_ids: Tensor, attention_mask: Ten
             if not bool(row_open.any()) or (settings.early_stopping and all_full):
                 break
             cache = cache.select(source_rows[picked_rows])
-            step = step.advance(running[:, -1:])
+            inputs = inputs.advance(running[:, -1:])
         out_len = prompt_len + int(pool_lengths[:, 0].max())
         return pool[:, 0, :out_len].clone()
 
@@ -303,42 +229,22 @@ def settings_for(model: TransformerModel, **options) -> Settings:
     return Settings(eos_token_id=eos, pad_token_id=eos if pad is None else pad, **options)
 
 
-def _check_model(model: object, input_ids: Tensor, settings: Settings) -> None:
-    """The model can generate, and the prompt plus the new tokens fit in its absolute positions."""
-    if not isinstance(model, DecoderOnlyTransformer | EncoderDecoderTransformer):
-        raise TypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(model).__name__}"
-                        " (an encoder-only model predicts masked tokens, it does not continue text)")
-    if model.lm_head is None:
-        raise ValueError(f"generate needs a model with an LM head; this config has head={model.config.head!r}")
-    limit = model._position_limit()
-    if limit is None or settings.max_new_tokens == 0 or not isinstance(input_ids, Tensor):
-        return
-    if isinstance(model, EncoderDecoderTransformer):
-        if 1 + settings.max_new_tokens > limit:
-            raise ValueError(f"the start token + max_new_tokens ({settings.max_new_tokens}) exceed the decoder's "
-                             f"max_seq_len={limit}; ask for at most {limit - 1} new tokens")
-        return
-    length = input_ids.size(-1)
-    if length >= limit:
-        raise ValueError(f"the prompt ({length} tokens) already fills the model's {limit} positions "
-                         "(max_seq_len): there is no room for a new token")
-    if length + settings.max_new_tokens > limit:
-        raise ValueError(f"the prompt ({length} tokens) + max_new_tokens ({settings.max_new_tokens}) exceed the "
-                         f"model's max_seq_len={limit}; ask for at most {limit - length} new tokens")
-
-
-def _decoder_start(model: TransformerModel, decoder_start_token_id: int | None) -> int | None:
-    if decoder_start_token_id is not None:
-        return decoder_start_token_id
-    config = model.config
-    return config.decoder_start_token_id if config.decoder_start_token_id is not None else config.pad_token_id
-
-
-def _in_eval_mode(model: TransformerModel):
+@contextmanager
+def _eval_mode(model: TransformerModel):
     """Generation runs without dropout; the model's train/eval mode is restored afterwards."""
     was_training = model.training
     model.eval()
-    return was_training
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _started(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None, settings: Settings,
+             decoder_start_token_id: int | None) -> tuple[StepInputs, Tensor]:
+    with _eval_mode(model), torch.inference_mode():
+        return model.start(input_ids, attention_mask, max_new_tokens=settings.max_new_tokens,
+                           decoder_start_token_id=decoder_start_token_id)
 
 
 def generate(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None = None, *,
@@ -360,42 +266,31 @@ def generate(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor 
         start token (encoder-decoder). Rows that finished early are padded with the pad token.
     """
     settings = settings_for(model, **options)
-    _check_model(model, input_ids, settings)
-    start_id = _decoder_start(model, decoder_start_token_id)
-    was_training = _in_eval_mode(model)
-    try:
+    inputs, sequences = _started(model, input_ids, attention_mask, settings, decoder_start_token_id)
+    with _eval_mode(model):
         if settings.num_beams > 1:
-            return _beam_search(model, input_ids, attention_mask, settings, start_id)
-        steps = _token_stream(model, input_ids, attention_mask, settings, start_id)
-        sequences = next(steps)
-        new_tokens = [tokens[:, None] for tokens in steps]
+            return _beam_search(model, inputs, sequences, settings)
+        new_tokens = [tokens[:, None] for tokens in _token_stream(model, inputs, sequences, settings)]
         return torch.cat([sequences, *new_tokens], dim=1)
-    finally:
-        model.train(was_training)
 
 
 def stream(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None = None, *,
            decoder_start_token_id: int | None = None, **options) -> Iterator[Tensor]:
     """Like ``generate`` (greedy or sampling), but an iterator over each step's new tokens (B,), each yielded
     as soon as it is chosen. Concatenated after the prompt (or start token) they equal ``generate``'s result.
-    The arguments are checked now, not at the first token. Beam search cannot stream: its best hypothesis is
-    only known at the end."""
+    The arguments are checked (and an encoder run) now, not at the first token. Beam search cannot stream: its
+    best hypothesis is only known at the end."""
     settings = settings_for(model, **options)
-    _check_model(model, input_ids, settings)
     if settings.num_beams > 1:
-        raise ValueError("beam search cannot stream (the best beam is only known at the end): use num_beams=1")
-    return _streamed(model, input_ids, attention_mask, settings, _decoder_start(model, decoder_start_token_id))
+        raise TrilogyError("beam search cannot stream (the best beam is only known at the end): use num_beams=1")
+    inputs, sequences = _started(model, input_ids, attention_mask, settings, decoder_start_token_id)
+    return _streamed(model, inputs, sequences, settings)
 
 
-def _streamed(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor | None, settings: Settings,
-              start_id: int | None) -> Iterator[Tensor]:
-    was_training = _in_eval_mode(model)
-    try:
-        steps = _token_stream(model, input_ids, attention_mask, settings, start_id)
-        next(steps)
-        yield from steps
-    finally:
-        model.train(was_training)
+def _streamed(model: TransformerModel, inputs: StepInputs, sequences: Tensor, settings: Settings
+              ) -> Iterator[Tensor]:
+    with _eval_mode(model):
+        yield from _token_stream(model, inputs, sequences, settings)
 
 
 def generate_text(model: DecoderOnlyTransformer, input_ids: Tensor, max_length: int = 20,
@@ -409,12 +304,11 @@ def generate_text(model: DecoderOnlyTransformer, input_ids: Tensor, max_length: 
     Returns:
         (B, max(T, max_length)) prompt followed by the generated tokens.
     """
-    if not isinstance(model, DecoderOnlyTransformer):
-        raise TypeError(f"generate_text needs a decoder-only model, got {type(model).__name__}")
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise TrilogyError(f"temperature must be > 0, got {temperature}")
     settings = Settings(max_new_tokens=max(0, max_length - input_ids.size(1)))
-    _check_model(model, input_ids, settings)
     model.eval()  # as the notebook does
-    steps = _token_stream(model, input_ids, None, settings, None)
-    return torch.cat([next(steps), *(tokens[:, None] for tokens in steps)], dim=1)
+    with torch.inference_mode():
+        inputs, sequences = model.start(input_ids, max_new_tokens=settings.max_new_tokens)
+    return torch.cat([sequences, *(tokens[:, None] for tokens in _token_stream(model, inputs, sequences, settings))],
+                     dim=1)

@@ -5,25 +5,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .errors import TrilogyError, TrilogyTypeError
+
 
 def check_ids(ids: object, vocab_size: int, name: str = "input_ids", max_len: int | None = None,
               past: int = 0) -> None:
     """Token ids must be a non-empty (B, T) integer tensor with values in [0, vocab_size) and, for models with
     absolute positions, ``past + T <= max_len``."""
     if not isinstance(ids, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
+        raise TrilogyTypeError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
     if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
-        raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
+        raise TrilogyTypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}")
     if ids.dim() != 2:
-        raise ValueError(f"{name} must have shape (batch, length), got {tuple(ids.shape)}")
+        raise TrilogyError(f"{name} must have shape (batch, length), got {tuple(ids.shape)}")
     if ids.size(0) == 0 or ids.size(1) == 0:
-        raise ValueError(f"{name} is empty: shape {tuple(ids.shape)} (need at least one row and one token)")
-    low, high = int(ids.min()), int(ids.max())
+        raise TrilogyError(f"{name} is empty: shape {tuple(ids.shape)} (need at least one row and one token)")
+    low, high = torch.stack(torch.aminmax(ids)).tolist()  # one read from the device
     if low < 0 or high >= vocab_size:
         bad = low if low < 0 else high
-        raise ValueError(f"{name} holds token id {bad}, outside [0, {vocab_size}) (vocab_size={vocab_size})")
+        raise TrilogyError(f"{name} holds token id {bad}, outside [0, {vocab_size}) (vocab_size={vocab_size})")
     if max_len is not None and past + ids.size(1) > max_len:
-        raise ValueError(
+        raise TrilogyError(
             f"{name} reaches position {past + ids.size(1)} but the model's positions stop at "
             f"max_seq_len={max_len}"
         )
@@ -32,22 +34,24 @@ def check_ids(ids: object, vocab_size: int, name: str = "input_ids", max_len: in
 def attention_mask_from(ids: Tensor, attention_mask: Tensor | None, padding_mask: Tensor | None,
                         name: str = "attention_mask", past: int = 0) -> Tensor | None:
     """One (B, past + T) bool mask, True = real token, from either an HF-style ``attention_mask`` (1 = real)
-    or the notebook's key-padding ``mask`` (True = padding)."""
+    or the notebook's key-padding ``mask`` (True = padding); None when no row has padding, so that no layer
+    builds a mask (the stacks take a mask as having padding)."""
     if attention_mask is not None and padding_mask is not None:
-        raise ValueError(f"give either {name} (1 = real token) or a padding mask (True = padding), not both")
+        raise TrilogyError(f"give either {name} (1 = real token) or a padding mask (True = padding), not both")
     mask = attention_mask if attention_mask is not None else padding_mask
     if mask is None:
         return None
     if not isinstance(mask, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
+        raise TrilogyTypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
     expected = (ids.size(0), past + ids.size(1))
     if tuple(mask.shape) != expected:
-        raise ValueError(f"{name} has shape {tuple(mask.shape)} but the ids need {expected}")
+        raise TrilogyError(f"{name} has shape {tuple(mask.shape)} but the ids need {expected}")
     if mask.is_floating_point() and not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError(f"{name} must hold only 0 and 1")
+        raise TrilogyError(f"{name} must hold only 0 and 1")
     mask = mask.bool()
     real = mask if attention_mask is not None else ~mask
-    empty_rows = (~real.any(dim=-1)).nonzero().flatten().tolist()
+    per_row = real.sum(dim=-1).tolist()  # (B,) real tokens: one read from the device for both checks
+    empty_rows = [row for row, count in enumerate(per_row) if count == 0]
     if empty_rows:
-        raise ValueError(f"{name}: row(s) {empty_rows} have no real token")
-    return real
+        raise TrilogyError(f"{name}: row(s) {empty_rows} have no real token")
+    return None if all(count == real.size(-1) for count in per_row) else real

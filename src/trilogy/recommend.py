@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .errors import TrilogyTypeError
+
 FAMILIES = {
     "encoder-only": "Encoder-only (BERT-style)",
     "decoder-only": "Decoder-only (GPT-style)",
@@ -232,7 +234,7 @@ def read_factors(text: str) -> dict[str, Factor]:
 def recommend(task: str) -> Recommendation:
     """Recommend a family for a task described in free text (e.g. "translate support emails to German")."""
     if not isinstance(task, str):
-        raise TypeError(f"the task must be text, got {type(task).__name__}")
+        raise TrilogyTypeError(f"the task must be text, got {type(task).__name__}")
     factors = read_factors(task)
     scores = dict.fromkeys(FAMILIES, 0.0)
     for name, factor in factors.items():

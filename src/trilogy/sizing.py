@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from .config import ModelConfig
+from .errors import TrilogyError
 from .objectives import MASK_PROBABILITY
 
 LOSS_CHUNK_ROWS = 1024  # rows per chunk of the fused loss: blocks/loss.py, linear_cross_entropy's default
@@ -456,18 +457,18 @@ def check_modes(precision: str, training: bool, attention: str, checkpointing: b
                 batch: int) -> None:
     """Raise ValueError for an unknown mode or a combination trilogy does not run."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise TrilogyError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if attention not in ATTENTION_PATHS:
-        raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {attention!r}")
+        raise TrilogyError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, got {attention!r}")
     if not isinstance(fsdp_shards, int) or fsdp_shards < 1:
-        raise ValueError(f"--fsdp-shards must be a positive integer, got {fsdp_shards!r}")
+        raise TrilogyError(f"--fsdp-shards must be a positive integer, got {fsdp_shards!r}")
     if not training:
         for name, used in (("--checkpoint-activations", checkpointing), ("--fsdp-shards", fsdp_shards > 1),
                            ("--precision bf16-autocast", precision == "bf16-autocast")):
             if used:
-                raise ValueError(f"{name} applies to a training step, not to --inference")
+                raise TrilogyError(f"{name} applies to a training step, not to --inference")
     if batch % fsdp_shards:
-        raise ValueError(f"--batch {batch} does not split evenly over --fsdp-shards {fsdp_shards}")
+        raise TrilogyError(f"--batch {batch} does not split evenly over --fsdp-shards {fsdp_shards}")
 
 
 def memory_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None = None, precision: str = "fp32",
@@ -538,12 +539,12 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
     seq = config.max_seq_len if seq is None else seq
     for name, value in (("batch", batch), ("seq", seq), ("src", src if src is not None else 1)):
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+            raise TrilogyError(f"--{name} must be a positive integer, got {value!r}")
     if config.position in ("learned", "sinusoidal") and max(seq, src or 0) > config.max_seq_len:
-        raise ValueError(f"this model's positions stop at max_seq_len={config.max_seq_len}; "
-                         f"--seq/--src {max(seq, src or 0)} is longer")
+        raise TrilogyError(f"this model's positions stop at max_seq_len={config.max_seq_len}; "
+                           f"--seq/--src {max(seq, src or 0)} is longer")
     if config.arch != "encoder-decoder" and src is not None:
-        raise ValueError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
+        raise TrilogyError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
     memory = memory_breakdown(config, batch, seq, src, precision, training, attention,
                               checkpointing=checkpointing, fsdp_shards=fsdp_shards)
     flops = flops_breakdown(config, batch, seq, src)

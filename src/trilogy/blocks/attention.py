@@ -15,13 +15,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.torch_version import TorchVersion
 
 from ..config import ModelConfig
-from .cache import append
+from .cache import KeyValues
 from .dropout import dropout
 from .linear import Linear
 from .masks import causal_mask
 from .position import apply_rotary
+
+#: SDPA attends each group of query heads to its key/value head itself from torch 2.5 (``enable_gqa``)
+_SDPA_GROUPS = TorchVersion(torch.__version__) >= (2, 5)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None,
@@ -37,24 +41,27 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     Returns:
         output (B, H, T, D) and the weights (B, H, T, S) when ``return_weights`` else None.
     """
-    n_heads, n_kv = q.size(1), k.size(1)
-    if n_kv != n_heads:
-        k = k.repeat_interleave(n_heads // n_kv, dim=1)  # (B, H, S, D)
-        v = v.repeat_interleave(n_heads // n_kv, dim=1)
-    if not return_weights and (dropout_p == 0.0 or q.device.type != "cpu"):  # GPU kernels fuse dropout
-        out = F.scaled_dot_product_attention(
+    batch, n_heads, length, _ = q.shape
+    n_kv = k.size(1)
+    grouped = {"enable_gqa": True} if n_kv != n_heads else {}
+    if not return_weights and (dropout_p == 0.0 or q.device.type != "cpu") and (not grouped or _SDPA_GROUPS):
+        out = F.scaled_dot_product_attention(  # GPU kernels fuse dropout
             q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
-            is_causal=is_causal and q.size(2) > 1, scale=scale,
+            is_causal=is_causal and q.size(2) > 1, scale=scale, **grouped,
         )
         return out, None
-    scores = (q @ k.transpose(-2, -1)) * (q.size(-1) ** -0.5 if scale is None else scale)  # (B, H, T, S)
+    # the query heads of one key/value head side by side, so keys and values are used as they are (not copied)
+    q = q.reshape(batch, n_kv, n_heads // n_kv * length, -1)  # (B, K, H/K * T, D)
+    scores = (q @ k.transpose(-2, -1)).view(batch, n_heads, length, -1)  # (B, H, T, S)
+    scores = scores * (q.size(-1) ** -0.5 if scale is None else scale)
     if bias is not None:
         scores = scores + bias
     elif is_causal or mask is not None:
-        allowed = causal_mask(q.size(2), k.size(2), q.device) if is_causal else mask
+        allowed = causal_mask(length, k.size(2), q.device) if is_causal else mask
         scores = scores.masked_fill(~allowed, float("-inf"))
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
-    return dropout(weights, dropout_p) @ v, weights if return_weights else None  # (B, H, T, D)
+    out = dropout(weights, dropout_p).reshape(batch, n_kv, -1, k.size(2)) @ v  # (B, K, H/K * T, D)
+    return out.view(batch, n_heads, length, -1), weights if return_weights else None  # (B, H, T, D)
 
 
 class Attention(nn.Module):
@@ -104,8 +111,8 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 bias: Tensor | None = None, is_causal: bool = False,
-                rotary: tuple[Tensor, Tensor] | None = None, past: tuple[Tensor, Tensor] | None = None,
-                return_attention: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor], Tensor | None]:
+                rotary: tuple[Tensor, Tensor] | None = None, past: KeyValues | None = None,
+                return_attention: bool = False) -> tuple[Tensor, KeyValues, Tensor | None]:
         """Attend from x to itself (self) or to ``context`` (cross).
 
         Args:
@@ -113,20 +120,21 @@ class Attention(nn.Module):
             context: (B, S, C) encoder output, for cross-attention (unused when ``past`` holds its k, v).
             mask, bias, is_causal: see ``attend``.
             rotary: (cos, sin), each (B, 1, T, D), applied to q and k (self-attention).
-            past: cached (k, v), each (B, K, S_past, D). Self-attention appends the new keys to it;
-                cross-attention reuses it as it is.
+            past: cached keys and values, each (B, K, S_past, D). Self-attention extends them by the new ones;
+                cross-attention reuses them as they are.
         Returns:
             output (B, T, C); the keys and values to cache, each (B, K, S, D); weights (B, H, T, S) or None.
         """
-        if self.cross and past is not None:
-            q, (k, v) = self._heads(self.q(x), self.n_heads), past  # cross-attention's keys/values, cached
+        if self.cross and past is not None:  # cross-attention's keys and values, cached
+            q, k, v = self._heads(self.q(x), self.n_heads), past.keys, past.values
         else:
             q, k, v = self.project(x, context, rotary)
             if past is not None:
-                k, v = append(past[0], k), append(past[1], v)  # (B, K, S, D), written into the cache's room
+                past = past.extend(k, v)  # written into the cache's room (see cache.py)
+                k, v = past.keys, past.values  # (B, K, S, D)
         out, weights = attend(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention,
         )
         out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, H * D)
-        return self.out(out), (k, v), weights
+        return self.out(out), past if past is not None else KeyValues(k, v), weights

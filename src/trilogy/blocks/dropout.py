@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import TrilogyError
+
 
 def keep_mask(like: Tensor, p: float) -> Tensor:
     """True where an element is kept (probability 1 - p), shaped as ``like``. bool"""
@@ -36,7 +38,7 @@ class Dropout(nn.Module):
     def __init__(self, p: float):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {p}")
+            raise TrilogyError(f"dropout must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:

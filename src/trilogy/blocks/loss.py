@@ -37,7 +37,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + chunk_rows)
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
             keep = y != IGNORE_INDEX  # (n,)
-            every_row = bool(keep.all())
             target = y.clamp(min=0)[:, None]  # (n, 1); ignored rows point at token 0 and are masked below
             if reuse:
                 logits = logits_room[:h.size(0)]
@@ -55,13 +54,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 log_probs = logits.log_softmax(dim=-1)  # (n, V); the logits are not needed any more
             del logits
             picked = log_probs.gather(1, target).squeeze(1)  # (n,)
-            total -= picked.sum() if every_row else picked[keep].sum()
+            total -= torch.where(keep, picked, 0.0).sum()  # no read of keep back from the device
             if not needs_grad:
                 continue
             grad_logits = log_probs.exp_()  # d(sum of losses)/d(logits) = softmax - onehot, in place
             grad_logits.scatter_add_(1, target, -keep[:, None].to(grad_logits.dtype))
-            if not every_row:
-                grad_logits[~keep] = 0.0
+            grad_logits.masked_fill_(~keep[:, None], 0.0)
             grad_logits = grad_logits.to(h.dtype)
             grad_hidden[rows] = grad_logits @ weight.to(h.dtype)  # (n, C)
             grad_weight += (grad_logits.t() @ h).float()  # (V, C)

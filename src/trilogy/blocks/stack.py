@@ -61,10 +61,10 @@ class TransformerStack(nn.Module):
         """The self-attention mask, bias and causal flag every layer of this stack receives.
 
         Returns (mask (B|1, 1, T, S) bool or None, bias (1|B, H, T, S) float or None, is_causal). ``is_causal``
-        lets SDPA apply causality itself when there is no padding and no cache offset.
+        lets SDPA apply causality itself when there is no padding and no cache offset. ``attention_mask`` is
+        None when no row has padding: the models check that once per call (``inputs.attention_mask_from``),
+        so no layer reads the mask back from the device.
         """
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None
         is_causal = self.causal and attention_mask is None and query_len == key_len
         needs_mask = attention_mask is not None or (self.causal and 1 < query_len < key_len)
         mask = self_attention_mask(attention_mask, query_len, key_len, self.causal) if needs_mask else None
@@ -83,6 +83,7 @@ class TransformerStack(nn.Module):
         """Args:
             x: (B, T, C) embedded input.
             attention_mask: (B, S) with 1 for real tokens, covering cached and new positions; None = no padding.
+                (A mask is taken as it is: a mask without padding costs SDPA its fastest path.)
             positions: (B, T) position ids for rotary angles (default: following the mask).
             context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
             cache: the KVCache from the previous step, or ``KVCache.empty(n_layers)`` to start one.
@@ -94,8 +95,6 @@ class TransformerStack(nn.Module):
             if positions is None:
                 positions = positions_from_mask(attention_mask, x.size(1), past, x.device)
             rotary = self.rotary(positions)
-        if context_mask is not None and bool(context_mask.all()):
-            context_mask = None
         cross_mask = cross_attention_mask(context_mask)
         layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
         new_caches, self_attentions, cross_attentions = [], [], []

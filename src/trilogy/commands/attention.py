@@ -7,10 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config import PRESETS
+from ..errors import TrilogyNotFoundError
 from ..models import TransformerModel
 from ..viz.attention import draw_all
 from ..viz.explorer import VIEWS
@@ -31,7 +33,7 @@ def load(spec: str, seed: int = 0) -> TransformerModel:
     try:
         return from_pretrained(spec)
     except FileNotFoundError as error:
-        raise FileNotFoundError(f"{error}; nor is it a preset ({', '.join(PRESETS)})") from None
+        raise TrilogyNotFoundError(f"{error}; nor is it a preset ({', '.join(PRESETS)})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     name = Path(args.model).name if args.model not in PRESETS else f"{args.model} (random weights)"
     pngs = [] if args.no_png else draw_all(maps, out, f"{name}: ", progress=not args.json)
     page = write_page(maps, out / "attention.html", f"Attention of {name}", name, args.view, generation)
-    summary = {"page": str(page), "pngs": [str(p) for p in pngs],
+    summary: dict[str, Any] = {"page": str(page), "pngs": [str(p) for p in pngs],
                "kinds": {kind: {"layers": len(layers), "heads": layers[0].size(0),
                                 "queries": maps.queries[kind], "keys": maps.keys[kind]}
                          for kind, layers in maps.weights.items()}}

@@ -8,12 +8,13 @@ import argparse
 import json
 
 from ..analysis import compare_architectures, format_comparison
+from ..errors import TrilogyError
 
 
 def run(args: argparse.Namespace) -> int:
     for name in ("batch", "seq", "d_model", "heads", "d_ff"):
         if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     result = compare_architectures(measure=args.measure, batch=args.batch, seq=args.seq, show=False,
                                    d_model=args.d_model, n_heads=args.heads, d_ff=args.d_ff, n_layers=args.layers)
     print(json.dumps(result, indent=2) if args.json else format_comparison(result))

@@ -10,6 +10,7 @@ import json
 import torch
 
 from ..cli import UserError
+from ..objectives import OBJECTIVES, default_objective, get_objective
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train.baselines import baselines
     from ..train.distributed import setup
     from ..train.evaluate import evaluate
-    from ..train.session import OBJECTIVES, RUN_FILE, label_names, objective_corpus
+    from ..train.options import RUN_FILE
+    from ..train.session import label_names, objective_corpus
 
     folder = resolve(args.path)
     if args.threads is not None:
@@ -34,24 +36,25 @@ def run(args: argparse.Namespace) -> int:
     if data is None:
         raise UserError("--data is required (this folder has no run.json saying what it was trained on)")
     corpus = load_corpus(data)
-    objective = args.objective or trained.get("objective") or OBJECTIVES[(model.config.arch, corpus.kind)]
+    objective = args.objective or trained.get("objective") or default_objective(model.config.arch, corpus.kind)
     corpus = objective_corpus(objective, corpus, data)
     seq_len = args.seq_len or trained.get("seq_len") or 128
     dist = setup(args.device)
     model.to(dist.device)
-    labels = label_names(corpus) if objective == "classification" else None
+    task = get_objective(objective)
+    labels = label_names(corpus) if task.labelled else None
     metrics = evaluate(model, objective, corpus, model.tokenizer, seq_len, args.batch_size, args.max_batches, dist,
                        labels, repetition_penalty=args.repetition_penalty)
     reference = baselines(objective, corpus, model.tokenizer, seq_len, args.batch_size, args.max_batches)
     report = dict(path=str(folder), data=data, objective=objective, seq_len=seq_len, metrics=metrics,
                   baselines=reference)
-    if objective == "seq2seq":
+    if task.generates:
         report["generation"] = {"greedy": True, "repetition_penalty": args.repetition_penalty}
     if args.json:
         print(json.dumps(report))
         return 0
     print(f"{folder} on {data} (validation split), objective {objective}, seq_len {seq_len}")
-    if objective == "seq2seq":
+    if task.generates:
         print(f"  generations: greedy, repetition penalty {args.repetition_penalty:g}")
     for name, value in metrics.items():
         print(f"  {name:15s} {value:.4f}" if isinstance(value, float) else f"  {name:15s} {value}")
@@ -66,7 +69,7 @@ def register(subparsers) -> None:
     parser.add_argument("path", help="a folder written by `trilogy train` (or any checkpoint with tokenizer.json, "
                                      "by folder or Hugging Face model name)")
     parser.add_argument("--data", help="the corpus (default: the one the run trained on)")
-    parser.add_argument("--objective", help="mlm, clm, span, denoise, seq2seq or classification (default: the run's)")
+    parser.add_argument("--objective", help=f"{', '.join(OBJECTIVES)} (default: the run's)")
     parser.add_argument("--seq-len", type=int, help="tokens per sequence (default: the run's, else 128)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default 16)")
     parser.add_argument("--max-batches", type=int, default=None,

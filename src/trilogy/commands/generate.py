@@ -81,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if args.json or args.num_beams > 1:
         output = generate(model, input_ids, **options)[0]
-        new_ids = output[input_ids.size(1):] if decoder_only else output[1:]
-        new_ids = new_ids.tolist()
+        new_ids = (output[input_ids.size(1):] if decoder_only else output[1:]).tolist()
         if not args.json:
             if echo:
                 print(prompt, end="")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import TrilogyError
 from ..models import build_model
 from ..viz.masks import draw_masks, family_masks, model_masks
 from .size import config_from
@@ -17,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
         # the masks depend on the family and the position scheme, not on depth, vocabulary or weights
         config = config_from(args.model)
         if args.src is not None and config.arch != "encoder-decoder":
-            raise ValueError(f"--src is for encoder-decoder models; this one is {config.arch!r}")
+            raise TrilogyError(f"--src is for encoder-decoder models; this one is {config.arch!r}")
         model = build_model(config.replace(n_layers=1, vocab_size=64))
         panels = list(model_masks(model, args.seq, args.src, args.pad).values())
     if args.json:

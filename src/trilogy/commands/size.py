@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from ..config import PRESETS, ModelConfig
+from ..errors import TrilogyError
 from ..sizing import ATTENTION_PATHS, PRECISIONS, size_report
 
 
@@ -25,7 +26,7 @@ def config_from(spec: str) -> ModelConfig:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} is not JSON ({error})") from None
+            raise TrilogyError(f"{path} is not JSON ({error})") from None
         if "arch" in data:
             return ModelConfig.from_dict(data)
         from ..convert import hf
@@ -37,7 +38,7 @@ def config_from(spec: str) -> ModelConfig:
     try:
         return read_layout(resolve(spec)).config
     except FileNotFoundError as error:
-        raise ValueError(f"{error}; nor is it a preset ({', '.join(PRESETS)}) or a config .json file") from None
+        raise TrilogyError(f"{error}; nor is it a preset ({', '.join(PRESETS)}) or a config .json file") from None
 
 
 def human(count: float, unit: str = "") -> str:

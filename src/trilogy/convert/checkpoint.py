@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..config import ModelConfig
+from ..errors import TrilogyError, TrilogyTypeError
 from ..models import TransformerModel
 from . import hf
 from .errors import CheckpointError
@@ -167,9 +168,9 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
         The folder.
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        raise TrilogyError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not isinstance(model, TransformerModel):
-        raise TypeError(f"save_pretrained needs a trilogy model, got {type(model).__name__}")
+        raise TrilogyTypeError(f"save_pretrained needs a trilogy model, got {type(model).__name__}")
     config = model.config
     hf_config, layout = None, Layout(config)
     if format != NATIVE:

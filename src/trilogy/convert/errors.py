@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from ..errors import TrilogyError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(TrilogyError):
     """A checkpoint folder that cannot be loaded (or a model that cannot be saved) as asked. The message says
-    what is wrong and, where it helps, what was expected. A ValueError, so the CLI prints it as a user error."""
+    what is wrong and, where it helps, what was expected."""

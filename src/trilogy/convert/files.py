@@ -21,10 +21,10 @@ SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token
 def checkpoint_folder(path: str | Path) -> Path:
     folder = Path(path)
     if not folder.exists():
-        raise FileNotFoundError(f"no checkpoint folder at {folder}")
+        raise CheckpointError(f"no checkpoint folder at {folder}")
     if not folder.is_dir():
-        raise NotADirectoryError(f"{folder} is not a folder; a checkpoint is a folder holding config.json "
-                                 "and the weights")
+        raise CheckpointError(f"{folder} is not a folder; a checkpoint is a folder holding config.json and the "
+                              "weights")
     return folder
 
 

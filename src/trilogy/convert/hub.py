@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..errors import TrilogyError, TrilogyNotFoundError
 from .files import checkpoint_folder, weights_file
 
 #: what ``from_pretrained`` reads, as transformers fetches it for a model with safetensors weights
@@ -32,7 +33,7 @@ def resolve(path_or_name: str | Path, revision: str | None = None) -> Path:
     path = Path(path_or_name)
     if path.exists():
         if revision is not None:
-            raise ValueError(f"revision={revision!r} selects a version of a Hugging Face model, but {path} is a "
+            raise TrilogyError(f"revision={revision!r} selects a version of a Hugging Face model, but {path} is a "
                              "folder")
         return checkpoint_folder(path)
     if isinstance(path_or_name, Path) or not REPO_ID.fullmatch(path_or_name) or path_or_name.startswith("."):
@@ -53,7 +54,7 @@ def _from_hub(name: str, revision: str | None) -> Path:
         where = f"the Hugging Face cache {constants.HF_HUB_CACHE}"
         why = ("offline (HF_HUB_OFFLINE is set), so the Hub was not asked" if constants.HF_HUB_OFFLINE
                else f"looking it up on the Hub failed: {_first_line(error)}")
-        raise FileNotFoundError(f"{name!r} is neither a folder nor a model{version} in {where}; {why}") from None
+        raise TrilogyNotFoundError(f"{name!r} is neither a folder nor a model{version} in {where}; {why}") from None
     weights_file(folder)  # a snapshot without weights is refused here, naming what it holds
     return folder
 

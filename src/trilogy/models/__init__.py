@@ -2,6 +2,7 @@
 
 from .base import ModelOutput, TransformerModel
 from .decoder import DecoderOnlyTransformer
+from .decoding import StepInputs
 from .encoder import EncoderOnlyTransformer
 from .encoder_decoder import EncoderDecoderTransformer
 
@@ -19,5 +20,5 @@ def build_model(config) -> TransformerModel:
 
 __all__ = [
     "FAMILIES", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer", "ModelOutput",
-    "TransformerModel", "build_model",
+    "StepInputs", "TransformerModel", "build_model",
 ]

@@ -7,15 +7,19 @@ Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
 from ..blocks.cache import KVCache
+from ..blocks.embedding import Embeddings
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyError, TrilogyTypeError
 from ..inputs import attention_mask_from, check_ids
+from .decoding import StepInputs
 
 
 @dataclass
@@ -43,20 +47,21 @@ class TransformerModel(nn.Module):
     arch: str = ""
     #: the ``tokenizers.Tokenizer`` of the checkpoint's tokenizer.json (set by ``trilogy.from_pretrained``, or by
     #: you); ``save_pretrained`` writes it back beside the weights
-    tokenizer = None
+    tokenizer: Any = None
     #: the checkpoint's ``trilogy.chat.ChatTemplate`` (chat_template.jinja or tokenizer_config.json's
     #: ``chat_template``), set by ``trilogy.from_pretrained``; None when it has none. See ``chat_prompt``.
-    chat_template = None
+    chat_template: Any = None
+    embeddings: Embeddings  # built by each family's ``build``
 
     def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
                  d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
         super().__init__()
         if config is None:
             if vocab_size is None:
-                raise TypeError(f"{type(self).__name__} needs vocab_size (the notebook's signature) or config=")
+                raise TrilogyTypeError(f"{type(self).__name__} needs vocab_size (the notebook's signature) or config=")
             config = ModelConfig.notebook(self.arch, vocab_size, d_model, n_heads, n_layers, d_ff, max_seq_len)
         if config.arch != self.arch:
-            raise ValueError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
+            raise TrilogyError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
         self.config = config
         self.build(config)
         self.init_weights()
@@ -72,21 +77,21 @@ class TransformerModel(nn.Module):
         """The LM or MLM head (``LMHead`` / ``MLMHead``), or None for models without one."""
         return None
 
-    def output_projection(self) -> nn.Linear | None:
+    def output_projection(self) -> nn.Module | None:
         """The linear layer that maps hidden states to the vocabulary (tied to the input embeddings when the
         config says so), or None for models without an LM head."""
         head = self.output_head()
-        return head.projection if head is not None else None
+        return cast(nn.Module, head.projection) if head is not None else None
 
-    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Mean cross-entropy of the LM/MLM head on ``hidden`` (B, T, C) against ``labels`` (B, T), -100 = not
         counted; the logits are never materialised whole (see ``blocks/loss.py``).
         Returns (loss, counted tokens, tokens the argmax predicts)."""
         head = self.output_head()
         if head is None:
-            raise ValueError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
+            raise TrilogyError(f"this {self.config.arch} model has head {self.config.head!r}, no LM head for labels")
         if tuple(labels.shape) != tuple(hidden.shape[:2]):
-            raise ValueError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
+            raise TrilogyError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
         counted = labels != -100  # only counted rows reach the head: for MLM that is 15% of them
         projection = head.projection
         total, count, correct = linear_cross_entropy(head.features(hidden[counted]), projection.weight,
@@ -152,7 +157,7 @@ class TransformerModel(nn.Module):
             ValueError: the model has no chat template, or the template refuses the messages.
         """
         if self.chat_template is None:
-            raise ValueError("this model has no chat template: its checkpoint has no chat_template.jinja and no "
+            raise TrilogyError("this model has no chat template: its checkpoint has no chat_template.jinja and no "
                              "chat_template in tokenizer_config.json")
         return self.chat_template.render(messages, add_generation_prompt)
 
@@ -162,6 +167,44 @@ class TransformerModel(nn.Module):
         from ..generate import generate  # generate.py drives the models, so it is imported when needed
 
         return generate(self, input_ids, attention_mask, **options)
+
+    # --- decoding one step at a time: all that generation calls -------------------------------------------
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """Check a prompt (decoder-only) or source (encoder-decoder) for decoding ``max_new_tokens`` tokens, and
+        prepare the first step (for an encoder-decoder, this runs the encoder).
+
+        Args:
+            input_ids: (B, T) prompt or source; attention_mask: (B, T) 1 = real token, None = no padding;
+            decoder_start_token_id: encoder-decoder only; default the config's (or its pad token).
+        Returns:
+            the first step's ``StepInputs`` and the sequences so far (B, T0): the prompt, or the start token.
+        """
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
+
+    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """Feed ``inputs.tokens`` with the cache of the tokens before them. Unlike ``run``, it neither re-checks
+        the tokens (generation chose them) nor projects positions other than the last onto the vocabulary.
+
+        Returns:
+            the last position's logits (B, V) as float32, and the cache extended by the new tokens.
+        """
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer that ``step``
+        runs, so that no step up to that length copies it."""
+        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
+
+    def _allocate_cache(self, stack: TransformerStack, batch: int, capacity: int) -> KVCache:
+        weight = self.embeddings.tokens.weight
+        return KVCache.allocate(len(stack.layers), batch, self.config.n_kv_heads, capacity, self.config.d_head,
+                                weight.dtype, weight.device)
+
+    def _check_lm_head(self) -> None:
+        if self.output_head() is None:
+            raise TrilogyError(f"generate needs a model with an LM head; this config has head={self.config.head!r}")
 
     def set_activation_checkpointing(self, enabled: bool = True) -> TransformerModel:
         """Recompute every layer's activations during backward instead of storing them: activation memory

@@ -14,7 +14,9 @@ from ..blocks.heads import LMHead
 from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyError
 from .base import ModelOutput, TransformerModel
+from .decoding import StepInputs
 
 
 class DecoderOnlyTransformer(TransformerModel):
@@ -56,6 +58,35 @@ class DecoderOnlyTransformer(TransformerModel):
             hidden_states=stack.hidden, cache=stack.cache,
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """See ``TransformerModel.start``: the prompt (B, T), left-padded when rows differ in length, feeds the
+        first step (the prefill). ``decoder_start_token_id`` is not used."""
+        self._check_lm_head()
+        limit = self._position_limit()
+        if limit is not None and max_new_tokens and isinstance(input_ids, Tensor):
+            length = input_ids.size(-1)
+            if length >= limit:
+                raise TrilogyError(f"the prompt ({length} tokens) already fills the model's {limit} positions "
+                                   "(max_seq_len): there is no room for a new token")
+            if length + max_new_tokens > limit:
+                raise TrilogyError(f"the prompt ({length} tokens) + max_new_tokens ({max_new_tokens}) exceed the "
+                                   f"model's max_seq_len={limit}; ask for at most {limit - length} new tokens")
+        mask = self._check(input_ids, "input_ids", attention_mask)  # None without padding: no step builds one
+        positions = positions_from_mask(mask, input_ids.size(1), device=input_ids.device)  # (B|1, T)
+        return StepInputs(input_ids, mask, positions), input_ids
+
+    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """See ``TransformerModel.step``."""
+        x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
+        out = self.stack(x, inputs.mask, inputs.positions, cache=cache)
+        assert self.lm_head is not None  # start() refuses a model without one
+        return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """See ``TransformerModel.new_cache``."""
+        return self._allocate_cache(self.stack, batch, capacity)
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *,
                 attention_mask: Tensor | None = None) -> Tensor:

@@ -12,7 +12,9 @@ from ..blocks.embedding import Embeddings
 from ..blocks.heads import Classifier, MLMHead, Pooler
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyTypeError
 from .base import ModelOutput, TransformerModel
+from .decoding import StepInputs
 
 
 class EncoderOnlyTransformer(TransformerModel):
@@ -57,7 +59,7 @@ class EncoderOnlyTransformer(TransformerModel):
         logits, loss, count, correct = None, None, None, None
         if labels is not None and self.output_head() is not None:
             loss, count, correct = self.lm_loss(hidden, labels)
-        elif self.config.head == "sequence-classification":
+        elif self.config.head == "sequence-classification" and self.head is not None:
             logits = self.head(pooled)  # (B, L)
         elif self.head is not None:
             logits = self.head(hidden)  # (B, T, V) or (B, T, L)
@@ -70,6 +72,12 @@ class EncoderOnlyTransformer(TransformerModel):
             sentence_logits=self.sentence_head(pooled) if self.sentence_head is not None else None,
             attentions={"encoder": stack.self_attentions} if return_attention else None,
         )
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """An encoder does not generate: this raises TypeError."""
+        raise TrilogyTypeError(f"generate needs a decoder-only or encoder-decoder model, got {type(self).__name__}"
+                               " (an encoder-only model predicts masked tokens, it does not continue text)")
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *, attention_mask: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:

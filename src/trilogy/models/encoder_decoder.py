@@ -15,7 +15,9 @@ from ..blocks.heads import LMHead
 from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig
+from ..errors import TrilogyError
 from .base import ModelOutput, TransformerModel
+from .decoding import StepInputs
 
 
 class EncoderDecoderTransformer(TransformerModel):
@@ -40,9 +42,47 @@ class EncoderDecoderTransformer(TransformerModel):
                return_attention: bool = False) -> tuple[Tensor, list[Tensor] | None]:
         """Run the encoder once. Returns its output (B, S, C) and, on request, its attention weights."""
         attention_mask = self._check(input_ids, "input_ids", attention_mask)
+        return self._encoded(input_ids, attention_mask, return_attention)
+
+    def _encoded(self, input_ids: Tensor, attention_mask: Tensor | None, return_attention: bool = False
+                 ) -> tuple[Tensor, list[Tensor] | None]:
         x = self.embeddings(input_ids)  # (B, S, C)
         stack = self.encoder(x, attention_mask, return_attention=return_attention)
         return stack.hidden, stack.self_attentions
+
+    def start(self, input_ids: Tensor, attention_mask: Tensor | None = None, *, max_new_tokens: int = 0,
+              decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
+        """See ``TransformerModel.start``: the encoder runs once on the source (B, S); the decoder starts from
+        ``decoder_start_token_id`` (default: the config's, else its pad token)."""
+        self._check_lm_head()
+        limit = self._position_limit()
+        if limit is not None and 1 + max_new_tokens > limit:
+            raise TrilogyError(f"the start token + max_new_tokens ({max_new_tokens}) exceed the decoder's "
+                               f"max_seq_len={limit}; ask for at most {limit - 1} new tokens")
+        if decoder_start_token_id is None:
+            config = self.config
+            decoder_start_token_id = (config.decoder_start_token_id if config.decoder_start_token_id is not None
+                                      else config.pad_token_id)
+        if decoder_start_token_id is None:
+            raise TrilogyError("this encoder-decoder config has no decoder_start_token_id (nor pad_token_id); "
+                               "pass decoder_start_token_id")
+        mask = self._check(input_ids, "input_ids", attention_mask)  # None without padding: no layer masks
+        context, _ = self._encoded(input_ids, mask)  # (B, S_src, C)
+        start = input_ids.new_full((input_ids.size(0), 1), decoder_start_token_id)  # (B, 1)
+        return StepInputs(start, None, torch.zeros_like(start[:1]), context, mask), start
+
+    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+        """See ``TransformerModel.step``: cross-attention keys and values are computed at the first step and
+        kept in the cache."""
+        y = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
+        out = self.decoder(y, inputs.mask, inputs.positions, context=inputs.context,
+                           context_mask=inputs.context_mask, cache=cache)
+        assert self.lm_head is not None  # start() refuses a model without one
+        return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """See ``TransformerModel.new_cache``: the decoder's layers."""
+        return self._allocate_cache(self.decoder, batch, capacity)
 
     def run(self, input_ids: Tensor | None, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,
             decoder_attention_mask: Tensor | None = None, encoder_hidden_states: Tensor | None = None,
@@ -62,9 +102,10 @@ class EncoderDecoderTransformer(TransformerModel):
         encoder_attentions = None
         if encoder_hidden_states is None:
             if input_ids is None:
-                raise ValueError("give input_ids or encoder_hidden_states")
-            encoder_hidden_states, encoder_attentions = self.encode(input_ids, attention_mask, return_attention)
-        if attention_mask is not None:
+                raise TrilogyError("give input_ids or encoder_hidden_states")
+            attention_mask = self._check(input_ids, "input_ids", attention_mask)
+            encoder_hidden_states, encoder_attentions = self._encoded(input_ids, attention_mask, return_attention)
+        elif attention_mask is not None:
             attention_mask = attention_mask.bool()
         past = cache.length if cache is not None else 0
         decoder_attention_mask = self._check(
@@ -110,7 +151,7 @@ def _check_causal(tgt_mask: Tensor, length: int) -> None:
     expected = torch.triu(torch.ones(length, length, dtype=torch.bool, device=tgt_mask.device), diagonal=1)
     blocked = tgt_mask if tgt_mask.dtype == torch.bool else torch.isinf(tgt_mask)
     if tuple(tgt_mask.shape) != (length, length) or not torch.equal(blocked, expected):
-        raise ValueError(
+        raise TrilogyError(
             f"tgt_mask must be the ({length}, {length}) causal mask (True above the diagonal); "
             "the decoder is always causal, use decoder_attention_mask for target padding"
         )

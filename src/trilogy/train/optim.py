@@ -15,7 +15,8 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     A weight tied between the embedding and the LM head is an embedding and is not decayed."""
     embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     linear_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():  # parameters() yields a tied weight once
         if not p.requires_grad:
             continue

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import TrilogyError
+
 PRECISIONS = ("auto", "fp32", "bf16")
 _CPU_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo's names, where torch cannot tell
 
@@ -36,7 +38,7 @@ def cpu_has_fast_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """"fp32" or "bf16" for ``precision`` ("auto", "fp32" or "bf16") on ``device``."""
     if precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

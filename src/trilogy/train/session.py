@@ -3,132 +3,39 @@ evaluation, and the file ``run.json`` that lets ``--resume DIR`` rebuild exactly
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer
 
-from ..config import POSITIONS, PRESETS, ModelConfig
+from ..config import PRESETS, ModelConfig
 from ..data import load_corpus, special_tokens, train_tokenizer
 from ..data.corpus import Corpus
+from ..errors import TrilogyError
 from ..models import build_model
-from ..objectives import Batches, compute_loss
+from ..objectives import Batches, compute_loss, default_objective, get_objective
 from .distributed import Distributed
 from .evaluate import evaluate
 from .loop import TrainResult, TrainSettings, train
-from .precision import PRECISIONS, resolve_precision
+from .options import DEFAULT_PRESET, RunOptions
+from .precision import resolve_precision
 from .state import latest_checkpoint
 
-RUN_FILE = "run.json"
-DEFAULT_PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
-OBJECTIVES = {  # (arch, corpus kind) -> objective
-    ("encoder", "text"): "mlm", ("encoder", "pairs"): "classification",
-    ("decoder", "text"): "clm", ("decoder", "pairs"): "clm",
-    ("encoder-decoder", "text"): "span", ("encoder-decoder", "pairs"): "seq2seq",
-}
-ARCH_FOR = {"mlm": "encoder", "classification": "encoder", "clm": "decoder", "span": "encoder-decoder",
-            "denoise": "encoder-decoder", "seq2seq": "encoder-decoder"}
-PAIRS = ("seq2seq", "classification")  # objectives on (source, target) pairs; the others on text
-# what --init decides instead
-ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff", "position")
-HEAD_FOR = {"mlm": "mlm", "classification": "sequence-classification", "clm": "lm", "span": "lm", "denoise": "lm",
-            "seq2seq": "lm"}
 
-
-@dataclass
-class RunOptions:
-    """Everything that decides what a run computes. Saved as run.json; ``--resume`` reads it back."""
-
-    arch: str
-    data: str = "shakespeare"
-    preset: str | None = None  # default: the tiny preset of the family
-    objective: str | None = None  # default: from the family and the corpus kind (OBJECTIVES)
-    max_steps: int = 1000
-    batch_size: int = 16  # per process
-    seq_len: int = 128
-    vocab_size: int = 2048
-    tokenizer: str | None = None  # a tokenizer.json to use instead of training one
-    init: str | None = None  # a checkpoint folder to start from (fine-tuning): its weights, config and tokenizer
-    seed: int = 0
-    lr: float = 1e-3
-    warmup_steps: int | None = None  # default: a tenth of max_steps, at most 100
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    clip_norm: float = 1.0
-    grad_accum: int = 1
-    precision: str = "auto"  # auto: bf16 where the GPU or CPU runs it fast, else fp32 (train/precision.py)
-    dropout: float | None = None  # default: the preset's
-    d_model: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    d_ff: int | None = None
-    position: str | None = None  # default: the preset's
-    save_every: int = 0  # 0: at the end only
-    keep_last: int = 2
-    eval_every: int = 0  # 0: at the end only
-    eval_batches: int = 50
-    checkpoint_activations: bool = False
-    fsdp: bool = False
-
-    def __post_init__(self) -> None:
-        if self.arch not in DEFAULT_PRESET:
-            raise ValueError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
-        if self.objective is not None and self.objective not in HEAD_FOR:
-            raise ValueError(f"--objective must be one of {', '.join(HEAD_FOR)}, got {self.objective!r}")
-        if self.objective is not None and ARCH_FOR[self.objective] != self.arch:
-            raise ValueError(f"objective {self.objective!r} trains {ARCH_FOR[self.objective]} models, "
-                             f"not {self.arch}")
-        if self.preset is not None and self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(sorted(PRESETS))}")
-        if self.preset is not None and PRESETS[self.preset]["arch"] != self.arch:
-            raise ValueError(f"preset {self.preset!r} is a {PRESETS[self.preset]['arch']} model, not {self.arch}")
-        for name in ("max_steps", "batch_size", "seq_len", "vocab_size", "grad_accum", "keep_last", "eval_batches"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("save_every", "eval_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if self.position is not None and self.position not in POSITIONS:
-            raise ValueError(f"--position must be one of {', '.join(POSITIONS)}, got {self.position!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.lr <= 0:
-            raise ValueError(f"--lr must be positive, got {self.lr}")
-        if self.init is not None:
-            given = [name for name in ARCHITECTURE_OPTIONS if getattr(self, name) is not None]
-            if given:
-                raise ValueError(f"--init {self.init} gives the architecture; drop "
-                                 + ", ".join(f"--{name.replace('_', '-')}" for name in given))
-
-    def settings(self, device: torch.device) -> TrainSettings:
-        precision = resolve_precision(self.precision, device)
-        warmup = self.warmup_steps if self.warmup_steps is not None else min(100, max(1, self.max_steps // 10))
-        return TrainSettings(
-            max_steps=self.max_steps, lr=self.lr, warmup_steps=warmup, min_lr_ratio=self.min_lr_ratio,
-            weight_decay=self.weight_decay, clip_norm=self.clip_norm, grad_accum=self.grad_accum,
-            precision=precision, save_every=self.save_every, keep_last=self.keep_last, eval_every=self.eval_every,
-            checkpoint_activations=self.checkpoint_activations, fsdp=self.fsdp,
-        )
-
-    def save(self, out_dir: Path) -> None:
-        temp = out_dir / f".{RUN_FILE}.tmp"
-        temp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(temp, out_dir / RUN_FILE)
-
-    @classmethod
-    def load(cls, out_dir: Path) -> RunOptions:
-        file = Path(out_dir) / RUN_FILE
-        if not file.is_file():
-            raise ValueError(f"--resume {out_dir}: no {RUN_FILE} there, so it is not a trilogy training folder")
-        return cls(**json.loads(file.read_text()))
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+def train_settings(options: RunOptions, device: torch.device) -> TrainSettings:
+    """The loop's settings from the run's options, the precision resolved for ``device``."""
+    precision = resolve_precision(options.precision, device)
+    warmup = options.warmup_steps if options.warmup_steps is not None else min(100, max(1, options.max_steps // 10))
+    return TrainSettings(
+        max_steps=options.max_steps, lr=options.lr, warmup_steps=warmup, min_lr_ratio=options.min_lr_ratio,
+        weight_decay=options.weight_decay, clip_norm=options.clip_norm, grad_accum=options.grad_accum,
+        precision=precision, save_every=options.save_every, keep_last=options.keep_last,
+        eval_every=options.eval_every, checkpoint_activations=options.checkpoint_activations, fsdp=options.fsdp,
+    )
 
 
 def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_labels: int) -> ModelConfig:
@@ -136,13 +43,13 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
     the objective trains."""
     special = special_tokens(tokenizer)
     changes = dict(
-        vocab_size=tokenizer.get_vocab_size(), head=HEAD_FOR[objective],
+        vocab_size=tokenizer.get_vocab_size(), head=get_objective(objective).head,
         max_seq_len=max(options.seq_len, PRESETS[options.preset]["max_seq_len"]),
         pad_token_id=special.get("pad"), bos_token_id=special.get("bos"), eos_token_id=special.get("eos"),
     )
     if options.arch == "encoder-decoder":
         changes["decoder_start_token_id"] = special.get("decoder_start", special.get("pad"))
-    if objective == "classification":
+    if get_objective(objective).labelled:
         changes["num_labels"] = num_labels
     for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff", "position"):
         if getattr(options, name) is not None:
@@ -159,13 +66,13 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     if start is None:
         options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
-    options.objective = options.objective or OBJECTIVES[(options.arch, corpus.kind)]
+    options.objective = options.objective or default_objective(options.arch, corpus.kind)
     data = objective_corpus(options.objective, corpus, options.data)
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
         if not resume and latest_checkpoint(out_dir) is not None:
-            raise ValueError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
-                             "or choose another --out")
+            raise TrilogyError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
+                               "or choose another --out")
         if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
             if options.tokenizer is not None:
                 tokenizer = Tokenizer.from_file(options.tokenizer)
@@ -183,7 +90,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     if dist.is_main:
         options.save(out_dir)
 
-    labels = label_names(corpus) if options.objective == "classification" else None
+    labels = label_names(corpus) if get_objective(options.objective).labelled else None
     torch.manual_seed(options.seed)
     if start is None:
         model = build_model(model_config(options, tokenizer, options.objective, len(labels or ())))
@@ -206,7 +113,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     def save_model_files(model, folder):
         model.save_pretrained(folder)
 
-    return train(model, batches, loss_fn, options.settings(dist.device), out_dir, save_model_files, run_eval,
+    return train(model, batches, loss_fn, train_settings(options, dist.device), out_dir, save_model_files, run_eval,
                  dist, resume=resume, run_info=asdict(options))
 
 
@@ -214,9 +121,10 @@ def objective_corpus(objective: str, corpus: Corpus, data: str) -> Corpus:
     """What ``objective`` trains on in ``corpus``: the corpus itself, or for a text objective on a pairs
     corpus its sources (pre-training on the code before fine-tuning on the pairs). The tokenizer is still
     trained on the whole corpus, targets included, so that the fine-tuning can keep it."""
-    if objective in PAIRS and corpus.kind != "pairs":
-        raise ValueError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
-    return corpus.sources() if objective not in PAIRS and corpus.kind == "pairs" else corpus
+    reads = get_objective(objective).corpus_kind
+    if reads == "pairs" and corpus.kind != "pairs":
+        raise TrilogyError(f"objective {objective!r} needs source/target pairs (.jsonl); --data {data} holds text")
+    return corpus.sources() if reads == "text" and corpus.kind == "pairs" else corpus
 
 
 def load_start(options: RunOptions):
@@ -225,11 +133,11 @@ def load_start(options: RunOptions):
 
     start = from_pretrained(options.init)
     if start.arch != options.arch:
-        raise ValueError(f"--init {options.init} holds a model of the {start.arch} family; "
-                         f"--arch {options.arch} cannot start from it")
+        raise TrilogyError(f"--init {options.init} holds a model of the {start.arch} family; "
+                           f"--arch {options.arch} cannot start from it")
     if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
-        raise ValueError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
-                         "as --tokenizer")
+        raise TrilogyError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
+                           "as --tokenizer")
     return start
 
 
@@ -237,13 +145,14 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
     """A model with ``start``'s architecture and weights and the head ``options.objective`` trains. A head the
     checkpoint lacks (e.g. a classifier on a masked-LM model) starts freshly initialised."""
     if tokenizer.get_vocab_size() != start.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
-                         f"trained with {start.config.vocab_size}")
+        raise TrilogyError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
+                           f"trained with {start.config.vocab_size}")
     if options.seq_len > start.config.max_seq_len and start.config.position in ("learned", "sinusoidal"):
-        raise ValueError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
-                         f"--init {options.init}")
-    changes = {"head": HEAD_FOR[options.objective]}
-    if options.objective == "classification":
+        raise TrilogyError(f"--seq-len {options.seq_len} exceeds the {start.config.max_seq_len} positions of "
+                           f"--init {options.init}")
+    task = get_objective(options.objective)
+    changes: dict[str, Any] = {"head": task.head}
+    if task.labelled:
         changes["num_labels"] = num_labels
     if options.dropout is not None:
         changes["dropout"] = options.dropout

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..errors import TrilogyError
 from ..models import TransformerModel
 from .masks import allowed
 
@@ -104,7 +105,7 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
     with _seen_calls(model) as calls:
         if model.config.arch == "encoder-decoder":
             if target_ids is None:
-                raise ValueError("an encoder-decoder needs the decoder's input too (--target TEXT)")
+                raise TrilogyError("an encoder-decoder needs the decoder's input too (--target TEXT)")
             out = model.run(ids, target_ids, return_attention=True)
             queries = {"encoder": labels, "decoder": target_labels, "cross": target_labels}
             keys = {"encoder": labels, "decoder": target_labels, "cross": labels}

@@ -14,6 +14,7 @@ import json
 import uuid
 from pathlib import Path
 
+from ..errors import TrilogyError
 from .attention import AttentionMaps, HeadVectors
 from .pack import bits, floats, quantised
 
@@ -31,7 +32,7 @@ def explorer_data(maps: AttentionMaps, model_name: str, view: str = "head", laye
         generation: {"first": index of the first generated decoder token, "count": how many} or None.
     """
     if view not in VIEWS:
-        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+        raise TrilogyError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     kinds = {}
     for kind, per_layer in maps.weights.items():
         chosen_layers = _chosen(layers, len(per_layer), "layer")
@@ -52,7 +53,7 @@ def _chosen(wanted: list[int] | None, count: int, what: str) -> list[int]:
         return list(range(count))
     wanted = sorted(set(wanted))
     if not wanted or wanted[0] < 0 or wanted[-1] >= count:
-        raise ValueError(f"{what}s must be among 0..{count - 1}, got {wanted}")
+        raise TrilogyError(f"{what}s must be among 0..{count - 1}, got {wanted}")
     return wanted
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..blocks.masks import causal_mask, cross_attention_mask
 from ..config import ModelConfig
+from ..errors import TrilogyError
 from ..models import TransformerModel, build_model
 
 
@@ -51,7 +52,7 @@ def allowed(mask: Tensor | None, bias: Tensor | None, is_causal: bool, query_len
 def _real_tokens(length: int, pad: int) -> Tensor:
     """(1, length) attention mask with the last ``pad`` positions padding (1 = real token)."""
     if not 0 <= pad < length:
-        raise ValueError(f"--pad must be in [0, {length}) so that a real token is left, got {pad}")
+        raise TrilogyError(f"--pad must be in [0, {length}) so that a real token is left, got {pad}")
     mask = torch.ones(1, length, dtype=torch.long)
     mask[:, length - pad:] = 0
     return mask
@@ -69,7 +70,7 @@ def _tiny(arch: str) -> ModelConfig:
 def _check_lengths(seq: int, src: int) -> None:
     for name, value in (("--seq", seq), ("--src", src)):
         if not 1 <= value <= 256:
-            raise ValueError(f"{name} must be between 1 and 256 (a picture of more is unreadable), got {value}")
+            raise TrilogyError(f"{name} must be between 1 and 256 (a picture of more is unreadable), got {value}")
 
 
 @torch.no_grad()

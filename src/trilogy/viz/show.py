@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..errors import TrilogyError
 from ..models import TransformerModel
 from .attention import AttentionMaps, attention_maps
 from .explorer import explorer_data, fragment, page
@@ -51,11 +52,11 @@ def collect(model: TransformerModel, input_ids_or_text: str | Sequence[int] | Te
     """
     arch = model.config.arch
     if target is not None and arch != "encoder-decoder":
-        raise ValueError(f"a target is for encoder-decoder models; this one is {arch!r}")
+        raise TrilogyError(f"a target is for encoder-decoder models; this one is {arch!r}")
     if generate is not None and (arch == "encoder" or target is not None):
-        raise ValueError("generate= is for decoder-only and encoder-decoder models, without a target")
+        raise TrilogyError("generate= is for decoder-only and encoder-decoder models, without a target")
     if generate is not None and (not isinstance(generate, int) or generate < 1):
-        raise ValueError(f"generate must be a whole number of tokens >= 1, got {generate!r}")
+        raise TrilogyError(f"generate must be a whole number of tokens >= 1, got {generate!r}")
     ids, labels = encode(model, input_ids_or_text, "the input")
     source = torch.tensor([ids], device=model.device)  # (1, T)
     if arch == "encoder-decoder":

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..errors import TrilogyError
 from ..models import TransformerModel
 
 
@@ -29,11 +30,11 @@ def encode(model: TransformerModel, text_or_ids: str | Sequence[int] | Tensor, w
         try:
             ids = [int(word) for word in text_or_ids.split()]
         except ValueError:
-            raise ValueError(f"this model has no tokenizer, so {what} must be token ids separated by spaces "
+            raise TrilogyError(f"this model has no tokenizer, so {what} must be token ids separated by spaces "
                              f"(e.g. '5 17 42'), got {text_or_ids!r}") from None
         labels = [str(i) for i in ids]
     if not ids:
-        raise ValueError(f"{what} gives no tokens")
+        raise TrilogyError(f"{what} gives no tokens")
     return ids, labels
 
 

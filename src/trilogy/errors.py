@@ -1,0 +1,22 @@
+"""The one base class of the errors trilogy raises on bad input: catch ``TrilogyError`` to catch them all.
+
+It is a ValueError, so ``except ValueError`` keeps working. The CLI prints a TrilogyError as one line and exits
+with status 2; any other exception is a bug (in trilogy or below it) and surfaces with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TrilogyError(ValueError):
+    """A request trilogy cannot carry out as asked: an option, a file, a tensor or a state the caller gave. The
+    message says what is wrong and, where it helps, what was expected."""
+
+
+class TrilogyTypeError(TrilogyError, TypeError):
+    """An argument of the wrong kind (a list where a tensor goes, an encoder asked to generate): a TrilogyError
+    that ``except TypeError`` catches too."""
+
+
+class TrilogyNotFoundError(TrilogyError, FileNotFoundError):
+    """A file, folder or model name that is not where trilogy looked for it (the message says where): a
+    TrilogyError that ``except FileNotFoundError`` catches too."""

@@ -1,0 +1,45 @@
+"""Training objectives, one class each in a registry (``registry.py``): what a batch looks like, how it is
+noised, what goes into the loss, what evaluation reports and against which baselines.
+
+=================  =================  ================================================================
+objective          family             a batch
+=================  =================  ================================================================
+``clm``            decoder            packed blocks; ``labels[:, t]`` is the token after ``input_ids[:, t]``
+``mlm``            encoder            packed ``[CLS] ... [SEP]`` blocks, 15% of tokens chosen (BERT)
+``span``           encoder-decoder    packed blocks, T5 span corruption (density 0.15, mean span 3)
+``denoise``        encoder-decoder    packed blocks, inputs as ``span``; the target is the whole block (BART)
+``seq2seq``        encoder-decoder    (source, target) pairs, padded to the longest in the global batch
+``classification`` encoder            (text, label) pairs; ``labels`` (B,) are indices into ``label_names``
+=================  =================  ================================================================
+
+``causal.py``, ``masked.py``, ``spans.py`` and ``pairs.py`` define and register them; ``batches.py`` makes any
+objective's batches deterministic, resumable and sharded; ``loss.py`` computes the loss of a batch.
+"""
+
+from . import causal, masked, pairs, spans  # noqa: F401  (each registers its objectives)
+from .batches import Batches, pad_rows
+from .loss import compute_loss
+from .noise import (
+    IGNORE,
+    MASK_PROBABILITY,
+    corrupt_spans,
+    mask_tokens,
+    random_spans_noise_mask,
+    replace_spans,
+    span_counts,
+    span_lengths,
+)
+from .registry import (
+    OBJECTIVES,
+    EncoderDecoderObjective,
+    Objective,
+    default_objective,
+    get_objective,
+    register,
+)
+
+__all__ = [
+    "IGNORE", "MASK_PROBABILITY", "OBJECTIVES", "Batches", "EncoderDecoderObjective", "Objective", "compute_loss",
+    "corrupt_spans", "default_objective", "get_objective", "mask_tokens", "pad_rows", "random_spans_noise_mask",
+    "register", "replace_spans", "span_counts", "span_lengths",
+]

@@ -1,0 +1,147 @@
+"""The objectives on (source, target) pairs: sequence-to-sequence (T5), evaluated by exact match and word F1 of
+greedy generations, against copying the function's name on source code; and sequence classification (BERT).
+
+Legend: B batch, T length.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from ..data import Corpus
+from ..errors import TrilogyError
+from .batches import Batches, pad_rows
+from .registry import EncoderDecoderObjective, Objective, register
+
+FUNCTION_NAME = re.compile(r"def\s+(\w+)")
+
+
+class Seq2Seq(EncoderDecoderObjective):
+    """(source, target) pairs, padded to the longest in the global batch."""
+
+    name, corpus_kind = "seq2seq", "pairs"
+    default_for = ("pairs",)
+    eval_sums = ("exact", "word_f1", "sequences")
+    generates = True
+
+    def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
+        encode, eos = batches.tokenizer.encode_batch_fast, batches.special["eos"]
+        sources = encode([s for s, _ in rows], add_special_tokens=False)
+        targets = encode([t for _, t in rows], add_special_tokens=False)
+        return batches.encoder_decoder([torch.tensor([*s.ids[:batches.seq_len - 1], eos]) for s in sources],
+                                       [torch.tensor([*t.ids[:batches.target_len - 1], eos]) for t in targets])
+
+    def eval_batch(self, model: nn.Module, batch: dict[str, Tensor], tokenizer: Tokenizer,
+                   repetition_penalty: float) -> list[float]:
+        predictions = generate_targets(model, batch, tokenizer, repetition_penalty)
+        references = decode_labels(batch["labels"], tokenizer)
+        pairs = list(zip(predictions, references, strict=True))
+        return [sum(p.strip() == r.strip() for p, r in pairs), sum(word_f1(p, r) for p, r in pairs), len(pairs)]
+
+    def eval_metrics(self, sums: dict[str, float], corpus: Corpus, tokenizer: Tokenizer, complete: bool
+                     ) -> dict[str, float]:
+        sequences = max(sums["sequences"], 1)
+        return {"exact_match": sums["exact"] / sequences, "word_f1": sums["word_f1"] / sequences}
+
+    def baselines(self, corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+                  max_batches: int | None) -> dict[str, dict[str, float]]:
+        if not any(FUNCTION_NAME.search(s) for s, _ in itertools.islice(corpus.validation, 20)):
+            return {}
+        return {"copy the function name": copy_name_scores(corpus, tokenizer, seq_len, batch_size, max_batches)}
+
+
+class Classification(Objective):
+    """(text, label) pairs; ``labels`` (B,) are indices into ``Batches.label_names``."""
+
+    name, arch, head, corpus_kind = "classification", "encoder", "sequence-classification", "pairs"
+    default_for = ("pairs",)
+    needs = ("pad", "cls", "sep")
+    labelled = True
+
+    def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
+        sources = batches.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)
+        body = batches.seq_len - 2
+        cls, sep = batches.special["cls"], batches.special["sep"]
+        input_ids, attention_mask = pad_rows([torch.tensor([cls, *s.ids[:body], sep]) for s in sources],
+                                             batches.special["pad"])
+        labels = torch.tensor([label_index(batches.label_names, target) for _, target in rows])  # (B,)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+register(Seq2Seq())
+register(Classification())
+
+
+def label_index(label_names: list[str], target: str) -> int:
+    if target not in label_names:
+        raise TrilogyError(f"label {target!r} is not one of the {len(label_names)} known labels")
+    return label_names.index(target)
+
+
+# --- generations and their scores ------------------------------------------------------------------------
+
+
+def generate_targets(model: nn.Module, batch: dict, tokenizer: Tokenizer, repetition_penalty: float = 1.0
+                     ) -> list[str]:
+    """Greedy generations for the sources of a seq2seq batch, as text."""
+    max_new = batch["labels"].size(1)
+    generated = model.generate(batch["input_ids"], batch["attention_mask"], max_new_tokens=max_new,
+                               repetition_penalty=repetition_penalty)
+    return tokenizer.decode_batch(generated[:, 1:].tolist(), skip_special_tokens=True)
+
+
+def decode_labels(labels: Tensor, tokenizer: Tokenizer) -> list[str]:
+    return tokenizer.decode_batch([[t for t in row if t >= 0] for row in labels.tolist()], skip_special_tokens=True)
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def word_f1(prediction: str, reference: str) -> float:
+    """F1 of the bags of lower-cased words (as SQuAD's token F1)."""
+    predicted, expected = Counter(words(prediction)), Counter(words(reference))
+    overlap = sum((predicted & expected).values())
+    if overlap == 0:
+        return float(not predicted and not expected)
+    precision, recall = overlap / sum(predicted.values()), overlap / sum(expected.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+# --- the copy-the-name baseline ----------------------------------------------------------------------------
+
+
+def function_name(source: str) -> str:
+    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
+    match = FUNCTION_NAME.search(source)
+    return match.group(1) if match else ""
+
+
+def name_as_docstring(source: str) -> str:
+    """The copy-the-name baseline's summary of a function: ``def readFile_now(`` -> "Read file now"."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
+    text = " ".join(part for part in name.split("_") if part).lower()
+    return text[:1].upper() + text[1:]
+
+
+def copy_name_scores(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,
+                     max_batches: int | None) -> dict:
+    """Exact match and mean word F1 of ``name_as_docstring`` against the references the seq2seq evaluation
+    scores a model's generations against: the same validation pairs, decoded from the same labels."""
+    batches = Batches("seq2seq", corpus.validation, tokenizer, seq_len, batch_size, epochs=1, shuffle=False)
+    sources = (source for source, _ in corpus.validation)
+    exact, f1 = [], []
+    for batch in itertools.islice(batches, max_batches):
+        for reference in decode_labels(batch["labels"], tokenizer):
+            guess = name_as_docstring(next(sources))
+            exact.append(float(guess.strip() == reference.strip()))
+            f1.append(word_f1(guess, reference))
+    return {"exact_match": math.fsum(exact) / max(len(exact), 1), "word_f1": math.fsum(f1) / max(len(f1), 1)}
