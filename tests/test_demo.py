@@ -99,15 +99,17 @@ def test_every_family_spends_the_same_flops_and_the_report_says_so(finished):
     report = json.loads((finished / "report.json").read_text())
     budget = report["budget"]
     assert budget["kind"] == "flops" and budget["flops_per_family"] == budget["per_family"] > 0
-    for unit in report["units"]:  # every unit reached its share, to within half of its largest step
+    for unit in report["units"]:  # every unit reached its share, to within a step or two (batches vary)
+        assert unit["status"] == "done", unit["name"]
         timeline = [json.loads(line) for line in (finished / unit["name"] / "timeline.jsonl").read_text().splitlines()]
         steps = [b["flops"] - a["flops"] for a, b in zip([{"flops": 0}] + timeline, timeline, strict=False)]
         share = next(u.budget_share for u in UNITS if u.name == unit["name"])
-        assert abs(unit["flops"] - share * budget["per_family"]) <= max(steps) / 2 + 1, unit["name"]
+        assert abs(unit["flops"] - share * budget["per_family"]) <= 2 * max(steps), unit["name"]
         assert unit["flops"] == timeline[-1]["flops"] and unit["tokens"] == timeline[-1]["tokens"]
         assert unit["family"] in ("bert", "gpt", "t5") and 0 < unit["loss_tokens"] <= unit["tokens"]
         assert unit["flops_per_s"] == pytest.approx(unit["flops"] / unit["seconds"])
     reached = budget["flops_reached"]
+    assert all(value == pytest.approx(budget["per_family"], rel=0.05) for value in reached.values())
     assert reached["t5"] == sum(u["flops"] for u in report["units"] if u["family"] == "t5")
     assert budget["flops_spread"] == pytest.approx(max(reached.values()) / min(reached.values()) - 1)
     bert = next(u for u in report["units"] if u["name"] == "bert")

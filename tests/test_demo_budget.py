@@ -136,7 +136,7 @@ def test_an_explicit_flops_budget_and_bad_options():
 
 def test_auto_precision():
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    assert resolve_precision("auto", cpu) == "fp32"  # on a CPU the demo times both; train keeps fp32
     flags = open("/proc/cpuinfo").read().split()  # noqa: SIM115 - the independent source: the kernel's flags
     assert cpu_has_fast_bf16() == any(f in flags for f in ("avx512_bf16", "amx_bf16"))
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"

@@ -16,7 +16,3 @@ class TrilogyTypeError(TrilogyError, TypeError):
     """An argument of the wrong kind (a list where a tensor goes, an encoder asked to generate): a TrilogyError
     that ``except TypeError`` catches too."""
 
-
-class TrilogyNotFoundError(TrilogyError, FileNotFoundError):
-    """A file, folder or model name that is not where trilogy looked for it (the message says where): a
-    TrilogyError that ``except FileNotFoundError`` catches too."""

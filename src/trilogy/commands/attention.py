@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from ..config import PRESETS
-from ..errors import TrilogyNotFoundError
+from ..convert.errors import CheckpointNotFound
 from ..models import TransformerModel
 from ..viz.attention import draw_all
 from ..viz.explorer import VIEWS
@@ -33,7 +33,7 @@ def load(spec: str, seed: int = 0) -> TransformerModel:
     try:
         return from_pretrained(spec)
     except FileNotFoundError as error:
-        raise TrilogyNotFoundError(f"{error}; nor is it a preset ({', '.join(PRESETS)})") from None
+        raise CheckpointNotFound(f"{error}; nor is it a preset ({', '.join(PRESETS)})") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,8 +19,8 @@ OPTIONS = {
     "budget": (str, "what the families get the same amount of: flops (training FLOPs, default), tokens "
                     "(tokens seen) or time (wall-clock seconds)"),
     "flops": (float, "training FLOPs per family, e.g. 3e13 (default: as many as fit in --minutes here)"),
-    "precision": (str, "fp32, bf16 (autocast) or auto (default: bf16 on a GPU and on a CPU with AVX512-BF16 "
-                       "or AMX, else fp32)"),
+    "precision": (str, "fp32, bf16 (autocast) or auto (default: bf16 on a GPU; on a CPU with AVX512-BF16 or "
+                       "AMX, whichever a few timed steps of each unit find faster; else fp32)"),
     "data": (str, "text to train on: a .txt file, a folder, a .jsonl with 'text', or shakespeare (default)"),
     "pairs": (str, "T5's second task: a .jsonl with 'source'/'target', or stdlib-docstrings (default)"),
     "seed": (int, "seed of the weights, batches and samples (default 0)"),

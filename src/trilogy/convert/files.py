@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chat import ChatTemplate
-from .errors import CheckpointError
+from .errors import CheckpointError, CheckpointNotFound
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 BIN, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -21,7 +21,7 @@ SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token
 def checkpoint_folder(path: str | Path) -> Path:
     folder = Path(path)
     if not folder.exists():
-        raise CheckpointError(f"no checkpoint folder at {folder}")
+        raise CheckpointNotFound(f"no checkpoint folder at {folder}")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is not a folder; a checkpoint is a folder holding config.json and the "
                               "weights")
@@ -85,6 +85,7 @@ def read_chat_template(folder: Path) -> ChatTemplate | None:
     then tokenizer_config.json's ``chat_template`` (a string, or named templates of which "default" is used);
     with the special tokens tokenizer_config.json (or special_tokens_map.json) names. None when there is none."""
     config = read_json(folder / TOKENIZER_CONFIG) if (folder / TOKENIZER_CONFIG).is_file() else {}
+    source: Any
     if (folder / CHAT_TEMPLATE).is_file():
         source = (folder / CHAT_TEMPLATE).read_text()
     elif (folder / CHAT_TEMPLATE_JSON).is_file():

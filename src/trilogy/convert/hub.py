@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import TrilogyError, TrilogyNotFoundError
+from ..errors import TrilogyError
+from .errors import CheckpointNotFound
 from .files import checkpoint_folder, weights_file
 
 #: what ``from_pretrained`` reads, as transformers fetches it for a model with safetensors weights
@@ -54,7 +55,7 @@ def _from_hub(name: str, revision: str | None) -> Path:
         where = f"the Hugging Face cache {constants.HF_HUB_CACHE}"
         why = ("offline (HF_HUB_OFFLINE is set), so the Hub was not asked" if constants.HF_HUB_OFFLINE
                else f"looking it up on the Hub failed: {_first_line(error)}")
-        raise TrilogyNotFoundError(f"{name!r} is neither a folder nor a model{version} in {where}; {why}") from None
+        raise CheckpointNotFound(f"{name!r} is neither a folder nor a model{version} in {where}; {why}") from None
     weights_file(folder)  # a snapshot without weights is refused here, naming what it holds
     return folder
 

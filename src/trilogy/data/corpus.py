@@ -80,14 +80,21 @@ class Corpus:
             else:
                 yield from document
 
-    def sources(self) -> Corpus:
+    def sources(self, documented: bool = False) -> Corpus:
         """The sources of a pairs corpus as a text corpus with the same splits: code to pre-train on (e.g. with
-        ``denoise``) before fine-tuning on the pairs, no target seen."""
+        ``denoise``) before fine-tuning on the pairs, no target seen. ``documented``: each source with its
+        target as a comment line above it (``# target``), for code -> docstring pairs the code as it was
+        written, its summary kept (the validation split holds only the held-out code and its summaries)."""
         if self.kind != "pairs":
             raise TrilogyError(f"{self.name} holds {self.kind}, not source/target pairs")
+
+        def text(source: str, target: str) -> str:
+            return f"# {target}\n{source}" if documented else source
+
         train, validation = self.train, self.validation
-        return Corpus(f"{self.name} (sources)", "text", Split(lambda: (source for source, _ in train)),
-                      Split(lambda: (source for source, _ in validation)))
+        return Corpus(f"{self.name} ({'documented ' if documented else ''}sources)", "text",
+                      Split(lambda: (text(*pair) for pair in train)),
+                      Split(lambda: (text(*pair) for pair in validation)))
 
     def _size(self, split: str) -> tuple[int, int]:
         if split not in self._sizes:

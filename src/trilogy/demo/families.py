@@ -7,13 +7,15 @@ unit          family           objective  data                                sh
 ============  ===============  =========  ==================================  ================================
 ``bert``      encoder-only     mlm        the text corpus                     all
 ``gpt``       decoder-only     clm        the text corpus                     all
-``t5-code``   encoder-decoder  denoise    the code of the pairs (sources)     ``T5_CODE_SHARE``
+``t5-code``   encoder-decoder  denoise    the pairs' code, summaries kept     ``T5_CODE_SHARE``
 ``t5``        encoder-decoder  seq2seq    code -> docstring                   the rest, from ``t5-code``'s weights
 ============  ===============  =========  ==================================  ================================
 
 T5 pre-trains by denoising the code it will describe (the input span-corrupted, the target the whole block,
 as BART): to reproduce its input the decoder has to find source tokens and copy them through cross-attention,
-which is what writing a docstring from a function's names needs. Its sequences are half as long and its
+which is what writing a docstring from a function's names needs. The code keeps its summaries, as code is
+written (each training function with its first docstring line as a comment above it, ``Corpus.sources
+(documented=True)``): the decoder also learns how such lines read and follow from the code. Its sequences are half as long and its
 batches twice as large as the others' in pre-training (the same tokens per step; T5 span-corrupts short
 blocks), and its fine-tuning reads sources of up to 3/4 of ``--seq-len`` tokens (docstrings are short).
 

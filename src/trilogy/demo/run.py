@@ -24,7 +24,7 @@ from ..data import load_corpus, train_tokenizer
 from ..errors import TrilogyError
 from ..models import build_model
 from ..train.distributed import Distributed
-from ..train.precision import PRECISIONS, resolve_precision
+from ..train.precision import PRECISIONS, cpu_has_fast_bf16, resolve_precision
 from .budget import first_ctrl_c_requests_stop
 from .families import FAMILY_ARCH, UNITS, matched_configs
 from .findings import build_report
@@ -159,9 +159,9 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
         raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist = Distributed(0, 1, device)
-    # on a CPU, "auto" times both precisions where bf16 may pay off: at small widths it may not
+    # on a CPU with bf16 instructions, "auto" times both precisions: whether bf16 pays off depends on the sizes
     candidates = ("fp32", "bf16") if options.precision == "auto" and device.type == "cpu" and \
-        resolve_precision("auto", device) == "bf16" else (resolve_precision(options.precision, device),)
+        cpu_has_fast_bf16() else (resolve_precision(options.precision, device),)
     started = time.perf_counter()
     with first_ctrl_c_requests_stop() as stop:
         print(f"trilogy demo: {options.minutes:g} minutes on {device.type} ({' or '.join(candidates)}); each "
@@ -170,7 +170,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
         if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
             raise TrilogyError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
                              "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
-        corpora["code"] = corpora["pairs"].sources()
+        corpora["code"] = corpora["pairs"].sources(documented=True)
         state = load_state(out) if resume else {"options": asdict(options), "units": {}}
         out.mkdir(parents=True, exist_ok=True)
         save_state(out, state)

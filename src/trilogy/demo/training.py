@@ -32,7 +32,7 @@ from .memory import peak_from_now
 CALIBRATION_STEPS = 6  # the first is a warm-up; the median of the others is the step time
 PROBE_BATCHES = 16  # the mean FLOPs and tokens per step are taken over the unit's first batches
 PLAN_SHARE = 0.85  # of a unit's seconds planned as training steps; the rest covers evaluations and checkpoints
-DEADLINE_SLACK_S = 10  # a unit's deadline also leaves this for its first step's warm-up and its evaluations
+DEADLINE_SLACK_S = 30  # a unit's deadline also leaves this for its first step's warm-up and its evaluations
 CHECKPOINT_EVERY_S = 20  # checkpoints at least this often and at least CHECKPOINTS_PER_UNIT times: a resumed
 CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does not spend its time writing them
 EVALUATIONS_PER_UNIT = 3  # on the validation split, for the curves; never more often than every EVAL_GAP_S

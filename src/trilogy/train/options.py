@@ -47,8 +47,8 @@ class RunOptions:
     weight_decay: float = option(0.1, "AdamW weight decay of the weight matrices")
     clip_norm: float = option(1.0, "gradient clipping norm")
     grad_accum: int = option(1, "micro-batches per optimizer step")
-    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on a GPU that supports it and on a CPU "
-                                    "with AVX512-BF16 or AMX, else fp32 (train/precision.py)")
+    precision: str = option("auto", "fp32, bf16 (autocast) or auto: bf16 on a GPU that supports it, else fp32 "
+                                    "(bf16 pays off on CPUs with AVX512-BF16 or AMX for wide models only)")
     dropout: float | None = option(None, "dropout (default: the preset's)")
     d_model: int | None = option(None, "override the preset's width")
     n_layers: int | None = option(None, "override the preset's number of layers")

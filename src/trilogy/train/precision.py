@@ -1,10 +1,11 @@
-"""``--precision auto``: bf16 autocast where the hardware runs bf16 matrix products faster than fp32, else fp32.
+"""``--precision``: fp32, or bf16 autocast where the hardware runs bf16 matrix products faster.
 
-A GPU that supports bf16 does. On a CPU, bf16 is fast only with bf16 dot-product instructions (AVX512-BF16)
-or AMX tiles: there trilogy's training steps run 1.5-1.8x faster in bf16 (``python benchmarks/train.py``); a
-CPU without them (AVX2 only) emulates bf16 and runs many times slower, so it keeps fp32. Where bf16 pays off
-also depends on the sizes: a d_model of 128 ran no faster in bf16 than in fp32 on an AMX Xeon, which is why
-``trilogy demo`` decides by timing both (``demo/training.py``).
+A GPU that supports bf16 does, so ``auto`` takes bf16 there. On a CPU, bf16 is fast only with bf16 dot-product
+instructions (AVX512-BF16) or AMX tiles (``cpu_has_fast_bf16``), and even there it depends on the sizes: at
+d_model 256 trilogy's training steps ran 1.5-1.8x faster in bf16 (``python benchmarks/train.py``), at d_model
+128 no faster than fp32 on an AMX Xeon. So on a CPU ``trilogy train --precision auto`` keeps fp32 (pass
+``--precision bf16`` for wide models on such CPUs), and ``trilogy demo`` times both and trains in the faster
+(``demo/run.py``). A CPU without those instructions (AVX2 only) emulates bf16 many times slower.
 
 bf16 training on a CPU flushes denormal floats to zero (``denormals_flushed``): without it, training steps of
 small models were measured to slow down 10-40x after their first few steps on an AMX Xeon, as values reached
@@ -36,14 +37,13 @@ def cpu_has_fast_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"fp32" or "bf16" for ``precision`` ("auto", "fp32" or "bf16") on ``device``."""
+    """"fp32" or "bf16" for ``precision`` ("auto", "fp32" or "bf16") on ``device``: "auto" is bf16 on a GPU
+    that supports it, else fp32."""
     if precision not in PRECISIONS:
         raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
 
 
 @contextlib.contextmanager
