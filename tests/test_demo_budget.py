@@ -115,7 +115,8 @@ def test_the_plan_gives_every_family_the_same_budget_and_fills_the_time(budget):
     quota = family_quota(options, PROBES)
     plans = {u.name: plan(PROBES[u.name], measure, quota * u.budget_share) for u in UNITS}
     planned = sum(p.planned_seconds for p in plans.values())
-    assert planned == pytest.approx(PLAN_SHARE * options.train_seconds, rel=0.02)
+    share = PLAN_SHARE if measure == "seconds" else 1.0  # a time budget leaves room for evaluations itself
+    assert planned == pytest.approx(share * options.train_seconds, rel=0.02)
     if measure != "seconds":  # what the planned steps spend adds up to the same quota for each family
         spent = {family: sum(plans[u.name].max_steps * PROBES[u.name].per_step(measure) for u in UNITS
                              if u.family == family) for family in FAMILY_ARCH}

@@ -15,7 +15,7 @@ from ..cli import UserError
 # option -> (type, help); defaults live in DemoOptions, so --resume can tell what was given on the command line
 OPTIONS = {
     "minutes": (float, "total time to aim for on this machine (default 10): the budget is planned from a "
-                       "short probe so that training takes about 70%% of it"),
+                       "short probe so that training takes about 80%% of it"),
     "budget": (str, "what the families get the same amount of: flops (training FLOPs, default), tokens "
                     "(tokens seen) or time (wall-clock seconds)"),
     "flops": (float, "training FLOPs per family, e.g. 3e13 (default: as many as fit in --minutes here)"),
