@@ -196,3 +196,15 @@ def test_denormals_are_flushed_only_inside():
     assert float(tiny * 1.0) > 0.0
     with denormals_flushed(enabled=False):
         assert float(tiny * 1.0) > 0.0
+
+
+def test_bert_examples_blank_whole_words_only(tokenizers):
+    """A blank is a whole word: "the" inside "Othe" is none (blanking it left the line without a [MASK])."""
+    from trilogy.demo.samples import blank_sentences
+
+    tokenizer = tokenizers["encoder"]
+    inside = next(w for w in ("the", "and", "you", "not") if tokenizer.token_to_id(w) is not None)
+    line = f"O{inside} spoke many fair words to me"  # "O{inside}" holds {inside}, but not as a word
+    for seed in range(20):
+        for sentence, word in blank_sentences([line], tokenizer, 1, seed, 64):
+            assert "[MASK]" in sentence and re.search(rf"\b{word}\b", line)

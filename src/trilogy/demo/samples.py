@@ -44,7 +44,7 @@ def blank_sentences(texts, tokenizer, count: int, seed: int, max_len: int) -> li
     rng.shuffle(candidates)
     chosen = []
     for line in candidates:
-        words = [w for w in re.findall(r"[a-z]{3,}", line) if tokenizer.token_to_id(w) is not None]
+        words = [w for w in re.findall(r"\b[a-z]{3,}\b", line) if tokenizer.token_to_id(w) is not None]
         if words and len(tokenizer.encode(line).ids) <= max_len:
             word = rng.choice(words)
             chosen.append((re.sub(rf"\b{word}\b", "[MASK]", line, count=1), word))
