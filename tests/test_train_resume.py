@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from trilogy.data import train_tokenizer
 from trilogy.train.metrics import MetricsLog
 from trilogy.train.state import checkpoint_steps
 
@@ -49,6 +50,11 @@ def kill_during_training(args: list[str], out, rng: random.Random, max_steps: in
 
 def check_resume(tmp_path, arch: str, kills: int, seed: int, **options) -> None:
     data = write_text(tmp_path / "text.txt")
+    # one tokenizer for both runs: WordPiece and Unigram training differ from process to process (ties broken in
+    # hash order), which made the reference and the interrupted run differ from their first step
+    tokenizer = tmp_path / "tokenizer.json"
+    train_tokenizer(arch, [data.read_text()], 300).save(str(tokenizer))
+    options = {"tokenizer": str(tokenizer), **options}
     steps = options.get("max_steps", 24)
     run_to_end(train_args(tmp_path / "reference", data, arch, **options))
     out = tmp_path / "interrupted"
