@@ -69,6 +69,13 @@ def summary_rows(units: list[dict]) -> list[list[str]]:
     return rows
 
 
+def format_quota(measure: str, quota: float | None) -> str:
+    """A budget's quota in its measure: "12.3 TFLOP", "1,234,567 tokens" or "150 s" (None: planned steps)."""
+    if quota is None:
+        return "its planned steps"
+    return {"flops": format_flops(quota), "tokens": f"{quota:,.0f} tokens", "seconds": f"{quota:.0f} s"}[measure]
+
+
 def format_flops(value: float) -> str:
     """FLOPs with a prefix that keeps three significant digits: "12.3 TFLOP", "456 GFLOP"."""
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
@@ -131,8 +138,7 @@ def _budget_text(report: dict) -> str:
         return "Budget: not planned (the demo stopped before its probe finished)."
     spent = {"flops": "training FLOPs", "tokens": "tokens seen", "seconds": "seconds of training"}[budget["measure"]]
     quota = budget["per_family"]
-    amount = {"flops": format_flops, "tokens": lambda q: f"{q:,.0f} tokens",
-              "seconds": lambda q: f"{q:.0f} s"}[budget["measure"]](quota)
+    amount = format_quota(budget["measure"], quota)
     planned = ("given with --flops" if options.get("flops") else
                f"as much as fits in {options['minutes']:g} minutes at the step costs a probe measured here")
     text = (f"Budget: the same {spent} for each family, {amount} ({planned}); each unit stops when its share is "

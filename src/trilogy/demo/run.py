@@ -28,7 +28,7 @@ from ..train.precision import PRECISIONS, cpu_has_fast_bf16, resolve_precision
 from .budget import first_ctrl_c_requests_stop
 from .families import FAMILY_ARCH, UNITS, matched_configs
 from .findings import build_report
-from .report import format_flops, write_reports
+from .report import format_flops, format_quota, write_reports
 from .slices import TOKENIZER_CHARS, capped_texts
 from .training import Job, Plan, Probe, plan, probe, train_unit
 
@@ -205,7 +205,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
                 state["units"][unit.name]["plan"] = asdict(planned)
                 state["budget"]["planned_seconds"] += planned.planned_seconds
             save_state(out, state)
-        print(f"budget: {_amount(state['budget'])} per family; about {state['budget']['planned_seconds']:.0f} s of "
+        print(f"budget: {format_quota(state['budget']['measure'], state['budget']['per_family'])} per family; about {state['budget']['planned_seconds']:.0f} s of "
               f"training in all, in {state['precision']}", flush=True)
 
         for number, unit in enumerate(UNITS, start=1):
@@ -215,7 +215,7 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
             planned = Plan(**record["plan"])
             unit_job = job(unit, starting_model(unit, configs, tokenizers, out, options.seed), state["precision"])
             print(f"[{number}/{len(UNITS)}] {unit.label}: {unit_job.model.num_parameters():,} parameters, "
-                  f"{planned.max_steps} steps for {_amount({**state['budget'], 'per_family': planned.quota})} "
+                  f"{planned.max_steps} steps for {format_quota(planned.measure, planned.quota)} "
                   f"(about {planned.planned_seconds:.0f} s)", flush=True)
             was_started = record["status"] in ("training", "interrupted")
             previous_peak = record.get("peak_memory_bytes") or 0
@@ -230,15 +230,6 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
                   f"{format_flops(record['flops'])}, {record['tokens']:,} tokens, {record['seconds']:.0f} s",
                   flush=True)
         return _finish(out, options, state, corpora, tokenizers, dist, stop, started)
-
-
-def _amount(budget: dict) -> str:
-    """A budget's quota as text: "12.3 TFLOP", "1,234,567 tokens" or "150 s"."""
-    quota = budget["per_family"]
-    if quota is None:
-        return "its planned steps"
-    return {"flops": format_flops(quota), "tokens": f"{quota:,.0f} tokens",
-            "seconds": f"{quota:.0f} s"}[budget["measure"]]
 
 
 def _finish(out: Path, options: DemoOptions, state: dict, corpora: dict, tokenizers: dict, dist: Distributed,

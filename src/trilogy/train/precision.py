@@ -8,7 +8,7 @@ d_model 256 trilogy's training steps ran 1.5-1.8x faster in bf16 (``python bench
 (``demo/run.py``). A CPU without those instructions (AVX2 only) emulates bf16 many times slower.
 
 bf16 training on a CPU flushes denormal floats to zero (``denormals_flushed``): without it, training steps of
-small models were measured to slow down 10-40x after their first few steps on an AMX Xeon, as values reached
+small models slowed down many times over after their first few steps on an AMX Xeon, as values reached
 the denormal range (below 1.2e-38 in fp32), which the CPU handles in microcode.
 """
 
