@@ -1,3 +1,5 @@
+import os
+
 import huggingface_hub.constants
 import pytest
 import torch
@@ -5,6 +7,18 @@ import torch
 import trilogy
 
 TINY = ["tiny-bert", "tiny-gpt2", "tiny-t5", "tiny-llama"]
+
+
+def pytest_configure(config):
+    """``pytest -n 2`` on 2 cores: each worker would start torch's default of one thread per core, and the
+    workers' OpenMP threads, spinning while they wait for each other, then slow both by 10-50x (a tiny demo's
+    2-second unit ran into its 32-second deadline). Each worker gets its share of the cores; subprocesses the
+    tests start inherit it."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, len(os.sched_getaffinity(0)) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
