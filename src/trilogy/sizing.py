@@ -52,11 +52,10 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from .blocks.loss import loss_chunk_rows
 from .config import ModelConfig
 from .errors import TrilogyError
 from .objectives import MASK_PROBABILITY
-
-LOSS_CHUNK_ROWS = 1024  # rows per chunk of the fused loss: blocks/loss.py, linear_cross_entropy's default
 
 
 @dataclass(frozen=True)
@@ -248,11 +247,12 @@ MASK = 1  # bytes per element of a dropout mask (bool, blocks/dropout.py)
 
 
 def _norm_saved(config: ModelConfig, tokens: int, precision: Precision) -> int:
-    """Bytes a norm keeps: its input and statistics (RMSNorm also its normalised input, for the weight's
-    gradient)."""
+    """Bytes a norm keeps: LayerNorm its input and statistics; RMSNorm (``blocks/norm.py``) its normalised rows
+    and the inverse RMS of each (fp32)."""
     c = config.d_model
-    per_token = c + 2 if config.norm == "layernorm" else 2 * c + 1
-    return tokens * per_token * precision.stream
+    if config.norm == "layernorm":
+        return tokens * (c + 2) * precision.stream
+    return tokens * (c * precision.stream + FP32)
 
 
 def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: int, path: str, dropout: bool,
@@ -380,11 +380,11 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     hidden = rows * c * (precision.compute if mlm else precision.stream)
     bias = v * FP32 if mlm or config.head_bias else 0
     saved = tokens + features + hidden + v * c * FP32 + bias  # (+ the labelled-row mask, bool)
-    chunk = min(LOSS_CHUNK_ROWS, rows)
+    chunk = min(loss_chunk_rows(v), rows)
     if precision.compute == FP32:
         # fp32: two (chunk, V) buffers live through the loop (logits, then their log-softmax turned in place
-        # into the gradient), plus the projection's gradient for one chunk
-        return saved, hidden + chunk * v * 2 * FP32 + v * c * FP32
+        # into the gradient); the projection's gradient accumulates in place
+        return saved, hidden + chunk * v * 2 * FP32
     # low precision: a chunk's logits upcast to fp32 and their log-softmax; then that turned in place into the
     # gradient, a low-precision copy of it for the matmuls, and the projection's gradient for the chunk (+ its
     # fp32 upcast). The chunk's tensors go before the next chunk starts.

@@ -44,7 +44,10 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     batch, n_heads, length, _ = q.shape
     n_kv = k.size(1)
     grouped = {"enable_gqa": True} if n_kv != n_heads else {}
-    if not return_weights and (dropout_p == 0.0 or q.device.type != "cpu") and (not grouped or _SDPA_GROUPS):
+    on_cpu = q.device.type == "cpu"
+    # a bias that learns (T5's, in training) sends CPU SDPA to its math path: this path with more passes
+    learned_bias = on_cpu and bias is not None and bias.requires_grad and torch.is_grad_enabled()
+    if not return_weights and not learned_bias and (dropout_p == 0.0 or not on_cpu) and (not grouped or _SDPA_GROUPS):
         out = F.scaled_dot_product_attention(  # GPU kernels fuse dropout
             q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
             is_causal=is_causal and q.size(2) > 1, scale=scale, **grouped,
@@ -53,7 +56,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     # the query heads of one key/value head side by side, so keys and values are used as they are (not copied)
     q = q.reshape(batch, n_kv, n_heads // n_kv * length, -1)  # (B, K, H/K * T, D)
     scores = (q @ k.transpose(-2, -1)).view(batch, n_heads, length, -1)  # (B, H, T, S)
-    scores = scores * (q.size(-1) ** -0.5 if scale is None else scale)
+    scale = q.size(-1) ** -0.5 if scale is None else scale
+    if scale != 1.0:  # T5 does not scale
+        scores = scores * scale
     if bias is not None:
         scores = scores + bias
     elif is_causal or mask is not None:

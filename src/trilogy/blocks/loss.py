@@ -25,11 +25,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
-        grad_weight = torch.zeros_like(weight, dtype=torch.float32) if needs_grad else None
-        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad and bias is not None else None
         # fp32 without autocast: every chunk reuses two (n, V) buffers. A fresh tensor this large is a fresh
         # mapping from the OS, whose pages fault in one by one as they are first written
         reuse = not torch.is_autocast_enabled(hidden.device.type) and hidden.dtype == weight.dtype == torch.float32
+        # fp32: the first chunk's product writes the projection's gradient, the others add to it in the matmul
+        grad_weight = (torch.empty_like if reuse else torch.zeros_like)(weight, dtype=torch.float32) \
+            if needs_grad else None
+        grad_bias = torch.zeros_like(bias, dtype=torch.float32) if needs_grad and bias is not None else None
         if reuse:
             logits_room = hidden.new_empty(min(chunk_rows, hidden.size(0)), weight.size(0))
             log_probs_room = torch.empty_like(logits_room)
@@ -37,7 +39,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             rows = slice(start, start + chunk_rows)
             h, y = hidden[rows], labels[rows]  # (n, C), (n,)
             keep = y != IGNORE_INDEX  # (n,)
-            target = y.clamp(min=0)[:, None]  # (n, 1); ignored rows point at token 0 and are masked below
+            target = y.clamp(min=0)[:, None]  # (n, 1); ignored rows point at token 0, left out below
             if reuse:
                 logits = logits_room[:h.size(0)]
                 if bias is None:
@@ -59,12 +61,20 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             grad_logits = log_probs.exp_()  # d(sum of losses)/d(logits) = softmax - onehot, in place
             grad_logits.scatter_add_(1, target, -keep[:, None].to(grad_logits.dtype))
-            grad_logits.masked_fill_(~keep[:, None], 0.0)
             grad_logits = grad_logits.to(h.dtype)
-            grad_hidden[rows] = grad_logits @ weight.to(h.dtype)  # (n, C)
-            grad_weight += (grad_logits.t() @ h).float()  # (V, C)
+            # ignored rows still hold a softmax: they are left out through the (n, C) sides of the products,
+            # not by a pass over (n, V)
+            kept = keep[:, None].to(h.dtype)  # (n, 1)
+            h = h * kept  # (n, C)
+            torch.mm(grad_logits, weight.to(h.dtype), out=grad_hidden[rows]).mul_(kept)  # (n, C)
+            if not reuse:
+                grad_weight += (grad_logits.t() @ h).float()  # (V, C)
+            elif start == 0:
+                torch.mm(grad_logits.t(), h, out=grad_weight)  # (V, C)
+            else:  # accumulated inside the matmul: no (V, C) temporary per chunk
+                torch.addmm(grad_weight, grad_logits.t(), h, out=grad_weight)
             if grad_bias is not None:
-                grad_bias += grad_logits.float().sum(0)
+                grad_bias += (kept.t() @ grad_logits).float().squeeze(0)  # (V,)
             del log_probs, grad_logits  # before the next chunk's logits: one chunk of (n, V) at a time
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.has_bias = bias is not None
@@ -85,8 +95,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
         )
 
 
+#: logits per chunk: 2M floats (8 MB) keep a chunk's logits, log-probabilities and gradient in the cache between
+#: the passes over them; measured with ``benchmarks/loss.py``
+CHUNK_LOGITS = 2**21
+
+
+def loss_chunk_rows(vocab_size: int) -> int:
+    """Rows per chunk by default: ``CHUNK_LOGITS`` logits, at least 32 rows."""
+    return max(32, CHUNK_LOGITS // vocab_size)
+
+
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
-                         chunk_rows: int = 1024) -> tuple[Tensor, Tensor, Tensor | None]:
+                         chunk_rows: int | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Sum of token cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, without materialising
     all the logits.
 
@@ -98,6 +118,7 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, la
         argmax would cost a pass over every logit).
     """
     hidden = hidden.reshape(-1, hidden.size(-1))  # (N, C)
+    chunk_rows = chunk_rows or loss_chunk_rows(weight.size(0))
     labels = labels.reshape(-1)  # (N,)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, weight, bias))

@@ -1,15 +1,62 @@
-"""Normalisation: LayerNorm (with or without bias) and RMSNorm, chosen by the config's ``norm`` string."""
+"""Normalisation: LayerNorm (with or without bias) and RMSNorm, chosen by the config's ``norm`` string.
+
+Legend: N rows (all leading dimensions), C width.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..config import ModelConfig
+
+
+class _RMSNormFunction(torch.autograd.Function):
+    """``x / rms(x) * weight`` with statistics in fp32, as ``torch.nn.functional.rms_norm`` computes it, and a
+    backward written out: autograd through the composite (pow, mean, rsqrt, two products) makes about twice as
+    many passes over (N, C) and keeps the input besides the normalised rows."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
+        upcast = x.to(torch.promote_types(x.dtype, torch.float32))  # (N, C); x itself when fp32 or fp64
+        inverse_rms = torch.rsqrt(upcast.pow(2).mean(-1, keepdim=True).add_(eps))  # (N, 1)
+        normed = (upcast * inverse_rms).to(x.dtype)  # (N, C)
+        ctx.save_for_backward(normed, inverse_rms, weight)
+        return (normed * weight).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        normed, inverse_rms, weight = ctx.saved_tensors
+        grad_weight = (grad * normed).reshape(-1, grad.size(-1)).sum(0).to(weight.dtype) \
+            if ctx.needs_input_grad[1] else None
+        wide = torch.promote_types(normed.dtype, torch.float32)
+        grad_normed = (grad * weight).to(wide)  # (N, C)
+        upcast = normed.to(wide)
+        # d normed_i / d x_j = (delta_ij - normed_i normed_j / C) / rms
+        grad_x = grad_normed.sub_(upcast * (grad_normed * upcast).mean(-1, keepdim=True)).mul_(inverse_rms)
+        return grad_x.to(normed.dtype), grad_weight, None
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm with a learned scale (T5, Llama); the parameter is ``weight`` as in
+    ``torch.nn.RMSNorm``, whose outputs and gradients it matches (``tests/test_blocks.py``)."""
+
+    def __init__(self, width: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(width))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., C) -> (..., C)"""
+        return _RMSNormFunction.apply(x, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.size(0)}, eps={self.eps}"
 
 
 def build_norm(config: ModelConfig, d_model: int | None = None) -> nn.Module:
     """The config's norm over the model width (or ``d_model`` when given)."""
     width = d_model or config.d_model
     if config.norm == "rmsnorm":
-        return nn.RMSNorm(width, eps=config.norm_eps)
+        return RMSNorm(width, eps=config.norm_eps)
     return nn.LayerNorm(width, eps=config.norm_eps, bias=config.norm_bias)

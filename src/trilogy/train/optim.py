@@ -27,8 +27,9 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-    """AdamW over ``decay_groups``."""
-    return torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8)
+    """AdamW over ``decay_groups``, fused (one kernel over all the parameters: on CPU half the for-loop's
+    time; transformers' Trainer also defaults to it from torch 2.8)."""
+    return torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, betas=betas, eps=1e-8, fused=True)
 
 
 def lr_at(step: int, peak_lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
