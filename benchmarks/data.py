@@ -2,9 +2,12 @@
 
 Prints, for one objective on one corpus: the first batch (tokenising enough to fill the shuffle buffer), the
 steady cost per batch in the first epoch (tokenising as it goes) and in the second (tokens replayed from
-memory), and the time a resumed iterator takes to reach its next batch.
+memory), and the time a resumed iterator takes to reach its next batch; for objectives that pad their rows
+(seq2seq, classification), the share of real tokens in the batches against the same rows served in the
+shuffled order (``group_by_length=False``).
 
     .venv/bin/python benchmarks/data.py --data shakespeare --objective clm --seq-len 256 --batch-size 8
+    .venv/bin/python benchmarks/data.py --data stdlib-docstrings --objective seq2seq --seq-len 96 --batch-size 32
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import statistics
 import time
 
 from trilogy.data import load_corpus, train_tokenizer
-from trilogy.objectives import Batches
+from trilogy.objectives import OBJECTIVES, Batches
 
 FAMILY = {"clm": "decoder", "mlm": "encoder", "span": "encoder-decoder", "seq2seq": "encoder-decoder",
           "classification": "encoder"}
@@ -27,6 +30,17 @@ def per_batch_ms(batches: Batches, count: int) -> tuple[float, float]:
         next(batches)
         times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times), 1000 * sum(times) / count
+
+
+def real_share(batches: Batches, count: int) -> float:
+    """Real tokens over all positions (sources and targets) in the next ``count`` batches."""
+    real = total = 0
+    for _ in range(count):
+        batch = next(batches)
+        for key in ("attention_mask", "decoder_attention_mask"):
+            if key in batch:
+                real, total = real + int(batch[key].sum()), total + batch[key].numel()
+    return real / total
 
 
 def main() -> None:
@@ -44,8 +58,9 @@ def main() -> None:
     tokenizer = train_tokenizer(FAMILY[args.objective], corpus.texts("train"), args.vocab_size)
     print(f"tokenizer trained in {time.perf_counter() - start:.1f} s")
 
-    def make() -> Batches:
-        return Batches(args.objective, corpus.train, tokenizer, args.seq_len, args.batch_size, seed=0)
+    def make(group_by_length: bool = True) -> Batches:
+        return Batches(args.objective, corpus.train, tokenizer, args.seq_len, args.batch_size, seed=0,
+                       group_by_length=group_by_length)
 
     batches = make()
     start = time.perf_counter()
@@ -65,6 +80,10 @@ def main() -> None:
     next(resumed)
     print(f"resume at epoch {state['epoch']}, item {state['offset']}: next batch after "
           f"{time.perf_counter() - start:.2f} s")
+    if OBJECTIVES[args.objective].pads:
+        grouped, plain = real_share(make(), args.batches), real_share(make(group_by_length=False), args.batches)
+        print(f"real tokens: {grouped:.1%} of the batches' positions batched by length, {plain:.1%} in the "
+              f"shuffled order ({args.batches} batches each)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from trilogy import build
 from trilogy.data import special_ids, special_tokens
 from trilogy.objectives import (
     IGNORE,
+    LENGTH_GROUP_BATCHES,
     OBJECTIVES,
     Batches,
     compute_loss,
@@ -286,6 +287,33 @@ def test_ranks_share_each_global_batch_exactly(objective, world_size, tokenizers
                 assert all(float(part[key]) * world_size == float(batch[key]) for part in parts)
             else:
                 assert torch.equal(torch.cat([part[key] for part in parts]), batch[key]), key
+
+
+@pytest.mark.parametrize("objective", ["seq2seq", "classification"])
+def test_padded_rows_are_batched_by_length_in_groups(objective, tokenizers, documents):
+    """Training draws LENGTH_GROUP_BATCHES batches' rows at a time and batches them by length: the same rows
+    as the stream gives (within each group), far less padding, and the same batches every time."""
+    group = LENGTH_GROUP_BATCHES * 4
+
+    def rows(batch):  # each row's real tokens, as a sortable tuple
+        mask = batch["attention_mask"].bool()
+        return [tuple(ids[keep].tolist()) for ids, keep in zip(batch["input_ids"], mask, strict=True)]
+
+    def real_share(run):
+        masks = [b["attention_mask"] for b in run] + [b["decoder_attention_mask"] for b in run if
+                                                       "decoder_attention_mask" in b]
+        return sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+
+    grouped = list(itertools.islice(batches(objective, tokenizers, documents), LENGTH_GROUP_BATCHES))
+    plain = list(itertools.islice(batches(objective, tokenizers, documents, group_by_length=False),
+                                  LENGTH_GROUP_BATCHES))  # the same stream, served in order
+    assert sorted(r for b in grouped for r in rows(b)) == sorted(r for b in plain for r in rows(b))
+    assert sum(len(rows(b)) for b in grouped) == group
+    assert real_share(grouped) > real_share(plain) + 0.1
+    again = list(itertools.islice(batches(objective, tokenizers, documents), LENGTH_GROUP_BATCHES))
+    assert_same_batches(grouped, again)
+    lengths = [int(b["attention_mask"].sum(1).max()) for b in grouped]
+    assert lengths != sorted(lengths, reverse=True)  # the group's batches are served in a drawn order
 
 
 def test_epochs_reshuffle(tokenizers, documents):

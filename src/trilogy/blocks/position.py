@@ -114,11 +114,36 @@ class RotaryEmbedding(nn.Module):
         return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate pairs (i, i + D/2) of x by the position angles. x: (B, H, T, D); cos/sin (B, 1, T, D)."""
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the two halves of the last dimension, written into
+    one new tensor: two passes over x where ``x * cos + rotate_half(x) * sin`` makes five."""
     half = x.size(-1) // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return (x * cos + rotated * sin).to(x.dtype)
+    cos, sin = cos[..., :half], sin[..., :half]  # the angles repeat in the two halves
+    first, second = x[..., :half], x[..., half:]
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    torch.mul(first, cos, out=out[..., :half]).addcmul_(second, sin, value=-1)
+    torch.mul(second, cos, out=out[..., half:]).addcmul_(first, sin)
+    return out
+
+
+class _Rotary(torch.autograd.Function):
+    """A rotation's gradient is the gradient rotated back (by the negative angles)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        cos, sin = ctx.saved_tensors
+        return _rotate(grad, cos, -sin), None, None
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (i, i + D/2) of x by the position angles. x: (B, H, T, D); cos/sin (B, 1, T, D), the same
+    angles in both halves (``RotaryEmbedding``). Returns (B, H, T, D) in x's dtype."""
+    return _Rotary.apply(x, cos, sin)
 
 
 def positions_from_mask(attention_mask: Tensor | None, length: int, past: int = 0,

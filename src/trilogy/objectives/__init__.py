@@ -17,7 +17,7 @@ objective's batches deterministic, resumable and sharded; ``loss.py`` computes t
 """
 
 from . import causal, masked, pairs, spans  # noqa: F401  (each registers its objectives)
-from .batches import Batches, pad_rows
+from .batches import LENGTH_GROUP_BATCHES, Batches, pad_rows
 from .loss import compute_loss
 from .noise import (
     IGNORE,
@@ -39,7 +39,7 @@ from .registry import (
 )
 
 __all__ = [
-    "IGNORE", "MASK_PROBABILITY", "OBJECTIVES", "Batches", "EncoderDecoderObjective", "Objective", "compute_loss",
+    "IGNORE", "LENGTH_GROUP_BATCHES", "MASK_PROBABILITY", "OBJECTIVES", "Batches", "EncoderDecoderObjective", "Objective", "compute_loss",
     "corrupt_spans", "default_objective", "get_objective", "mask_tokens", "pad_rows", "random_spans_noise_mask",
     "register", "replace_spans", "span_counts", "span_lengths",
 ]

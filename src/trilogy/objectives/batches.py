@@ -31,6 +31,9 @@ from .noise import IGNORE
 from .registry import get_objective
 
 SHUFFLE_BUFFER = 4096
+#: padded rows are batched by length within groups of this many batches (``Batches._grouped_rows``; transformers'
+#: LengthGroupedSampler groups 50)
+LENGTH_GROUP_BATCHES = 16
 
 
 class Batches:
@@ -47,14 +50,18 @@ class Batches:
         seed: seeds the shuffling and the noise; the same seed gives the same batches.
         epochs: passes over the data, ``None`` for endless training; with a number, the final batch may be
             smaller and the last block of each pass is kept (padded), so that evaluation sees every token.
-        shuffle: shuffle items through a buffer of ``SHUFFLE_BUFFER`` each epoch (turn off for evaluation).
+        shuffle: shuffle items through a buffer of ``SHUFFLE_BUFFER`` each epoch, and batch padded rows by length
+            within groups of ``LENGTH_GROUP_BATCHES`` batches (turn off for evaluation).
         target_len: longest target for ``seq2seq`` (default ``seq_len``).
         label_names: the classes for ``classification`` (default: the sorted distinct targets of ``documents``).
+        group_by_length: with ``shuffle``, batch padded rows by length (``_grouped_rows``); False serves them
+            in the shuffled order.
     """
 
     def __init__(self, objective: str, documents: Iterable[Any], tokenizer: Tokenizer, seq_len: int,
                  batch_size: int, seed: int = 0, *, rank: int = 0, world_size: int = 1, epochs: int | None = None,
-                 shuffle: bool = True, target_len: int | None = None, label_names: Sequence[str] | None = None):
+                 shuffle: bool = True, target_len: int | None = None, label_names: Sequence[str] | None = None,
+                 group_by_length: bool = True):
         self.task = get_objective(objective)
         if batch_size % world_size or not 0 <= rank < world_size:
             raise TrilogyError(f"batch_size {batch_size} must split evenly over world_size {world_size}, "
@@ -74,12 +81,21 @@ class Batches:
             self.tokens = TokenCache(documents, tokenizer, self.special[self.task.separator])
         self._epoch, self._offset, self._batches = 0, 0, 0
         self._items: Iterator[tuple[int, int, Any]] | None = None
+        # training on padded rows draws them a group at a time (``_grouped_rows``)
+        self._grouped = shuffle and group_by_length and self.task.pads
+        self._group: list[list[Any]] = []  # the current group's batches not served yet
+        self._group_start: tuple[int, int] = (0, 0)  # the stream position the group was drawn from
+        self._group_served = 0
 
     # state ---------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The exact data position, plus what must not change across a resume."""
-        return {"objective": self.objective, "seq_len": self.seq_len, "batch_size": self.batch_size,
-                "seed": self.seed, "epoch": self._epoch, "offset": self._offset, "batches": self._batches}
+        """The exact data position, plus what must not change across a resume. Within a group of padded rows
+        the position is where the group was drawn and how many of its batches were served."""
+        state = {"objective": self.objective, "seq_len": self.seq_len, "batch_size": self.batch_size,
+                 "seed": self.seed, "epoch": self._epoch, "offset": self._offset, "batches": self._batches}
+        if self._group:
+            state["group"] = [*self._group_start, self._group_served]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state``; the world size may differ from the run that saved it."""
@@ -88,24 +104,52 @@ class Batches:
                 raise TrilogyError(f"cannot resume: the saved data position has {key}={state[key]!r}, "
                                    f"this run has {getattr(self, key)!r}")
         self._epoch, self._offset, self._batches = state["epoch"], state["offset"], state["batches"]
-        self._items = None
+        self._items, self._group = None, []
+        if "group" in state:  # draw that group again and skip what was served
+            epoch, offset, served = state["group"]
+            self._epoch, self._offset = epoch, offset
+            self._group = self._grouped_rows()[served:]
+            self._group_served = served
 
     # iteration -----------------------------------------------------------------------------------------
     def __iter__(self) -> Batches:
         return self
 
     def __next__(self) -> dict[str, Tensor]:
-        if self._items is None:
-            self._items = self._stream(self._epoch, self._offset)
-        rows = []
-        for epoch, offset, item in itertools.islice(self._items, self.batch_size):
-            rows.append(item)
-            self._epoch, self._offset = epoch, offset
+        if not self._grouped:
+            rows = self._take(self.batch_size)
+        else:
+            if not self._group:
+                self._group, self._group_served = self._grouped_rows(), 0
+            rows = self._group.pop(0) if self._group else []
+            self._group_served += 1
         if not rows:
             raise StopIteration
         generator = torch.Generator().manual_seed(derive_seed(self.seed, "batch", self._batches))
         self._batches += 1
         return self._shard(self._collate(rows, generator))
+
+    def _take(self, count: int) -> list[Any]:
+        """The next ``count`` items of the stream (fewer at its end), advancing the position."""
+        if self._items is None:
+            self._items = self._stream(self._epoch, self._offset)
+        rows = []
+        for epoch, offset, item in itertools.islice(self._items, count):
+            rows.append(item)
+            self._epoch, self._offset = epoch, offset
+        return rows
+
+    def _grouped_rows(self) -> list[list[Any]]:
+        """The rows of the next ``LENGTH_GROUP_BATCHES`` batches from the stream, sorted by length (longest
+        first) and cut into batches, the batches in an order drawn from the seed and the group's position:
+        each batch pads little, and no schedule of lengths repeats from group to group."""
+        self._group_start = (self._epoch, self._offset)
+        rows = self._take(LENGTH_GROUP_BATCHES * self.batch_size)
+        lengths = self.task.lengths(self, rows)
+        rows = [rows[i] for i in sorted(range(len(rows)), key=lambda i: lengths[i], reverse=True)]
+        group = [rows[i:i + self.batch_size] for i in range(0, len(rows), self.batch_size)]
+        random.Random(derive_seed(self.seed, "group", *self._group_start)).shuffle(group)
+        return group
 
     def _stream(self, epoch: int, skip: int) -> Iterator[tuple[int, int, Any]]:
         """(epoch, items taken in that epoch, item) from ``epoch`` on, the first ``skip`` items left out."""

@@ -25,12 +25,21 @@ FUNCTION_NAME = re.compile(r"def\s+(\w+)")
 
 
 class Seq2Seq(EncoderDecoderObjective):
-    """(source, target) pairs, padded to the longest in the global batch."""
+    """(source, target) pairs, padded to the longest in the global batch (training groups rows of similar
+    lengths, ``Batches``)."""
 
     name, corpus_kind = "seq2seq", "pairs"
     default_for = ("pairs",)
+    pads = True
     eval_sums = ("exact", "word_f1", "sequences")
     generates = True
+
+    def lengths(self, batches: Batches, rows: list[Any]) -> list[tuple[int, ...]]:
+        encode = batches.tokenizer.encode_batch_fast
+        sources = encode([s for s, _ in rows], add_special_tokens=False)
+        targets = encode([t for _, t in rows], add_special_tokens=False)
+        return [(min(len(s.ids) + 1, batches.seq_len), min(len(t.ids) + 1, batches.target_len))  # + eos
+                for s, t in zip(sources, targets, strict=True)]
 
     def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
         encode, eos = batches.tokenizer.encode_batch_fast, batches.special["eos"]
@@ -64,7 +73,11 @@ class Classification(Objective):
     name, arch, head, corpus_kind = "classification", "encoder", "sequence-classification", "pairs"
     default_for = ("pairs",)
     needs = ("pad", "cls", "sep")
-    labelled = True
+    labelled = pads = True
+
+    def lengths(self, batches: Batches, rows: list[Any]) -> list[tuple[int, ...]]:
+        sources = batches.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)
+        return [(min(len(s.ids) + 2, batches.seq_len),) for s in sources]  # + cls, sep
 
     def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
         sources = batches.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)

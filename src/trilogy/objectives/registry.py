@@ -37,12 +37,18 @@ class Objective:
     needs: tuple[str, ...] = ("pad", "eos", "decoder_start")  # special tokens the tokenizer must have
     needs_sentinels: bool = False
     labelled: bool = False  # the targets are class names (``Batches.label_names``)
+    pads: bool = False  # rows are padded to the longest in a batch (``lengths``), not packed to one length
     eval_sums: tuple[str, ...] = ()  # what ``eval_batch`` adds up over the validation batches
     generates: bool = False  # evaluation decodes (greedy, with ``trilogy eval --repetition-penalty``)
 
     def epoch_items(self, batches: Batches) -> Iterator[Any]:
         """One pass over the data: token blocks for text objectives (``Batches.blocks``), else the pairs."""
         return iter(batches.documents)
+
+    def lengths(self, batches: Batches, rows: list[Any]) -> list[tuple[int, ...]]:
+        """What each row's length will be in a batch (e.g. source, target), for objectives that pad (``pads``):
+        training batches rows of similar lengths together."""
+        raise NotImplementedError
 
     def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
         """The global batch of ``rows`` (from ``epoch_items``): input_ids, attention_mask and labels (B, T),
