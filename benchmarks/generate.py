@@ -22,7 +22,6 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
@@ -128,25 +127,6 @@ def weight_floor(ours, bandwidth: float) -> dict:
             "floor_ms_per_step": 1000 * weight_bytes / bandwidth}
 
 
-def products_alone(ours, batch: int, rounds: int = 30) -> dict:
-    """Milliseconds of one decoding step's matrix products alone, run in sequence as a step runs them (every
-    Linear of the model and the LM head, ``batch`` rows each), with trilogy's input-major weights and with the
-    same weights row-major (nn.Linear's usual order). Medians over ``rounds``, the two orders interleaved."""
-    layers = [m for m in ours.modules() if isinstance(m, torch.nn.Linear)]
-    orders = {"input-major": [(m.weight, m.bias) for m in layers],
-              "row-major": [(m.weight.contiguous(), m.bias) for m in layers]}
-    inputs = [torch.randn(batch, m.in_features) for m in layers]
-    times = {name: [] for name in orders}
-    with torch.inference_mode():
-        for _ in range(rounds):
-            for name, weights in orders.items():
-                start = time.perf_counter()
-                for x, (weight, bias) in zip(inputs, weights, strict=True):
-                    F.linear(x, weight, bias)
-                times[name].append(time.perf_counter() - start)
-    return {"products": len(layers), **{name: 1000 * statistics.median(t) for name, t in times.items()}}
-
-
 def report(results: list[dict], args, load: tuple, floor: dict) -> None:
     print(f"greedy decoding, GPT-2 shape d_model 384, 6 layers, 6 heads, vocab 8192; prompt {args.prompt}, "
           f"{args.new_tokens} new tokens; torch {torch.__version__}, {torch.get_num_threads()} threads; "
@@ -160,9 +140,6 @@ def report(results: list[dict], args, load: tuple, floor: dict) -> None:
                 f">= {speed['target']:.1f}x {'met' if speed['met'] else 'NOT met'}")
             print(f"{r['batch']:5d}  {name:12s} {r['ms_per_step'][name]:8.2f} {tps:9.1f}  {ratio:>15s}  {target}")
         print(f"{'':5s}  identical tokens: {'yes' if r['identical_tokens'] else 'NO'}")
-        alone = r["products_alone"]
-        print(f"{'':5s}  the step's {alone['products']} products alone: {alone['input-major']:.2f} ms with trilogy's "
-              f"input-major weights, {alone['row-major']:.2f} ms with the same weights row-major")
     print(f"memory floor: a step reads all {floor['weight_bytes'] / 2**20:.1f} MiB of weights; at this machine's "
           f"measured {floor['read_bytes_per_second'] / 1e9:.1f} GB/s that takes >= "
           f"{floor['floor_ms_per_step']:.2f} ms per step")
@@ -191,8 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(args.repeats * (3 if b in args.notebook_batches else 2) for b in args.batches)
     with tqdm(total=total, desc="timed runs", file=sys.stderr, disable=None) as progress:
         results = [measure(batch, args, reference, ours, progress) for batch in args.batches]
-    for result in results:
-        result["products_alone"] = products_alone(ours, result["batch"])
     floor = weight_floor(ours, read_bandwidth())
     load = (load_before, os.getloadavg()[0])
     if args.json:

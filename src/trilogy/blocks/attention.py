@@ -20,7 +20,6 @@ from torch.torch_version import TorchVersion
 from ..config import ModelConfig
 from .cache import KeyValues
 from .dropout import dropout
-from .linear import Linear
 from .masks import causal_mask
 from .position import apply_rotary
 
@@ -81,11 +80,11 @@ class Attention(nn.Module):
         self.dropout = config.dropout
         q_width, kv_width = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
         if cross:
-            self.q = Linear(config.d_model, q_width, bias=config.bias)
-            self.kv = Linear(config.d_model, 2 * kv_width, bias=config.bias)
+            self.q = nn.Linear(config.d_model, q_width, bias=config.bias)
+            self.kv = nn.Linear(config.d_model, 2 * kv_width, bias=config.bias)
         else:
-            self.qkv = Linear(config.d_model, q_width + 2 * kv_width, bias=config.bias)
-        self.out = Linear(q_width, config.d_model, bias=config.bias)
+            self.qkv = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=config.bias)
+        self.out = nn.Linear(q_width, config.d_model, bias=config.bias)
 
     def _heads(self, x: Tensor, n_heads: int) -> Tensor:
         """(B, T, n_heads * D) -> (B, n_heads, T, D)"""

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import Dropout
-from .linear import Linear
 
 
 class LMHead(nn.Module):
@@ -18,7 +17,7 @@ class LMHead(nn.Module):
     def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0):
         super().__init__()
         self.scale = scale
-        self.proj = Linear(d_model, vocab_size, bias=bias)
+        self.proj = nn.Linear(d_model, vocab_size, bias=bias)
 
     @property
     def projection(self) -> nn.Linear:
@@ -38,9 +37,9 @@ class MLMHead(nn.Module):
 
     def __init__(self, d_model: int, vocab_size: int, eps: float = 1e-5):
         super().__init__()
-        self.dense = Linear(d_model, d_model)
+        self.dense = nn.Linear(d_model, d_model)
         self.layer_norm = nn.LayerNorm(d_model, eps=eps)
-        self.decoder = Linear(d_model, vocab_size)
+        self.decoder = nn.Linear(d_model, vocab_size)
 
     @property
     def projection(self) -> nn.Linear:
@@ -60,7 +59,7 @@ class Pooler(nn.Module):
 
     def __init__(self, d_model: int):
         super().__init__()
-        self.dense = Linear(d_model, d_model)
+        self.dense = nn.Linear(d_model, d_model)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.dense(hidden[:, 0]).tanh()
@@ -73,7 +72,7 @@ class Classifier(nn.Module):
     def __init__(self, d_model: int, num_labels: int, dropout: float = 0.0):
         super().__init__()
         self.dropout = Dropout(dropout)
-        self.proj = Linear(d_model, num_labels)
+        self.proj = nn.Linear(d_model, num_labels)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.proj(self.dropout(hidden))

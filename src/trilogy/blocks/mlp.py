@@ -10,7 +10,6 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .dropout import Dropout
-from .linear import Linear
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -40,10 +39,10 @@ class MLP(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.up = Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
         self.act = Activation(config.activation)
         self.dropout = Dropout(config.dropout)
-        self.down = Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.act(self.up(x))  # (B, T, F)
@@ -55,11 +54,11 @@ class GatedMLP(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.gate = Linear(config.d_model, config.d_ff, bias=config.bias)
-        self.up = Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.gate = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
+        self.up = nn.Linear(config.d_model, config.d_ff, bias=config.bias)
         self.act = Activation(config.activation)
         self.dropout = Dropout(config.dropout)
-        self.down = Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.act(self.gate(x)) * self.up(x)  # (B, T, F)

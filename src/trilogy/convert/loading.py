@@ -91,8 +91,7 @@ def materialize(model: TransformerModel, rules: list[Rule], stored: StoredWeight
     tied = tied_keys(model)
     for rule in rules:
         meta = model.get_parameter(rule.ours)
-        # the model's own memory order (Linear weights are input-major, see blocks/linear.py)
-        tensor = torch.empty_strided(meta.shape, meta.stride(), dtype=dtype, device=device)
+        tensor = torch.empty(meta.shape, dtype=dtype, device=device)
         if rule.transform is None:
             stored.copy_into(names[rule.theirs[0]], tensor)
         else:

@@ -24,11 +24,7 @@ FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 def shard(model: nn.Module) -> nn.Module:
     """Shard every transformer layer, then the rest (embeddings, heads, norms) at the root. ``run`` is
-    registered as a forward method so that calling it gathers the root's parameters as ``forward`` does.
-    FSDP2 shards contiguous parameters only, so weights stored input-major (``blocks.linear``) are first
-    laid out row-major."""
-    for parameter in model.parameters():
-        parameter.data = parameter.data.contiguous()
+    registered as a forward method so that calling it gathers the root's parameters as ``forward`` does."""
     for module in model.modules():
         if isinstance(module, TransformerLayer):
             fully_shard(module)
