@@ -19,7 +19,9 @@ class _RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
         upcast = x.to(torch.promote_types(x.dtype, torch.float32))  # (N, C); x itself when fp32 or fp64
-        inverse_rms = torch.rsqrt(upcast.pow(2).mean(-1, keepdim=True).add_(eps))  # (N, 1)
+        # the norm in one pass over x (x.pow(2).mean() would write the squares out first)
+        norm = torch.linalg.vector_norm(upcast, dim=-1, keepdim=True)  # (N, 1)
+        inverse_rms = norm.pow_(2).div_(x.size(-1)).add_(eps).rsqrt_()  # (N, 1)
         normed = (upcast * inverse_rms).to(x.dtype)  # (N, C)
         ctx.save_for_backward(normed, inverse_rms, weight)
         return (normed * weight).to(x.dtype)
@@ -33,7 +35,8 @@ class _RMSNormFunction(torch.autograd.Function):
         grad_normed = (grad * weight).to(wide)  # (N, C)
         upcast = normed.to(wide)
         # d normed_i / d x_j = (delta_ij - normed_i normed_j / C) / rms
-        grad_x = grad_normed.sub_(upcast * (grad_normed * upcast).mean(-1, keepdim=True)).mul_(inverse_rms)
+        dot = torch.linalg.vecdot(grad_normed, upcast, dim=-1).unsqueeze(-1)  # (N, 1)
+        grad_x = grad_normed.addcmul_(upcast, dot, value=-1 / grad.size(-1)).mul_(inverse_rms)
         return grad_x.to(normed.dtype), grad_weight, None
 
 
