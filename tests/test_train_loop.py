@@ -118,6 +118,23 @@ def test_keeps_the_last_k_checkpoints_and_the_best(tmp_path):
     assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cpu_training_flushes_denormals_while_it_runs(tmp_path, precision):
+    """Denormal floats take the CPU's microcode path, many times slower: the loop flushes them in every
+    precision, and only while it runs."""
+    flushed = []
+
+    def watching(model, batch):
+        flushed.append(float(torch.tensor([1e-39]) * 1.0) == 0.0)  # 1e-39 is a denormal in fp32
+        return lm_loss(model, batch)
+
+    torch.manual_seed(0)
+    train(trilogy.build("tiny-gpt2", dropout=0.0), Counting(), watching,
+          TrainSettings(max_steps=2, warmup_steps=1, precision=precision), tmp_path, save_files, None, ONE_PROCESS)
+    assert flushed == [True, True]
+    assert float(torch.tensor([1e-39]) * 1.0) > 0.0
+
+
 def test_output_folder_loads_and_records_the_run(tmp_path):
     data = write_text(tmp_path / "text.txt")
     out = tmp_path / "run"

@@ -171,7 +171,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     last_loss = None
     started, tokens_since = time.perf_counter(), 0
     raw_model.train()
-    with denormals_flushed(settings.precision == "bf16" and dist.device.type == "cpu"):
+    with denormals_flushed(dist.device.type == "cpu"):
         while step < settings.max_steps:
             # 1. the learning rate of this step
             lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
