@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+import trilogy
 from trilogy import build
 from trilogy.demo.budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
 from trilogy.demo.families import FAMILY_ARCH, UNITS
@@ -196,6 +201,26 @@ def test_denormals_are_flushed_only_inside():
     assert float(tiny * 1.0) > 0.0
     with denormals_flushed(enabled=False):
         assert float(tiny * 1.0) > 0.0
+
+
+@pytest.mark.parametrize("workers_first", [False, True])
+def test_a_flush_set_before_parallel_work_reaches_every_worker_thread(workers_first):
+    """What ``trilogy train`` and ``trilogy demo`` rely on, in a fresh process with two threads: set before the
+    thread pool starts, the flush holds in every worker's share of an elementwise op; set after, only in the
+    main thread's (which is why the commands set it at their start)."""
+    script = f"""
+import numpy, torch
+from trilogy.train.precision import denormals_flushed
+torch.set_num_threads(2)
+denormals = torch.from_numpy(numpy.full(1 << 22, 1e-39, dtype=numpy.float32))  # made without torch's threads
+if {workers_first}:
+    denormals * 1.0  # starts the thread pool
+with denormals_flushed():
+    print(int((denormals * 1.0 != 0).sum()))
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(trilogy.__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert (int(out.stdout) > 0) == workers_first
 
 
 def test_bert_examples_blank_whole_words_only(tokenizers):

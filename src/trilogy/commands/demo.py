@@ -35,6 +35,13 @@ OPTIONS = {
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.precision import denormals_flushed
+
+    with denormals_flushed():  # set before any parallel work: the thread pool's workers start with it
+        return _demo(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
     from ..demo.report import SUMMARY_HEADERS, text_table
     from ..demo.run import DemoOptions, load_state, run_demo
     from ..demo.seeds import HEADERS, rows, run_seeds

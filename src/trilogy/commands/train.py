@@ -18,6 +18,13 @@ from ..train.options import RunOptions
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..train.precision import denormals_flushed
+
+    with denormals_flushed():  # set before any parallel work: the thread pool's workers start with it
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from ..train.distributed import setup, teardown
     from ..train.loop import NonFiniteLoss
     from ..train.session import run_training

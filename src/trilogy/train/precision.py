@@ -10,7 +10,11 @@ d_model 256 trilogy's training steps ran 1.5-1.8x faster in bf16 (``python bench
 Training on a CPU flushes denormal floats to zero (``denormals_flushed``), as TensorFlow does by default: values
 in the denormal range (below 1.2e-38 in fp32) are handled in microcode, many times slower. In bf16 they made
 the training steps of small models many times slower after their first few on an AMX Xeon; in fp32 they made
-T5's fine-tuning from its denoising weights 1.3x slower (and slower as it went on).
+T5's fine-tuning from its denoising weights 1.3x slower (and slower as it went on). The setting belongs to a
+thread, and torch's worker threads copy it from the main thread when they start: ``trilogy train`` and
+``trilogy demo`` set it before any parallel work, so that every worker flushes; the training loop sets it
+again for whoever calls it from Python (where, in a process that already ran parallel work, only the main
+thread's share is flushed).
 """
 
 from __future__ import annotations
