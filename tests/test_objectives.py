@@ -316,6 +316,15 @@ def test_padded_rows_are_batched_by_length_in_groups(objective, tokenizers, docu
     assert lengths != sorted(lengths, reverse=True)  # the group's batches are served in a drawn order
 
 
+def test_padded_rows_are_tokenised_once(tokenizers, documents, monkeypatch):
+    run = batches("seq2seq", tokenizers, documents)
+    texts = [line for line, _ in pairs_of(documents, "seq2seq")[:20]]
+    expected = [e.ids for e in run.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert [ids.tolist() for ids in run.encoded(texts)] == expected
+    monkeypatch.setattr(run, "tokenizer", None)  # remembered: the tokenizer is not asked again
+    assert [ids.tolist() for ids in run.encoded(texts[::-1])] == expected[::-1]
+
+
 def test_epochs_reshuffle(tokenizers, documents):
     run = batches("clm", tokenizers, [d[:1500] for d in documents[:2]], batch_size=1)
     epoch0, epoch1 = [], []

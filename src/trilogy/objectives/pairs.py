@@ -35,18 +35,16 @@ class Seq2Seq(EncoderDecoderObjective):
     generates = True
 
     def lengths(self, batches: Batches, rows: list[Any]) -> list[tuple[int, ...]]:
-        encode = batches.tokenizer.encode_batch_fast
-        sources = encode([s for s, _ in rows], add_special_tokens=False)
-        targets = encode([t for _, t in rows], add_special_tokens=False)
-        return [(min(len(s.ids) + 1, batches.seq_len), min(len(t.ids) + 1, batches.target_len))  # + eos
+        sources, targets = batches.encoded([s for s, _ in rows]), batches.encoded([t for _, t in rows])
+        return [(min(len(s) + 1, batches.seq_len), min(len(t) + 1, batches.target_len))  # + eos
                 for s, t in zip(sources, targets, strict=True)]
 
     def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
-        encode, eos = batches.tokenizer.encode_batch_fast, batches.special["eos"]
-        sources = encode([s for s, _ in rows], add_special_tokens=False)
-        targets = encode([t for _, t in rows], add_special_tokens=False)
-        return batches.encoder_decoder([torch.tensor([*s.ids[:batches.seq_len - 1], eos]) for s in sources],
-                                       [torch.tensor([*t.ids[:batches.target_len - 1], eos]) for t in targets])
+        eos = torch.tensor([batches.special["eos"]])
+        sources, targets = batches.encoded([s for s, _ in rows]), batches.encoded([t for _, t in rows])
+        return batches.encoder_decoder(
+            [torch.cat([torch.from_numpy(s[:batches.seq_len - 1]).long(), eos]) for s in sources],
+            [torch.cat([torch.from_numpy(t[:batches.target_len - 1]).long(), eos]) for t in targets])
 
     def eval_batch(self, model: nn.Module, batch: dict[str, Tensor], tokenizer: Tokenizer,
                    repetition_penalty: float) -> list[float]:
@@ -76,15 +74,14 @@ class Classification(Objective):
     labelled = pads = True
 
     def lengths(self, batches: Batches, rows: list[Any]) -> list[tuple[int, ...]]:
-        sources = batches.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)
-        return [(min(len(s.ids) + 2, batches.seq_len),) for s in sources]  # + cls, sep
+        return [(min(len(s) + 2, batches.seq_len),) for s in batches.encoded([s for s, _ in rows])]  # + cls, sep
 
     def collate(self, batches: Batches, rows: list[Any], generator: torch.Generator) -> dict[str, Tensor]:
-        sources = batches.tokenizer.encode_batch_fast([s for s, _ in rows], add_special_tokens=False)
+        sources = batches.encoded([s for s, _ in rows])
         body = batches.seq_len - 2
-        cls, sep = batches.special["cls"], batches.special["sep"]
-        input_ids, attention_mask = pad_rows([torch.tensor([cls, *s.ids[:body], sep]) for s in sources],
-                                             batches.special["pad"])
+        cls, sep = torch.tensor([batches.special["cls"]]), torch.tensor([batches.special["sep"]])
+        input_ids, attention_mask = pad_rows([torch.cat([cls, torch.from_numpy(s[:body]).long(), sep])
+                                              for s in sources], batches.special["pad"])
         labels = torch.tensor([label_index(batches.label_names, target) for _, target in rows])  # (B,)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
