@@ -96,13 +96,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
 
 #: logits per chunk: 2M floats (8 MB) keep a chunk's logits, log-probabilities and gradient in the cache between
-#: the passes over them; measured with ``benchmarks/loss.py``
+#: the passes over them; but every chunk also reads and writes the whole (V, C) gradient of the projection, so
+#: a chunk has at least ``MIN_CHUNK_ROWS`` rows (at V 50257, 41-row chunks took 1.7x as long as 256-row ones).
+#: ``python benchmarks/loss.py`` times the default against fixed chunks and the plain path.
 CHUNK_LOGITS = 2**21
+MIN_CHUNK_ROWS = 256
 
 
 def loss_chunk_rows(vocab_size: int) -> int:
-    """Rows per chunk by default: ``CHUNK_LOGITS`` logits, at least 32 rows."""
-    return max(32, CHUNK_LOGITS // vocab_size)
+    """Rows per chunk by default: ``CHUNK_LOGITS`` logits, at least ``MIN_CHUNK_ROWS`` rows."""
+    return max(MIN_CHUNK_ROWS, CHUNK_LOGITS // vocab_size)
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
