@@ -91,6 +91,14 @@ def family_table(families: dict) -> list[list[str]]:
             for family, row in families.items()]
 
 
+def _shown_answer(answer: str | None) -> str:
+    """An answer as the examples table shows it: a token that is only whitespace (a line break, a space) was
+    stripped to "" for scoring, and would look like no answer at all."""
+    if answer is None:
+        return ""
+    return answer or "(whitespace)"
+
+
 def blank_table(result: dict) -> list[list[str]]:
     """``BLANK_HEADERS`` rows of the fill-the-blank question."""
     reads = {"bert": "both sides of the blank ([MASK])", "gpt": "the left side only (next token)",
@@ -179,7 +187,7 @@ def blocks(report: dict) -> list[tuple]:
                       "only what comes before it; the demo's T5 pre-trained on code and never saw the text."),
                 ("table", BLANK_HEADERS, blank_table(blank))]
         shown = [[f"{row['before'].splitlines()[-1]} ____{row['after']}", row["word"],
-                  *(row.get(family, "") for family in ("bert", "gpt"))] for row in blank["examples"]]
+                  *(_shown_answer(row.get(family)) for family in ("bert", "gpt"))] for row in blank["examples"]]
         out.append(("table", ["line", "hidden word", "BERT", "GPT"], shown))
     pictures = report["pictures"]
     out += [("h2", "Loss curves"), ("img", pictures["loss"], "loss against training FLOPs, tokens and time")]
