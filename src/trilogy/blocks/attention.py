@@ -5,7 +5,8 @@ positions (with the mask already folded in); grouped-query attention when ``n_kv
 ``F.scaled_dot_product_attention`` is the fast path; ``return_attention=True`` takes the explicit path and
 returns the weights. On CPU, attention dropout also takes the explicit path, with trilogy's boolean-mask
 dropout (``dropout.py``): CPU SDPA would leave its fused kernel for a math path that keeps the same
-(B, H, T, S) tensors, and a float mask. GPU kernels fuse dropout, so there SDPA keeps it.
+(B, H, T, S) tensors, and a float mask. GPU kernels fuse dropout, so there SDPA keeps it. So does a bias that
+needs a gradient (T5's, in training) on CPU: SDPA's math path would make more passes over the scores.
 
 Legend: B batch, T query length, S key length, H query heads, K key/value heads, D head size, C model width.
 """
