@@ -42,7 +42,7 @@ class _RMSNormFunction(torch.autograd.Function):
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a learned scale (T5, Llama); the parameter is ``weight`` as in
-    ``torch.nn.RMSNorm``, whose outputs and gradients it matches (``tests/test_blocks.py``)."""
+    ``torch.nn.RMSNorm``, whose outputs and gradients it matches (``tests/test_norm.py``)."""
 
     def __init__(self, width: int, eps: float = 1e-6):
         super().__init__()
