@@ -2,7 +2,7 @@
 
 GPT-2-shaped model (d_model 256, 4 layers, 4 heads, vocab 8192; random weights made by transformers and loaded
 with ``trilogy.from_pretrained``), batch 8, sequence 1024, fp32: forward + backward with and without
-``model.set_activation_checkpointing(True)``, the two alternating step by step, medians. Two figures each:
+``checkpoint_activations=True``, the two alternating step by step, medians. Two figures each:
 
 - activation memory: the bytes kept for backward at the end of the forward pass (every tensor autograd saves,
   seen through ``torch.autograd.graph.saved_tensors_hooks``, parameters excluded, and every dropout mask; each
@@ -33,14 +33,14 @@ transformers.logging.set_verbosity_error()
 SHAPE = dict(d_model=256, n_layers=4, n_heads=4, vocab=8192, batch=8)
 
 
-def build(seq: int, dropout: float) -> trilogy.TransformerModel:
+def build(seq: int, dropout: float, checkpoint_activations: bool) -> trilogy.TransformerModel:
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_embd=SHAPE["d_model"], n_layer=SHAPE["n_layers"], n_head=SHAPE["n_heads"],
                                      vocab_size=SHAPE["vocab"], n_positions=seq, resid_pdrop=dropout,
                                      embd_pdrop=dropout, attn_pdrop=dropout, bos_token_id=0, eos_token_id=0)
     with tempfile.TemporaryDirectory() as folder:
         transformers.GPT2LMHeadModel(config).save_pretrained(folder)
-        return trilogy.from_pretrained(folder).train()
+        return trilogy.from_pretrained(folder, checkpoint_activations=checkpoint_activations).train()
 
 
 class DropoutMasks(TorchDispatchMode):
@@ -87,19 +87,17 @@ def step(model, ids, labels) -> tuple[float, float]:
 
 
 def measure(seq: int, dropout: float, rounds: int) -> dict:
-    model = build(seq, dropout)
+    modes = {"plain": False, "checkpointing": True}
+    models = {name: build(seq, dropout, enabled) for name, enabled in modes.items()}  # the same weights
     ids = torch.randint(0, SHAPE["vocab"], (SHAPE["batch"], seq), generator=torch.Generator().manual_seed(0))
     labels = torch.cat([ids[:, 1:], torch.full((SHAPE["batch"], 1), -100)], dim=1)
-    modes = {"plain": False, "checkpointing": True}
     result = {"seq": seq, "dropout": dropout, "saved_bytes": {}, "loss": {}, "seconds": {m: [] for m in modes}}
-    for name, enabled in modes.items():
-        model.set_activation_checkpointing(enabled)
+    for name, model in models.items():
         result["saved_bytes"][name] = saved_bytes(model, ids, labels)
         result["loss"][name] = step(model, ids, labels)[1]  # also the warm-up
     for i in range(rounds):
         for name in (list(modes) if i % 2 == 0 else list(modes)[::-1]):
-            model.set_activation_checkpointing(modes[name])
-            result["seconds"][name].append(step(model, ids, labels)[0])
+            result["seconds"][name].append(step(models[name], ids, labels)[0])
     result["median_s"] = {name: statistics.median(times) for name, times in result["seconds"].items()}
     return result
 

@@ -69,8 +69,7 @@ def worker(name: str, folder: str, seq: int) -> dict:
         model = transformers.GPT2LMHeadModel.from_pretrained(folder)
         loss_fn = lambda: model(input_ids=ids, labels=ids).loss  # noqa: E731  (HF shifts the labels itself)
     else:
-        model = trilogy.from_pretrained(folder)
-        model.set_activation_checkpointing(name == "trilogy+checkpointing")
+        model = trilogy.from_pretrained(folder, checkpoint_activations=name == "trilogy+checkpointing")
         labels = torch.cat([ids[:, 1:], torch.full((ids.size(0), 1), -100)], dim=1)
         loss_fn = lambda: model.run(ids, labels=labels).loss  # noqa: E731
     model.train()

@@ -30,8 +30,7 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = trilogy.build("tiny-t5")
-    model.tokenizer = tokenizer()
+    model = trilogy.build("tiny-t5", tokenization=trilogy.Tokenization(tokenizer()))
     folder = tmp_path_factory.mktemp("ckpt") / "tiny-t5"
     model.save_pretrained(folder)
     return folder

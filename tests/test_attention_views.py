@@ -29,9 +29,7 @@ VIEWS = ["gpt-head", "gpt-model", "t5-neuron", "t5-head", "llama-neuron", "bert-
 
 def model(name: str) -> trilogy.TransformerModel:
     torch.manual_seed({"tiny-gpt2": 1, "tiny-t5": 2, "tiny-llama": 3, "tiny-bert": 4}[name])
-    built = trilogy.build(name).eval()
-    built.tokenizer = word_tokenizer()
-    return built
+    return trilogy.build(name, tokenization=trilogy.Tokenization(word_tokenizer())).eval()
 
 
 @pytest.fixture(scope="module")

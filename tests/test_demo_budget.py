@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import trilogy
-from trilogy import build
+from trilogy import Tokenization, build
 from trilogy.demo.budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
 from trilogy.demo.families import FAMILY_ARCH, UNITS
 from trilogy.demo.fill_blank import WORD, fill_blank, make_blanks, masked_answers, next_word_answers
@@ -161,9 +161,8 @@ def test_fill_the_blank_against_a_direct_computation(tokenizers, documents):
     models = {}
     for family, arch, preset in (("bert", "encoder", "tiny-bert"), ("gpt", "decoder", "tiny-gpt2")):
         torch.manual_seed(0)
-        model = build(preset, vocab_size=tokenizers[arch].get_vocab_size()).eval()
-        model.tokenizer = tokenizers[arch]
-        models[family] = model
+        models[family] = build(preset, vocab_size=tokenizers[arch].get_vocab_size(),
+                               tokenization=Tokenization(tokenizers[arch])).eval()
     both = {family: model.tokenizer for family, model in models.items()}
     blanks = make_blanks(documents, both, 70, seed=0)
     assert len(blanks) >= 20

@@ -145,7 +145,7 @@ def measure_training(config, batch, seq, src, attention, autocast=False, checkpo
     """Measured peak bytes of one AdamW training step, weights included. ``attention="explicit"`` asks for the
     weights (``return_attention``); "sdpa" and "math" run SDPA (math: dropout on, which sends it there on CPU)."""
     torch.manual_seed(0)
-    model = build_model(config).train().set_activation_checkpointing(checkpointing)
+    model = build_model(config, checkpoint_activations=checkpointing).train()
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     ids, source = inputs(config, batch, seq, src)
     labels = training_labels(config, ids)

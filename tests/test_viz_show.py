@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from trilogy import Tokenization
 from trilogy.viz import AttentionView, show
 
 from .conftest import tiny
@@ -49,8 +50,7 @@ def test_two_views_are_scoped_apart():
 
 @pytest.mark.parametrize("kind, marker", [("byte-level", "Ġ"), ("sentencepiece", "▁")])
 def test_token_labels_are_clean(kind, marker):
-    gpt = tiny("tiny-gpt2")
-    gpt.tokenizer = trained_tokenizer(kind)
+    gpt = tiny("tiny-gpt2", tokenization=Tokenization(trained_tokenizer(kind)))
     assert any(marker in t for t in gpt.tokenizer.encode("the cat sat on the mat").tokens)  # the artefact exists
     [data] = embedded(show(gpt, "the cat sat on the mat", generate=3).html)
     labels = data["kinds"]["decoder"]["queries"]

@@ -20,6 +20,7 @@ from .models import (
     EncoderDecoderTransformer,
     EncoderOnlyTransformer,
     ModelOutput,
+    Tokenization,
     TransformerModel,
     build_model,
 )
@@ -27,17 +28,19 @@ from .models import (
 __version__ = "0.1.0"
 
 
-def build(config_or_preset: ModelConfig | str, **changes) -> TransformerModel:
-    """A randomly initialised model from a ModelConfig or a preset name (with optional field changes)."""
+def build(config_or_preset: ModelConfig | str, *, tokenization: Tokenization | None = None,
+          checkpoint_activations: bool = False, **changes) -> TransformerModel:
+    """A randomly initialised model from a ModelConfig or a preset name (with optional field changes); see
+    ``TransformerModel`` for ``tokenization`` and ``checkpoint_activations``."""
     if isinstance(config_or_preset, str):
         config = ModelConfig.from_preset(config_or_preset, **changes)
     else:
         config = config_or_preset.replace(**changes) if changes else config_or_preset
-    return build_model(config)
+    return build_model(config, tokenization=tokenization, checkpoint_activations=checkpoint_activations)
 
 
 __all__ = [
     "PRESETS", "CheckpointError", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer",
-    "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "TransformerModel",
+    "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "Tokenization", "TransformerModel",
     "TrilogyError", "__version__", "build", "build_model", "from_pretrained", "generate_text",
 ]

@@ -24,6 +24,73 @@ HEADS = {
     "decoder": ("none", "lm"),
     "encoder-decoder": ("none", "lm"),
 }
+#: what each ``head`` puts on the last stack: an output over the vocabulary (``lm``: a projection; ``mlm``:
+#: BERT's dense + norm + projection), a classifier (per ``sequence`` from the pooled first token, or per
+#: ``token``), BERT's next-sentence classifier, and whether it needs the pooler
+_HEAD_PARTS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "lm": {"vocabulary": "lm"},
+    "mlm": {"vocabulary": "mlm"},
+    "pretraining": {"vocabulary": "mlm", "next_sentence": True, "pooler": True},
+    "sequence-classification": {"classifier": "sequence", "pooler": True},
+    "token-classification": {"classifier": "token"},
+}
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """One stack of layers: its role (``encoder`` reads the input, ``decoder`` writes the output), the model
+    attribute that holds it, its depth, how its self-attention is masked (``bidirectional`` or ``causal``),
+    whether its layers cross-attend to the encoder's output, and each layer's attention kind."""
+
+    name: str
+    module: str
+    n_layers: int
+    attention: str
+    cross_attention: bool = False
+
+    @property
+    def causal(self) -> bool:
+        return self.attention == "causal"
+
+
+@dataclass(frozen=True)
+class Structure:
+    """The shape of a family, derived from a config (``ModelConfig.structure``): its stacks in the order a
+    forward pass runs them, and what sits on the last one. Models build from it; sizing, the converters, the
+    explorer and the data code read it instead of asking which family a config is."""
+
+    stacks: tuple[StackSpec, ...]
+    vocabulary: str | None = None  # "lm" | "mlm": the head over the vocabulary, if any
+    classifier: str | None = None  # "sequence" | "token"
+    next_sentence: bool = False
+    pooler: bool = False
+
+    @property
+    def output(self) -> StackSpec:
+        """The stack whose output the head reads."""
+        return self.stacks[-1]
+
+    @property
+    def encoder(self) -> StackSpec | None:
+        """The bidirectional stack that reads the source, when there is one."""
+        return next((s for s in self.stacks if s.name == "encoder"), None)
+
+    @property
+    def has_source(self) -> bool:
+        """A separate source sequence (encoder-decoder): the output stack cross-attends to the encoder."""
+        return self.output.cross_attention
+
+    @property
+    def generates(self) -> bool:
+        """Continues text token by token: a causal output stack with a head over the vocabulary."""
+        return self.output.causal and self.vocabulary is not None
+
+    def stack(self, name: str) -> StackSpec:
+        for spec in self.stacks:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
 
 
 @dataclass
@@ -115,7 +182,23 @@ class ModelConfig:
 
     @property
     def has_lm_head(self) -> bool:
-        return self.head in ("lm", "mlm", "pretraining")
+        return self.structure.vocabulary is not None
+
+    @property
+    def structure(self) -> Structure:
+        """Which stacks this config's family has and what sits on them (see ``Structure``)."""
+        if self.arch == "encoder":
+            stacks: tuple[StackSpec, ...] = (StackSpec("encoder", "stack", self.n_layers, "bidirectional"),)
+        elif self.arch == "decoder":
+            stacks = (StackSpec("decoder", "stack", self.n_layers, "causal"),)
+        else:
+            stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional"),
+                      StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True))
+        parts = _HEAD_PARTS[self.head]
+        # BERT checkpoints carry a pooler whatever their head; only an encoder reads its first token
+        pooler = stacks[-1].name == "encoder" and (self.pooler or parts.get("pooler", False))
+        return Structure(stacks, parts.get("vocabulary"), parts.get("classifier"),
+                         parts.get("next_sentence", False), pooler)
 
     # --- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

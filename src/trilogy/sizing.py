@@ -28,7 +28,7 @@ Conventions:
     explicit path (in every mode: it is what runs on CPU). "math" is SDPA's math path for every layer: copies
     of q, k, v and the softmax, in fp32 on CPU whatever the input dtype. "explicit" is trilogy's own path: the
     softmax in fp32, and with dropout a boolean mask and the dropped weights.
-  - ``checkpointing`` (``model.set_activation_checkpointing``): each layer keeps only its inputs (the hidden
+  - ``checkpointing`` (``checkpoint_activations=True`` when the model is built): each layer keeps only its inputs (the hidden
     states; T5's bias and the encoder output, shared) and its dropout masks (booleans); backward rebuilds one
     layer's saved set at a time.
   - ``precision``: "fp32"; "bf16"/"fp16", the weights themselves in that dtype; "bf16-autocast", fp32 weights,

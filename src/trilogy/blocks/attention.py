@@ -21,6 +21,7 @@ from torch.torch_version import TorchVersion
 from ..config import ModelConfig
 from .cache import KeyValues
 from .dropout import dropout
+from .init import InitScheme
 from .masks import causal_mask
 from .position import apply_rotary
 
@@ -86,6 +87,15 @@ class Attention(nn.Module):
         else:
             self.qkv = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=config.bias)
         self.out = nn.Linear(q_width, config.d_model, bias=config.bias)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        """The query rows as queries, the output as a projection into the residual stream."""
+        if self.cross:
+            scheme.linear(self.q, query_rows=self.q.out_features)
+            scheme.linear(self.kv)
+        else:
+            scheme.linear(self.qkv, query_rows=self.n_heads * self.d_head)
+        scheme.linear(self.out, residual=True)
 
     def _heads(self, x: Tensor, n_heads: int) -> Tensor:
         """(B, T, n_heads * D) -> (B, n_heads, T, D)"""

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .dropout import Dropout
+from .init import InitScheme
 from .norm import build_norm
 from .position import LearnedPositions, PositionalEncoding
 
@@ -29,6 +30,13 @@ class Embeddings(nn.Module):
         )
         self.norm = build_norm(config) if config.embedding_norm else None
         self.dropout = Dropout(config.dropout)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.embedding(self.tokens, tokens=True)
+        if isinstance(self.positions, LearnedPositions):
+            scheme.embedding(self.positions.embedding)
+        if self.token_types is not None:
+            scheme.embedding(self.token_types)
 
     def forward(self, input_ids: Tensor, positions: Tensor | None = None,
                 token_type_ids: Tensor | None = None) -> Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .dropout import Dropout
+from .init import InitScheme
 
 
 class LMHead(nn.Module):
@@ -22,6 +23,9 @@ class LMHead(nn.Module):
     @property
     def projection(self) -> nn.Linear:
         return self.proj
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.proj)
 
     def features(self, hidden: Tensor) -> Tensor:
         """What the final projection receives: (B, T, C) -> (B, T, C)."""
@@ -45,6 +49,10 @@ class MLMHead(nn.Module):
     def projection(self) -> nn.Linear:
         return self.decoder
 
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.dense)
+        scheme.linear(self.decoder)
+
     def features(self, hidden_states: Tensor) -> Tensor:
         """What the decoder receives: (B, T, C) -> (B, T, C)."""
         return self.layer_norm(F.gelu(self.dense(hidden_states)))
@@ -61,6 +69,9 @@ class Pooler(nn.Module):
         super().__init__()
         self.dense = nn.Linear(d_model, d_model)
 
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.dense)
+
     def forward(self, hidden: Tensor) -> Tensor:
         return self.dense(hidden[:, 0]).tanh()
 
@@ -73,6 +84,9 @@ class Classifier(nn.Module):
         super().__init__()
         self.dropout = Dropout(dropout)
         self.proj = nn.Linear(d_model, num_labels)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.proj)
 
     def forward(self, hidden: Tensor) -> Tensor:
         return self.proj(self.dropout(hidden))

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .dropout import Dropout
+from .init import InitScheme
 
 ACTIVATIONS = {
     "relu": F.relu,
@@ -44,6 +45,10 @@ class MLP(nn.Module):
         self.dropout = Dropout(config.dropout)
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
 
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.up)
+        scheme.linear(self.down, residual=True)
+
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.act(self.up(x))  # (B, T, F)
         return self.down(self.dropout(hidden) if self.training else hidden)
@@ -59,6 +64,11 @@ class GatedMLP(nn.Module):
         self.act = Activation(config.activation)
         self.dropout = Dropout(config.dropout)
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.linear(self.gate)
+        scheme.linear(self.up)
+        scheme.linear(self.down, residual=True)
 
     def forward(self, x: Tensor) -> Tensor:
         hidden = self.act(self.gate(x)) * self.up(x)  # (B, T, F)

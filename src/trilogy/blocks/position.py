@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .init import InitScheme
+
 
 class PositionalEncoding(nn.Module):
     """Fixed sinusoidal positions added to the input (Vaswani et al.), as in the notebook."""
@@ -67,6 +69,9 @@ class RelativePositionBias(nn.Module):
         self.max_distance = max_distance
         self.bidirectional = bidirectional
         self.embedding = nn.Embedding(num_buckets, n_heads)
+
+    def init_weights(self, scheme: InitScheme) -> None:
+        scheme.embedding(self.embedding)
 
     def bucket(self, relative: Tensor) -> Tensor:
         """Map key_pos - query_pos to a bucket index."""

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
-from ..config import ModelConfig
+from ..config import ModelConfig, StackSpec
 from .cache import KVCache
 from .dropout import is_mask_draw
 from .layer import TransformerLayer
@@ -42,19 +42,23 @@ class StackOutput(NamedTuple):
 
 
 class TransformerStack(nn.Module):
-    def __init__(self, config: ModelConfig, n_layers: int, causal: bool, cross_attention: bool = False):
+    """The stack ``spec`` describes (its depth, its masking, whether it cross-attends); with
+    ``checkpoint_activations`` each layer's activations are recomputed in backward instead of kept (training
+    memory for time)."""
+
+    def __init__(self, config: ModelConfig, spec: StackSpec, checkpoint_activations: bool = False):
         super().__init__()
-        self.causal = causal
-        self.layers = nn.ModuleList(TransformerLayer(config, cross_attention) for _ in range(n_layers))
+        self.spec = spec
+        self.causal = spec.causal
+        self.layers = nn.ModuleList(TransformerLayer(config, spec.cross_attention) for _ in range(spec.n_layers))
         self.relative_bias = (
             RelativePositionBias(config.n_heads, config.relative_buckets, config.relative_max_distance,
-                                 bidirectional=not causal)
+                                 bidirectional=not spec.causal)
             if config.position == "relative" else None
         )
         self.rotary = RotaryEmbedding(config.d_head, config.rope_theta) if config.position == "rope" else None
         self.final_norm = build_norm(config) if config.final_norm else None
-        #: recompute each layer's activations in backward instead of keeping them (training memory for time)
-        self.checkpoint_activations = False
+        self.checkpoint_activations = checkpoint_activations
 
     def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int
               ) -> tuple[Tensor | None, Tensor | None, bool]:
@@ -86,7 +90,7 @@ class TransformerStack(nn.Module):
                 (A mask is taken as it is: a mask without padding costs SDPA its fastest path.)
             positions: (B, T) position ids for rotary angles (default: following the mask).
             context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
-            cache: the KVCache from the previous step, or ``KVCache.empty(n_layers)`` to start one.
+            cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one).
         """
         past = cache.length if cache is not None else 0
         mask, bias, is_causal = self.masks(attention_mask, x.size(1), past + x.size(1))

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import TrilogyError, TrilogyTypeError
-from ..models import TransformerModel
+from ..models import Tokenization, TransformerModel
 from . import hf
 from .errors import CheckpointError
 from .files import (
@@ -101,14 +101,16 @@ def has_distinct_tied_head(layout: Layout, model: TransformerModel, shapes: dict
 
 
 def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
-                    device: torch.device | str | None = None, revision: str | None = None) -> TransformerModel:
+                    device: torch.device | str | None = None, revision: str | None = None,
+                    checkpoint_activations: bool = False) -> TransformerModel:
     """Load a checkpoint (Hugging Face's or trilogy's own format) into the matching trilogy model, at the file's
     cost: the model is built on the meta device, every tensor name and shape is checked against the file
     before any memory is allocated, then each parameter is read from the file straight into place.
 
     The class follows config.json (``model_type`` and ``architectures``); weights come from model.safetensors,
     sharded safetensors with their index, or pytorch_model.bin (tensors only). A tokenizer.json beside the
-    weights is loaded as ``model.tokenizer``, a chat template as ``model.chat_template`` (see ``chat_prompt``).
+    weights and a chat template come with the model as its ``tokenization`` (``model.tokenizer``,
+    ``model.chat_template``; see ``chat_prompt``).
 
     Args:
         path: a checkpoint folder, or a Hugging Face model name ("OWNER/NAME") found in the Hugging Face cache
@@ -117,6 +119,8 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
             "auto" for the file's own (config.json's ``dtype``, else the first floating tensor's).
         device: where the parameters are put as they are read ("cpu", "cuda", "cuda:1", ...); default CPU.
         revision: a branch, tag or commit hash of a Hub model (default "main").
+        checkpoint_activations: recompute each layer's activations in backward instead of keeping them
+            (for training with less memory; see ``TransformerModel``).
     Returns:
         The model, in eval mode.
     Raises:
@@ -127,7 +131,8 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
     folder = resolve(path, revision)
     layout = read_layout(folder)
     stored = open_weights(folder)
-    model = build_on_meta(layout.config)
+    tokenization = Tokenization(read_tokenizer(folder), read_chat_template(folder))
+    model = build_on_meta(layout.config, tokenization, checkpoint_activations)
     rules, expected, ignored = expected_tensors(layout, model)
     names = hf.current_names(list(stored.shapes), set(expected), layout.prefix)  # ours -> as stored
     shapes = {name: stored.shapes[original] for name, original in names.items()}
@@ -139,13 +144,11 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
         warnings.warn(f"{folder / CONFIG} ties the output layer to the embeddings, but the weights hold a "
                       "different output layer; loaded untied, as transformers does", UserWarning, stacklevel=2)
         layout.config = layout.config.replace(tie_embeddings=False)
-        model = build_on_meta(layout.config)
+        model = build_on_meta(layout.config, tokenization, checkpoint_activations)
         rules, expected, ignored = expected_tensors(layout, model)
     check_tensors(shapes, expected, ignored, source=str(stored.file))
     target = resolve_dtype(dtype, layout.dtype, stored.dtypes)
     materialize(model, rules, stored, names, target, torch.device(device) if device is not None else torch.device("cpu"))
-    model.tokenizer = read_tokenizer(folder)
-    model.chat_template = read_chat_template(folder)
     return model.eval()
 
 

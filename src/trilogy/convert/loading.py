@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from ..errors import TrilogyError
-from ..models import TransformerModel, build_model
+from ..models import Tokenization, TransformerModel, build_model
 from .mapping import Rule
 from .stored import StoredWeights
 
@@ -25,7 +25,8 @@ INIT_FUNCTIONS = ("normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", 
                   "trunc_normal_", "zeros_", "ones_", "constant_")
 
 
-def build_on_meta(config: ModelConfig) -> TransformerModel:
+def build_on_meta(config: ModelConfig, tokenization: Tokenization | None = None,
+                  checkpoint_activations: bool = False) -> TransformerModel:
     """The model of ``config`` with every parameter and buffer on the meta device: no memory, no init cost.
 
     The ``torch.nn.init`` functions do nothing meanwhile (as in transformers' ``no_init_weights``): meta tensors
@@ -36,7 +37,7 @@ def build_on_meta(config: ModelConfig) -> TransformerModel:
         for name in INIT_FUNCTIONS:
             setattr(nn.init, name, _unchanged)
         with torch.device("meta"):
-            return build_model(config)
+            return build_model(config, tokenization=tokenization, checkpoint_activations=checkpoint_activations)
     finally:
         for name, function in saved.items():
             setattr(nn.init, name, function)

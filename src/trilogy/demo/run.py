@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 from ..convert import from_pretrained
 from ..data import load_corpus, train_tokenizer
 from ..errors import TrilogyError
-from ..models import build_model
+from ..models import Tokenization, build_model
 from ..train.distributed import Distributed
 from ..train.precision import PRECISIONS, cpu_has_fast_bf16, resolve_precision
 from .budget import first_ctrl_c_requests_stop
@@ -140,9 +140,7 @@ def prepare_tokenizers(out: Path, corpora: dict, vocab_size: int) -> dict[str, T
 def fresh_model(unit, configs: dict, tokenizers: dict, seed: int):
     """A new model of the unit's family, seeded, with its tokenizer."""
     torch.manual_seed(seed)
-    model = build_model(configs[unit.family])
-    model.tokenizer = tokenizers[unit.family]
-    return model
+    return build_model(configs[unit.family], tokenization=Tokenization(tokenizers[unit.family]))
 
 
 def starting_model(unit, configs: dict, tokenizers: dict, out: Path, seed: int):

@@ -1,6 +1,6 @@
 """The three families: encoder-only (BERT), decoder-only (GPT, Llama by config), encoder-decoder (T5)."""
 
-from .base import ModelOutput, TransformerModel
+from .base import ModelOutput, Tokenization, TransformerModel
 from .decoder import DecoderOnlyTransformer
 from .decoding import StepInputs
 from .encoder import EncoderOnlyTransformer
@@ -13,12 +13,14 @@ FAMILIES: dict[str, type[TransformerModel]] = {
 }
 
 
-def build_model(config) -> TransformerModel:
-    """The model of ``config.arch``, randomly initialised."""
-    return FAMILIES[config.arch](config=config)
+def build_model(config, *, tokenization: Tokenization | None = None,
+                checkpoint_activations: bool = False) -> TransformerModel:
+    """The model of ``config.arch``, randomly initialised (see ``TransformerModel`` for the keywords)."""
+    return FAMILIES[config.arch](config=config, tokenization=tokenization,
+                                 checkpoint_activations=checkpoint_activations)
 
 
 __all__ = [
     "FAMILIES", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer", "ModelOutput",
-    "StepInputs", "TransformerModel", "build_model",
+    "StepInputs", "Tokenization", "TransformerModel", "build_model",
 ]

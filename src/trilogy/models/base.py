@@ -1,5 +1,6 @@
-"""What the three families share: construction from a config or the notebook's signature, weight init and
-tying, input checks, and the output record ``run`` returns.
+"""What the three families share: construction from the config's structure spec (or the notebook's signature),
+weight init and tying, input checks, the heads' outputs and loss, the decoding step, and the records a model
+carries and returns.
 
 Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
 """
@@ -7,16 +8,19 @@ Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks.cache import KVCache
 from ..blocks.embedding import Embeddings
+from ..blocks.heads import Classifier, LMHead, MLMHead, Pooler
+from ..blocks.init import InitScheme
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
-from ..config import ModelConfig
+from ..config import ModelConfig, Structure
 from ..errors import TrilogyError, TrilogyTypeError
 from ..inputs import attention_mask_from, check_ids
 from .decoding import StepInputs
@@ -38,23 +42,48 @@ class ModelOutput:
     label_count: Tensor | None = None  # how many tokens (or sequences) the loss averages over
     label_correct: Tensor | None = None  # how many of them the argmax gets right (LM heads: not while training)
 
+    @property
+    def forward_result(self) -> Tensor:
+        """What ``forward`` returns: the logits, or the hidden states of a model without a head."""
+        return self.logits if self.logits is not None else self.hidden_states
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """What turns text into a model's ids and back: its ``tokenizers.Tokenizer`` (tokenizer.json) and its
+    ``trilogy.chat.ChatTemplate`` (None when the checkpoint has none). A model receives it when it is built
+    and keeps it; ``save_pretrained`` writes it beside the weights and every copy of the model carries it."""
+
+    tokenizer: Any = None
+    chat_template: Any = None
+
 
 class TransformerModel(nn.Module):
     """Base of the three families. Build one from a config (``Family(config=cfg)``, or ``trilogy.build``) or
     with the notebook's signature ``Family(vocab_size, d_model=512, n_heads=8, n_layers=6, d_ff=2048,
-    max_seq_len=512)``."""
+    max_seq_len=512)``.
+
+    The config's ``structure`` decides what is built: the embeddings, each stack under its attribute
+    (``stacks()`` returns them by role), and the heads (``lm_head``, ``head``, ``pooler``, ``sentence_head``,
+    None where the structure has none). A family states only how its stacks are wired in ``run`` and how
+    decoding starts.
+
+    Keyword args:
+        tokenization: the tokenizer and chat template that come with the weights (``Tokenization``).
+        checkpoint_activations: recompute each layer's activations in backward instead of keeping them
+            (activation memory of about one layer, for roughly one more forward pass of compute).
+    """
 
     arch: str = ""
-    #: the ``tokenizers.Tokenizer`` of the checkpoint's tokenizer.json (set by ``trilogy.from_pretrained``, or by
-    #: you); ``save_pretrained`` writes it back beside the weights
-    tokenizer: Any = None
-    #: the checkpoint's ``trilogy.chat.ChatTemplate`` (chat_template.jinja or tokenizer_config.json's
-    #: ``chat_template``), set by ``trilogy.from_pretrained``; None when it has none. See ``chat_prompt``.
-    chat_template: Any = None
-    embeddings: Embeddings  # built by each family's ``build``
+    embeddings: Embeddings
+    lm_head: LMHead | None
+    head: nn.Module | None  # MLMHead or Classifier
+    pooler: Pooler | None
+    sentence_head: Classifier | None
 
     def __init__(self, vocab_size: int | None = None, d_model: int = 512, n_heads: int = 8, n_layers: int = 6,
-                 d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None):
+                 d_ff: int = 2048, max_seq_len: int = 512, *, config: ModelConfig | None = None,
+                 tokenization: Tokenization | None = None, checkpoint_activations: bool = False):
         super().__init__()
         if config is None:
             if vocab_size is None:
@@ -63,25 +92,49 @@ class TransformerModel(nn.Module):
         if config.arch != self.arch:
             raise TrilogyError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
         self.config = config
-        self.build(config)
+        self.structure: Structure = config.structure
+        self.tokenization = tokenization if tokenization is not None else Tokenization()
+        self._build(config, checkpoint_activations)
         self.init_weights()
 
-    @classmethod
-    def from_config(cls, config: ModelConfig) -> TransformerModel:
-        return cls(config=config)
+    def _build(self, config: ModelConfig, checkpoint_activations: bool) -> None:
+        structure = self.structure
+        self.embeddings = Embeddings(config)
+        for spec in structure.stacks:
+            self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
+        self.pooler = Pooler(config.d_model) if structure.pooler else None
+        self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale)
+                        if structure.vocabulary == "lm" else None)
+        self.head = None
+        if structure.vocabulary == "mlm":
+            self.head = MLMHead(config.d_model, config.vocab_size, eps=config.norm_eps)
+        elif structure.classifier is not None:
+            self.head = Classifier(config.d_model, config.num_labels, config.dropout)
+        self.sentence_head = Classifier(config.d_model, 2) if structure.next_sentence else None
 
-    def build(self, config: ModelConfig) -> None:
-        raise NotImplementedError
+    def stacks(self) -> dict[str, TransformerStack]:
+        """The model's stacks by role (``"encoder"``, ``"decoder"``), in the order a forward pass runs them."""
+        return {spec.name: getattr(self, spec.module) for spec in self.structure.stacks}
+
+    @property
+    def tokenizer(self) -> Any:
+        """The ``tokenizers.Tokenizer`` that came with the weights (``tokenization``), or None."""
+        return self.tokenization.tokenizer
+
+    @property
+    def chat_template(self) -> Any:
+        """The ``trilogy.chat.ChatTemplate`` that came with the weights (``tokenization``), or None."""
+        return self.tokenization.chat_template
 
     def output_head(self) -> nn.Module | None:
-        """The LM or MLM head (``LMHead`` / ``MLMHead``), or None for models without one."""
-        return None
+        """The head over the vocabulary (``LMHead`` / ``MLMHead``), or None for models without one."""
+        return self.lm_head if self.lm_head is not None else (self.head if self.structure.vocabulary else None)
 
-    def output_projection(self) -> nn.Module | None:
+    def output_projection(self) -> nn.Linear | None:
         """The linear layer that maps hidden states to the vocabulary (tied to the input embeddings when the
         config says so), or None for models without an LM head."""
         head = self.output_head()
-        return cast(nn.Module, head.projection) if head is not None else None
+        return head.projection if isinstance(head, (LMHead, MLMHead)) else None
 
     def lm_loss(self, hidden: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         """Mean cross-entropy of the LM/MLM head on ``hidden`` (B, T, C) against ``labels`` (B, T), -100 = not
@@ -98,36 +151,31 @@ class TransformerModel(nn.Module):
                                                      projection.bias, labels[counted])
         return total / count.clamp(min=1), count, correct
 
+    def _head_outputs(self, hidden: Tensor, labels: Tensor | None) -> HeadOutputs:
+        """What the heads make of the output stack's ``hidden`` (B, T, C): with labels of the vocabulary head
+        the loss fused with its projection (no logits); else the head's logits, and their loss when labelled."""
+        pooled = self.pooler(hidden) if self.pooler is not None else None  # (B, C)
+        sentence_logits = self.sentence_head(pooled) if self.sentence_head is not None else None
+        if labels is not None and self.output_head() is not None:
+            return HeadOutputs(None, pooled, sentence_logits, *self.lm_loss(hidden, labels))
+        head = self.lm_head if self.lm_head is not None else self.head
+        if head is None:
+            return HeadOutputs(None, pooled, sentence_logits)
+        logits = head(pooled if self.structure.classifier == "sequence" else hidden)  # (B, L) or (B, T, V|L)
+        if labels is None:
+            return HeadOutputs(logits, pooled, sentence_logits)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
+        return HeadOutputs(logits, pooled, sentence_logits, loss, (labels != -100).sum(),
+                           (logits.argmax(-1) == labels).sum())
+
     def init_weights(self) -> None:
-        """Initialise every weight, then tie the head to the embeddings if the config asks.
-
-        Scaled attention (GPT-2, BERT, Llama): N(0, 0.02) for projections and embeddings; in a pre-norm stack
-        (GPT-2, Llama) the residual outputs are scaled down by sqrt(2 * layers), as GPT-2 does (a post-norm
-        stack, BERT's, normalises every sum and keeps 0.02).
-
-        Unscaled attention (T5, ``attention_scale=1``) folds the scale into the init instead, as Mesh
-        TensorFlow's T5 does: token embeddings N(0, 1) (the tied head multiplies by d_model^-0.5), the
-        relative-position bias N(0, d_model^-0.5), every projection N(0, fan_in^-0.5) and the queries another
-        d_head^-0.5 smaller. With 0.02 there, scores and logits start ~10x too small and a tied T5 takes
-        hundreds of steps to start using its encoder (``tests/test_init.py``: on a copy task it was still at
-        4.09 after 100 steps, where this init and transformers' are near 3.5). Norms start at 1."""
-        unscaled = self.config.attention_scale == 1.0
-        pre_norm = self.config.norm_position == "pre"
-        residual_std = 0.02 / (2 * max(self.config.n_layers, 1)) ** 0.5 if pre_norm else 0.02
-        for name, module in self.named_modules():
-            if isinstance(module, nn.Linear):
-                if unscaled:
-                    nn.init.normal_(module.weight, std=module.in_features**-0.5)
-                    if name.endswith(("attn.q", "attn.qkv")):  # the query rows: (H * D, C) of the weight
-                        module.weight.data[:self.config.n_heads * self.config.d_head] *= self.config.d_head**-0.5
-                else:
-                    std = residual_std if name.endswith(("attn.out", "mlp.down")) else 0.02
-                    nn.init.normal_(module.weight, std=std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Embedding):
-                std = (1.0 if name.endswith("tokens") else self.config.d_model**-0.5) if unscaled else 0.02
-                nn.init.normal_(module.weight, std=std)
+        """Initialise every weight, then tie the head to the embeddings if the config asks. Each module type
+        initialises its own weights (``init_weights(scheme)`` on the blocks, see ``blocks/init.py``), so the
+        init follows what a weight does, not what it is called. Norms start at 1."""
+        scheme = InitScheme.of(self.config)
+        for module in self.modules():
+            if module is not self and hasattr(module, "init_weights"):
+                module.init_weights(scheme)
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -136,11 +184,11 @@ class TransformerModel(nn.Module):
             head.weight = self.embeddings.tokens.weight
 
     def save_pretrained(self, path, format: str = "auto", max_shard_size: int | str = "5GB"):
-        """Write config.json, the weights and tokenizer.json to the folder ``path``: the Hugging Face layout
-        when the architecture has an equivalent (``format="hf"`` insists), else trilogy's own format
-        (``format="trilogy"``), which ``trilogy.from_pretrained`` loads too. The weights are written one tensor
-        at a time, as shards with an index past ``max_shard_size`` ("5GB", "500MiB", or bytes). Returns the
-        folder."""
+        """Write config.json, the weights and the tokenization (tokenizer.json, chat template) to the folder
+        ``path``: the Hugging Face layout when the architecture has an equivalent (``format="hf"`` insists),
+        else trilogy's own format (``format="trilogy"``), which ``trilogy.from_pretrained`` loads too. The
+        weights are written one tensor at a time, as shards with an index past ``max_shard_size`` ("5GB",
+        "500MiB", or bytes). Returns the folder."""
         from ..convert import save_pretrained  # convert/ builds models, so it is imported when needed
 
         return save_pretrained(self, path, format, max_shard_size)
@@ -181,38 +229,55 @@ class TransformerModel(nn.Module):
         Returns:
             the first step's ``StepInputs`` and the sequences so far (B, T0): the prompt, or the start token.
         """
-        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
+        self._check_generates()
+        raise NotImplementedError  # pragma: no cover - each generating family defines how decoding starts
 
     def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
-        """Feed ``inputs.tokens`` with the cache of the tokens before them. Unlike ``run``, it neither re-checks
-        the tokens (generation chose them) nor projects positions other than the last onto the vocabulary.
+        """Feed ``inputs.tokens`` through the output stack with the cache of the tokens before them (and the
+        encoder output, for an encoder-decoder). Unlike ``run``, it neither re-checks the tokens (generation
+        chose them) nor projects positions other than the last onto the vocabulary.
 
         Returns:
             the last position's logits (B, V) as float32, and the cache extended by the new tokens.
         """
-        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
+        x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
+        out = self._output_stack(x, inputs.mask, inputs.positions, context=inputs.context,
+                                 context_mask=inputs.context_mask, cache=cache)
+        assert self.lm_head is not None  # start() refuses a model that does not generate
+        return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
-        """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer that ``step``
-        runs, so that no step up to that length copies it."""
-        raise TrilogyTypeError(f"{type(self).__name__} cannot generate")
-
-    def _allocate_cache(self, stack: TransformerStack, batch: int, capacity: int) -> KVCache:
+        """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer of the output
+        stack (the one ``step`` runs), so that no step up to that length copies it."""
+        self._check_generates()
         weight = self.embeddings.tokens.weight
-        return KVCache.allocate(len(stack.layers), batch, self.config.n_kv_heads, capacity, self.config.d_head,
-                                weight.dtype, weight.device)
+        return KVCache.allocate(self.structure.output.n_layers, batch, self.config.n_kv_heads, capacity,
+                                self.config.d_head, weight.dtype, weight.device)
 
-    def _check_lm_head(self) -> None:
-        if self.output_head() is None:
+    @property
+    def _output_stack(self) -> TransformerStack:
+        return getattr(self, self.structure.output.module)
+
+    def _check_generates(self) -> None:
+        if not self.structure.output.causal:
+            raise TrilogyTypeError(f"generate needs a decoder-only or encoder-decoder model, got "
+                                   f"{type(self).__name__} (an encoder-only model predicts masked tokens, it does "
+                                   "not continue text)")
+        if not self.structure.generates:
             raise TrilogyError(f"generate needs a model with an LM head; this config has head={self.config.head!r}")
 
-    def set_activation_checkpointing(self, enabled: bool = True) -> TransformerModel:
-        """Recompute every layer's activations during backward instead of storing them: activation memory
-        drops to about one layer's worth, for roughly one more forward pass of compute."""
-        for module in self.modules():
-            if isinstance(module, TransformerStack):
-                module.checkpoint_activations = enabled
-        return self
+    def _check_room(self, what: str, length: int, max_new_tokens: int) -> None:
+        """Refuse to decode ``max_new_tokens`` after ``length`` tokens (``what``: "the prompt (12 tokens)")
+        past the positions the model has."""
+        limit = self._position_limit()
+        if limit is None or not max_new_tokens:
+            return
+        if length >= limit:
+            raise TrilogyError(f"{what} already fills the model's {limit} positions (max_seq_len): there is no "
+                               "room for a new token")
+        if length + max_new_tokens > limit:
+            raise TrilogyError(f"{what} + max_new_tokens ({max_new_tokens}) exceed the model's max_seq_len="
+                               f"{limit}; ask for at most {limit - length} new tokens")
 
     def num_parameters(self) -> int:
         """Distinct parameters (tied weights counted once)."""
@@ -232,5 +297,23 @@ class TransformerModel(nn.Module):
         check_ids(ids, self.config.vocab_size, name, self._position_limit(), past)
         return attention_mask_from(ids, attention_mask, padding_mask, mask_name, past)
 
+    def _notebook_mask(self, ids: Tensor, attention_mask: Tensor | None, padding_mask: Tensor | None,
+                       mask_name: str) -> Tensor | None:
+        """The notebook's key-padding mask (True = padding) as an attention mask, else ``attention_mask``."""
+        if padding_mask is None:
+            return attention_mask
+        return self._check(ids, "input_ids", attention_mask, padding_mask, mask_name)
+
     def forward(self, *args, **kwargs) -> Tensor:  # pragma: no cover - each family defines its own
         raise NotImplementedError
+
+
+class HeadOutputs(NamedTuple):
+    """What ``_head_outputs`` returns; the fields of ``ModelOutput`` with the same names."""
+
+    logits: Tensor | None
+    pooled: Tensor | None
+    sentence_logits: Tensor | None
+    loss: Tensor | None = None
+    label_count: Tensor | None = None
+    label_correct: Tensor | None = None

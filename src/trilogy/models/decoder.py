@@ -6,15 +6,11 @@ Legend: B batch, T length, C model width, V vocabulary.
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..blocks.cache import KVCache
-from ..blocks.embedding import Embeddings
-from ..blocks.heads import LMHead
 from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
-from ..config import ModelConfig
-from ..errors import TrilogyError
 from .base import ModelOutput, TransformerModel
 from .decoding import StepInputs
 
@@ -24,14 +20,7 @@ class DecoderOnlyTransformer(TransformerModel):
     logits (B, T, V), or hidden states when the config has no head."""
 
     arch = "decoder"
-
-    def build(self, config: ModelConfig) -> None:
-        self.embeddings = Embeddings(config)
-        self.stack = TransformerStack(config, config.n_layers, causal=True)
-        self.lm_head = LMHead(config.d_model, config.vocab_size, config.head_bias) if config.head == "lm" else None
-
-    def output_head(self) -> nn.Module | None:
-        return self.lm_head
+    stack: TransformerStack
 
     def run(self, input_ids: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
             cache: KVCache | None = None, return_attention: bool = False, labels: Tensor | None = None
@@ -39,7 +28,7 @@ class DecoderOnlyTransformer(TransformerModel):
         """Args:
             input_ids: (B, T) new tokens; attention_mask: (B, S) 1 = real token, covering cached + new tokens;
             positions: (B, T) position ids (default: counting real tokens, so left padding starts at 0);
-            cache: the KVCache of earlier steps (``KVCache.empty(n_layers)`` to start one);
+            cache: the KVCache of earlier steps (``new_cache`` makes an empty one);
             labels: (B, T) the token each position should predict (already shifted: labels[:, t] is the target
                 of position t), -100 = not counted; the loss is then fused with the head and logits not computed.
         Returns:
@@ -51,11 +40,8 @@ class DecoderOnlyTransformer(TransformerModel):
             positions = positions_from_mask(attention_mask, input_ids.size(1), past, input_ids.device)
         x = self.embeddings(input_ids, positions)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention)
-        loss, count, correct = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None, None)
         return ModelOutput(
-            logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
-            loss=loss, label_count=count, label_correct=correct,
-            hidden_states=stack.hidden, cache=stack.cache,
+            hidden_states=stack.hidden, cache=stack.cache, **self._head_outputs(stack.hidden, labels)._asdict(),
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )
 
@@ -63,36 +49,15 @@ class DecoderOnlyTransformer(TransformerModel):
               decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
         """See ``TransformerModel.start``: the prompt (B, T), left-padded when rows differ in length, feeds the
         first step (the prefill). ``decoder_start_token_id`` is not used."""
-        self._check_lm_head()
-        limit = self._position_limit()
-        if limit is not None and max_new_tokens and isinstance(input_ids, Tensor):
-            length = input_ids.size(-1)
-            if length >= limit:
-                raise TrilogyError(f"the prompt ({length} tokens) already fills the model's {limit} positions "
-                                   "(max_seq_len): there is no room for a new token")
-            if length + max_new_tokens > limit:
-                raise TrilogyError(f"the prompt ({length} tokens) + max_new_tokens ({max_new_tokens}) exceed the "
-                                   f"model's max_seq_len={limit}; ask for at most {limit - length} new tokens")
+        self._check_generates()
+        if isinstance(input_ids, Tensor):
+            self._check_room(f"the prompt ({input_ids.size(-1)} tokens)", input_ids.size(-1), max_new_tokens)
         mask = self._check(input_ids, "input_ids", attention_mask)  # None without padding: no step builds one
         positions = positions_from_mask(mask, input_ids.size(1), device=input_ids.device)  # (B|1, T)
         return StepInputs(input_ids, mask, positions), input_ids
-
-    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
-        """See ``TransformerModel.step``."""
-        x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
-        out = self.stack(x, inputs.mask, inputs.positions, cache=cache)
-        assert self.lm_head is not None  # start() refuses a model without one
-        return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
-
-    def new_cache(self, batch: int, capacity: int) -> KVCache:
-        """See ``TransformerModel.new_cache``."""
-        return self._allocate_cache(self.stack, batch, capacity)
 
     def forward(self, input_ids: Tensor, mask: Tensor | None = None, *,
                 attention_mask: Tensor | None = None) -> Tensor:
         """The notebook's signature: ``mask`` (B, T) is a key-padding mask, True = padding. HF's
         ``attention_mask`` (1 = real token) is accepted instead."""
-        if mask is not None:
-            attention_mask = self._check(input_ids, "input_ids", attention_mask, mask, "mask")
-        out = self.run(input_ids, attention_mask)
-        return out.logits if out.logits is not None else out.hidden_states
+        return self.run(input_ids, self._notebook_mask(input_ids, attention_mask, mask, "mask")).forward_result

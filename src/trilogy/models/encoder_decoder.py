@@ -7,14 +7,11 @@ Legend: B batch, S source length, T target length, C model width, V vocabulary.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..blocks.cache import KVCache
-from ..blocks.embedding import Embeddings
-from ..blocks.heads import LMHead
 from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
-from ..config import ModelConfig
 from ..errors import TrilogyError
 from .base import ModelOutput, TransformerModel
 from .decoding import StepInputs
@@ -25,18 +22,8 @@ class EncoderDecoderTransformer(TransformerModel):
     the decoder's hidden states when the config has no head."""
 
     arch = "encoder-decoder"
-
-    def build(self, config: ModelConfig) -> None:
-        self.embeddings = Embeddings(config)
-        self.encoder = TransformerStack(config, config.n_layers, causal=False)
-        self.decoder = TransformerStack(config, config.n_decoder_layers, causal=True, cross_attention=True)
-        self.lm_head = (
-            LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale)
-            if config.head == "lm" else None
-        )
-
-    def output_head(self) -> nn.Module | None:
-        return self.lm_head
+    encoder: TransformerStack
+    decoder: TransformerStack
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                return_attention: bool = False) -> tuple[Tensor, list[Tensor] | None]:
@@ -54,11 +41,8 @@ class EncoderDecoderTransformer(TransformerModel):
               decoder_start_token_id: int | None = None) -> tuple[StepInputs, Tensor]:
         """See ``TransformerModel.start``: the encoder runs once on the source (B, S); the decoder starts from
         ``decoder_start_token_id`` (default: the config's, else its pad token)."""
-        self._check_lm_head()
-        limit = self._position_limit()
-        if limit is not None and 1 + max_new_tokens > limit:
-            raise TrilogyError(f"the start token + max_new_tokens ({max_new_tokens}) exceed the decoder's "
-                               f"max_seq_len={limit}; ask for at most {limit - 1} new tokens")
+        self._check_generates()
+        self._check_room("the start token", 1, max_new_tokens)
         if decoder_start_token_id is None:
             config = self.config
             decoder_start_token_id = (config.decoder_start_token_id if config.decoder_start_token_id is not None
@@ -70,19 +54,6 @@ class EncoderDecoderTransformer(TransformerModel):
         context, _ = self._encoded(input_ids, mask)  # (B, S_src, C)
         start = input_ids.new_full((input_ids.size(0), 1), decoder_start_token_id)  # (B, 1)
         return StepInputs(start, None, torch.zeros_like(start[:1]), context, mask), start
-
-    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
-        """See ``TransformerModel.step``: cross-attention keys and values are computed at the first step and
-        kept in the cache."""
-        y = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
-        out = self.decoder(y, inputs.mask, inputs.positions, context=inputs.context,
-                           context_mask=inputs.context_mask, cache=cache)
-        assert self.lm_head is not None  # start() refuses a model without one
-        return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
-
-    def new_cache(self, batch: int, capacity: int) -> KVCache:
-        """See ``TransformerModel.new_cache``: the decoder's layers."""
-        return self._allocate_cache(self.decoder, batch, capacity)
 
     def run(self, input_ids: Tensor | None, decoder_input_ids: Tensor, attention_mask: Tensor | None = None,
             decoder_attention_mask: Tensor | None = None, encoder_hidden_states: Tensor | None = None,
@@ -124,12 +95,9 @@ class EncoderDecoderTransformer(TransformerModel):
             attentions = {"decoder": stack.self_attentions, "cross": stack.cross_attentions}
             if encoder_attentions is not None:
                 attentions["encoder"] = encoder_attentions
-        loss, count, correct = self.lm_loss(stack.hidden, labels) if labels is not None else (None, None, None)
         return ModelOutput(
-            logits=self.lm_head(stack.hidden) if self.lm_head is not None and labels is None else None,
-            loss=loss, label_count=count, label_correct=correct,
             hidden_states=stack.hidden, encoder_hidden_states=encoder_hidden_states, cache=stack.cache,
-            attentions=attentions,
+            attentions=attentions, **self._head_outputs(stack.hidden, labels)._asdict(),
         )
 
     def forward(self, input_ids: Tensor, decoder_input_ids: Tensor, src_mask: Tensor | None = None,
@@ -139,12 +107,10 @@ class EncoderDecoderTransformer(TransformerModel):
         mask (True = padding), applied in the encoder and in cross-attention; ``tgt_mask`` (T, T) may be
         given but must be the causal mask (True above the diagonal), since the decoder is always causal.
         HF's ``attention_mask`` / ``decoder_attention_mask`` (1 = real token) are accepted instead."""
-        if src_mask is not None:
-            attention_mask = self._check(input_ids, "input_ids", attention_mask, src_mask, "src_mask")
+        attention_mask = self._notebook_mask(input_ids, attention_mask, src_mask, "src_mask")
         if tgt_mask is not None:
             _check_causal(tgt_mask, decoder_input_ids.size(1) if torch.is_tensor(decoder_input_ids) else 0)
-        out = self.run(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask)
-        return out.logits if out.logits is not None else out.hidden_states
+        return self.run(input_ids, decoder_input_ids, attention_mask, decoder_attention_mask).forward_result
 
 
 def _check_causal(tgt_mask: Tensor, length: int) -> None:

@@ -49,14 +49,13 @@ def load_full_optimizer_state(model: nn.Module, optimizer: Optimizer, state: dic
 
 
 def unsharded_copy(model: nn.Module) -> nn.Module | None:
-    """An ordinary (unsharded) copy of a sharded trilogy model, with its tokenizer, for saving a normal
+    """An ordinary (unsharded) copy of a sharded trilogy model, with its tokenization, for saving a normal
     checkpoint folder. A collective: call on every rank; rank 0 gets the copy, the others None."""
     from ..models import build_model
 
     weights = full_weights(model)  # gathered on rank 0 only
     if not weights:
         return None
-    copy = build_model(model.config)
+    copy = build_model(model.config, tokenization=model.tokenization)
     copy.load_state_dict(weights)
-    copy.tokenizer = model.tokenizer
     return copy

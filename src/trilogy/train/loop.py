@@ -50,7 +50,6 @@ class TrainSettings:
     keep_last: int = 2
     eval_every: int = 0  # 0: only at the end
     log_every: int = 1
-    checkpoint_activations: bool = False  # recompute layer activations in backward (less memory, more time)
     fsdp: bool = False  # shard parameters, gradients and optimizer state over the ranks (FSDP2)
 
 
@@ -121,7 +120,6 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
         log.truncate_after(0)
     if checkpoint is not None:
         load_weights(raw_model, checkpoint)  # into the whole model, before it is sharded
-    raw_model.set_activation_checkpointing(settings.checkpoint_activations)
     if settings.fsdp:
         fsdp.shard(raw_model)
     optimizer = build_optimizer(raw_model, settings.lr, settings.weight_decay)

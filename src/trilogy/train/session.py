@@ -16,7 +16,7 @@ from ..config import PRESETS, ModelConfig
 from ..data import load_corpus, special_tokens, train_tokenizer
 from ..data.corpus import Corpus
 from ..errors import TrilogyError
-from ..models import build_model
+from ..models import Tokenization, build_model
 from ..objectives import Batches, compute_loss, default_objective, get_objective
 from .distributed import Distributed
 from .evaluate import evaluate
@@ -34,7 +34,7 @@ def train_settings(options: RunOptions, device: torch.device) -> TrainSettings:
         max_steps=options.max_steps, lr=options.lr, warmup_steps=warmup, min_lr_ratio=options.min_lr_ratio,
         weight_decay=options.weight_decay, clip_norm=options.clip_norm, grad_accum=options.grad_accum,
         precision=precision, save_every=options.save_every, keep_last=options.keep_last,
-        eval_every=options.eval_every, checkpoint_activations=options.checkpoint_activations, fsdp=options.fsdp,
+        eval_every=options.eval_every, fsdp=options.fsdp,
     )
 
 
@@ -93,11 +93,12 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     labels = label_names(corpus) if get_objective(options.objective).labelled else None
     torch.manual_seed(options.seed)
     if start is None:
-        model = build_model(model_config(options, tokenizer, options.objective, len(labels or ())))
+        model = build_model(model_config(options, tokenizer, options.objective, len(labels or ())),
+                            tokenization=Tokenization(tokenizer),
+                            checkpoint_activations=options.checkpoint_activations)
     else:
         model = fine_tuned_model(start, options, tokenizer, len(labels or ()))
     model = model.to(dist.device)
-    model.tokenizer = tokenizer
     torch.manual_seed(options.seed + 1 + dist.rank)  # dropout draws differ between ranks
     batches = Batches(options.objective, data.train, tokenizer, options.seq_len,
                       options.batch_size * options.grad_accum * dist.world_size, options.seed, rank=dist.rank,
@@ -135,15 +136,16 @@ def load_start(options: RunOptions):
     if start.arch != options.arch:
         raise TrilogyError(f"--init {options.init} holds a model of the {start.arch} family; "
                            f"--arch {options.arch} cannot start from it")
-    if options.tokenizer is None and getattr(start, "tokenizer", None) is None:
+    if options.tokenizer is None and start.tokenizer is None:
         raise TrilogyError(f"--init {options.init} has no tokenizer.json; pass the one it was trained with "
                            "as --tokenizer")
     return start
 
 
 def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_labels: int):
-    """A model with ``start``'s architecture and weights and the head ``options.objective`` trains. A head the
-    checkpoint lacks (e.g. a classifier on a masked-LM model) starts freshly initialised."""
+    """A model with ``start``'s architecture, weights and chat template, ``tokenizer``, and the head
+    ``options.objective`` trains. A head the checkpoint lacks (e.g. a classifier on a masked-LM model) starts
+    freshly initialised."""
     if tokenizer.get_vocab_size() != start.config.vocab_size:
         raise TrilogyError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but --init {options.init} was "
                            f"trained with {start.config.vocab_size}")
@@ -156,7 +158,8 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
         changes["num_labels"] = num_labels
     if options.dropout is not None:
         changes["dropout"] = options.dropout
-    model = build_model(start.config.replace(**changes))
+    model = build_model(start.config.replace(**changes), tokenization=Tokenization(tokenizer, start.chat_template),
+                        checkpoint_activations=options.checkpoint_activations)
     same_head = model.config.head == start.config.head and model.config.num_labels == start.config.num_labels
     missing, unexpected = model.load_state_dict(start.state_dict(), strict=same_head)
     if missing or unexpected:
