@@ -84,3 +84,34 @@ def test_t5_learns_to_copy_as_fast_as_transformers():
     # both leave the uniform loss (ln 61 = 4.11) behind (about 3.5 after 100 steps); trilogy's former 0.02 init
     # was still at 4.07
     assert mine < 3.8 and mine < theirs + 0.15, (mine, theirs)
+
+
+def renamed_everywhere(model: torch.nn.Module) -> None:
+    """Register every submodule under another name ("out" becomes "renamed_out"), the code still reaching it by
+    its own name."""
+    for module in model.modules():
+        module._modules = {f"renamed_{name}": child for name, child in module._modules.items()}
+        original = type(module)
+
+        def reach(self, name, original=original):
+            modules = self.__dict__.get("_modules", {})
+            return modules[f"renamed_{name}"] if f"renamed_{name}" in modules else original.__getattr__(self, name)
+
+        module.__class__ = type(f"Renamed{original.__name__}", (original,), {"__getattr__": reach})
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-t5", "tiny-bert", "tiny-llama"])
+def test_init_follows_the_modules_not_their_names(preset):
+    """Every submodule registered under another name: the same weights from the same seed (a residual
+    projection keeps its smaller spread, T5's queries their extra scale)."""
+    config = ModelConfig.from_preset(preset)
+    model, renamed = build_model(config), build_model(config)
+    renamed_everywhere(renamed)
+    for each in (model, renamed):
+        torch.manual_seed(1)
+        each.init_weights()
+    mine, theirs = list(model.named_parameters()), list(renamed.named_parameters())
+    assert [n for n, _ in mine] != [n for n, _ in theirs]
+    assert len(mine) == len(theirs)
+    for (name, a), (_, b) in zip(mine, theirs, strict=True):
+        assert torch.equal(a, b), name

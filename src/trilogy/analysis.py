@@ -88,21 +88,25 @@ def equal_size_configs(d_model: int = 256, n_heads: int = 4, d_ff: int = 1024, n
     }
 
 
-def _lengths(family: str, seq: int) -> tuple[int, int | None]:
+def _lengths(config: ModelConfig, seq: int) -> tuple[int, int | None]:
     """(target, source) lengths: the encoder-decoder splits the ``seq`` tokens into source and target halves."""
-    return (seq - seq // 2, seq // 2) if family == "encoder-decoder" else (seq, None)
+    return (seq - seq // 2, seq // 2) if config.structure.has_source else (seq, None)
+
+
+def _depth(config: ModelConfig, separator: str = "+") -> str:
+    """The layers of each stack: "12", or "6+6" for an encoder-decoder."""
+    return separator.join(str(stack.n_layers) for stack in config.structure.stacks)
 
 
 def computed_columns(configs: dict[str, ModelConfig], batch: int, seq: int) -> dict[str, dict]:
     """Parameters, FLOPs per token and memory of each family for ``batch`` sequences of ``seq`` tokens."""
     columns = {}
     for family, config in configs.items():
-        target, source = _lengths(family, seq)
+        target, source = _lengths(config, seq)
         train = size_report(config, batch, target, source, training=True)
         infer = size_report(config, batch, target, source, training=False)
         columns[family] = {
-            "layers": (f"{config.n_layers} + {config.n_decoder_layers}" if config.arch == "encoder-decoder"
-                       else str(config.n_layers)),
+            "layers": _depth(config, " + "),
             "params": train["params"],
             "flops_per_token": train["flops_per_token"],
             "training_memory_bytes": train["memory_bytes"]["total"],
@@ -114,7 +118,7 @@ def computed_columns(configs: dict[str, ModelConfig], batch: int, seq: int) -> d
 
 
 def _batch(family: str, config: ModelConfig, batch: int, seq: int, generator: torch.Generator):
-    target, source = _lengths(family, seq)
+    target, source = _lengths(config, seq)
     ids = torch.randint(2, config.vocab_size, (batch, target), generator=generator)
     src = torch.randint(2, config.vocab_size, (batch, source), generator=generator) if source else None
     return ids, src
@@ -133,7 +137,7 @@ def measure_throughput(configs: dict[str, ModelConfig], batch: int = 8, seq: int
     optimizers = {family: torch.optim.AdamW(model.parameters(), lr=1e-4) for family, model in models.items()}
     batches = {family: _batch(family, config, batch, seq, generator) for family, config in configs.items()}
     train_times: dict[str, list[float]] = {family: [] for family in models}
-    gen_times: dict[str, list[float]] = {family: [] for family in models if configs[family].arch != "encoder"}
+    gen_times: dict[str, list[float]] = {family: [] for family in models if configs[family].structure.generates}
     prompt = torch.randint(2, 1000, (1, 16), generator=generator)
 
     def train_step(family: str) -> None:
@@ -238,11 +242,10 @@ def practical_implementation_example(batch: int = 8, seq: int = 512, show: bool 
     rows = {}
     for name, preset in models.items():
         config = ModelConfig.from_preset(preset)
-        source = seq if config.arch == "encoder-decoder" else None
+        source = seq if config.structure.has_source else None
         rows[name] = {
             "preset": preset,
-            "layers": (f"{config.n_layers}+{config.n_decoder_layers}" if config.arch == "encoder-decoder"
-                       else str(config.n_layers)),
+            "layers": _depth(config),
             "d_model": config.d_model, "heads": config.n_heads, "params": count_parameters(config),
             "attention_bytes": 4 * attention_map_elements(config, batch, seq, source),
         }

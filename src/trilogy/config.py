@@ -292,6 +292,9 @@ _LLAMA = dict(
     gated_mlp=True, position="rope", head="lm", dropout=0.0,
 )
 
+#: the tiny preset of each family, for tests, tours and small runs
+TINY_PRESETS = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
+
 #: Named presets. Each lists the config.json it reproduces; the parameter counts are asserted in tests.
 PRESETS: dict[str, dict[str, Any]] = {
     "bert-base-uncased": dict(_BERT, d_model=768, n_heads=12, n_layers=12, d_ff=3072,

@@ -19,8 +19,9 @@ Conventions:
   keeps a boolean mask as large as its input, ``blocks/dropout.py``). The peak is the largest of three moments: the
   fused loss running a chunk at the end of the forward pass, the start of backward, the optimizer step.
   - The loss is fused with the LM/MLM head (``blocks/loss.py``): only labelled rows reach the head (every
-    token for LM, the masked 15% for MLM), and they go through in chunks of 1,024 rows, so only one chunk's
-    (rows, V) logits and log-softmax exist at once, not the (N, V) logits. In forward the loss already computes
+    token for LM, the masked 15% for MLM), and they go through in chunks of about 2M logits, at least 256 rows
+    (``blocks.loss.loss_chunk_rows``), so only one chunk's (rows, V) logits and log-softmax exist at once, not
+    the (N, V) logits. In forward the loss already computes
     and keeps the gradients of the hidden rows and of the (V, C) projection (fp32). Classifier heads keep
     their logits as usual.
   - ``attention``: "sdpa" is a fused kernel (q, k, v, output, log-sum-exp); T5's learned bias needs a
@@ -70,12 +71,16 @@ class Stack:
 
 
 def stacks(config: ModelConfig, seq: int, src: int | None = None) -> list[Stack]:
-    """The stacks a forward pass runs for ``seq`` target tokens (``src`` source tokens for encoder-decoder)."""
-    if config.arch != "encoder-decoder":
-        return [Stack(config.arch, config.n_layers, seq, seq)]
+    """The stacks a forward pass runs for ``seq`` target tokens (``src`` source tokens for encoder-decoder),
+    as the config's structure lists them."""
+    structure = config.structure
     src = seq if src is None else src
-    return [Stack("encoder", config.n_layers, src, src),
-            Stack("decoder", config.n_decoder_layers, seq, seq, cross_len=src)]
+    result = []
+    for spec in structure.stacks:
+        reads_source = structure.has_source and spec is not structure.output
+        length = src if reads_source else seq
+        result.append(Stack(spec.name, spec.n_layers, length, length, cross_len=src if spec.cross_attention else 0))
+    return result
 
 
 # --- parameters ---------------------------------------------------------------------------------------------
@@ -135,16 +140,16 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
             parts[f"{stack.name}/relative_bias"] = config.relative_buckets * config.n_heads
         if config.final_norm:
             parts[f"{stack.name}/final_norm"] = _norm(config)
-    tied = config.tie_embeddings
-    if config.head == "lm":
+    tied, structure = config.tie_embeddings, config.structure
+    if structure.vocabulary == "lm":
         parts["head/lm"] = (0 if tied else c * v) + (v if config.head_bias else 0)
-    if config.head in ("mlm", "pretraining"):
+    if structure.vocabulary == "mlm":
         parts["head/mlm"] = _linear(c, c, True) + 2 * c + (0 if tied else c * v) + v
-    if config.arch == "encoder" and (config.pooler or config.head in ("pretraining", "sequence-classification")):
+    if structure.pooler:
         parts["head/pooler"] = _linear(c, c, True)
-    if config.head == "pretraining":
+    if structure.next_sentence:
         parts["head/next_sentence"] = _linear(c, 2, True)
-    if config.head in ("sequence-classification", "token-classification"):
+    if structure.classifier:
         parts["head/classifier"] = _linear(c, config.num_labels, True)
     return parts
 
@@ -180,20 +185,19 @@ def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None =
                 config.d_head
         for key, value in layer.items():
             parts[f"{stack.name}/{key}"] = value * stack.n_layers
-    n, v = batch * seq, config.vocab_size
+    n, v, structure = batch * seq, config.vocab_size, config.structure
     head_rows = n if labelled is None else labelled
-    if config.head == "lm":
+    if structure.vocabulary == "lm":
         parts["head/lm"] = 2 * head_rows * c * v
-    if config.head in ("mlm", "pretraining"):
+    if structure.vocabulary == "mlm":
         parts["head/mlm"] = 2 * head_rows * (c * c + c * v)
-    if config.arch == "encoder" and (config.pooler or config.head in ("pretraining", "sequence-classification")):
+    if structure.pooler:
         parts["head/pooler"] = 2 * batch * c * c
-    if config.head == "pretraining":
+    if structure.next_sentence:
         parts["head/next_sentence"] = 2 * batch * c * 2
-    if config.head == "sequence-classification":
-        parts["head/classifier"] = 2 * batch * c * config.num_labels
-    if config.head == "token-classification":
-        parts["head/classifier"] = 2 * n * c * config.num_labels
+    if structure.classifier:
+        classified = batch if structure.classifier == "sequence" else n
+        parts["head/classifier"] = 2 * classified * c * config.num_labels
     return parts
 
 
@@ -360,7 +364,7 @@ def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
 
 def labelled_rows(config: ModelConfig, tokens: int) -> int:
     """Rows that reach the LM/MLM head in training: every token for LM, the masked 15% for MLM."""
-    if config.head in ("mlm", "pretraining"):
+    if config.structure.vocabulary == "mlm":
         return max(1, round(MASK_PROBABILITY * tokens))
     return tokens
 
@@ -369,11 +373,11 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     """Bytes the head and loss keep for backward, and the fused loss's temporaries while it runs one chunk."""
     c, v = config.d_model, config.vocab_size
     if not config.has_lm_head:  # classifiers: the logits, their log-probabilities and gradients
-        width = config.num_labels if config.head != "none" else 0
+        width = config.num_labels if config.structure.classifier else 0
         saved = (tokens * c + 4 * tokens * width) * precision.stream if width else 0
         return saved, 0
     rows = labelled_rows(config, tokens)
-    mlm = config.head in ("mlm", "pretraining")
+    mlm = config.structure.vocabulary == "mlm"
     # MLM's dense, GELU and LayerNorm keep their inputs (and statistics); the fused loss keeps the gradients it
     # computed in forward: the hidden rows' (in the head's output dtype) and the projection's, in fp32
     features = rows * (3 * c * precision.compute + 2 * FP32) if mlm else 0
@@ -425,7 +429,7 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
     weights on the explicit path, which returns them)."""
     c, a, g, f = _widths(config)
     v, n = config.vocab_size, batch * seq
-    head_width = v if config.has_lm_head else (config.num_labels if config.head != "none" else 0)
+    head_width = v if config.has_lm_head else (config.num_labels if config.structure.classifier else 0)
     widest = 0
     for stack in stacks(config, seq, src):
         m = batch * stack.query_len
@@ -437,7 +441,7 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
         # the stack returns every layer's keys and values, so they stay alive until it finishes
         kept_kv = stack.n_layers * 2 * g * (m + batch * stack.cross_len)
         widest = max(widest, layer + kept_kv + batch * stack.cross_len * c)
-    head = n * c * (2 if config.head_scale != 1.0 or config.head in ("mlm", "pretraining") else 1)
+    head = n * c * (2 if config.head_scale != 1.0 or config.structure.vocabulary == "mlm" else 1)
     kept_maps = attention_map_elements(config, batch, seq, src) if attention == "explicit" else 0
     return dtype_bytes * (max(widest, head + n * head_width) + kept_maps)
 
@@ -445,12 +449,12 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
 def kv_cache_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int
                    ) -> dict[str, int]:
     """Keys and values a generation cache holds after ``seq`` target tokens (and ``src`` source tokens)."""
-    if config.arch == "encoder":
+    output = config.structure.output  # the stack that decoding runs step by step
+    if not output.causal:
         return {"self": 0, "cross": 0}
     g = config.n_kv_heads * config.d_head
-    layers = config.n_decoder_layers if config.arch == "encoder-decoder" else config.n_layers
-    cross = 2 * batch * g * (src or seq) * layers if config.arch == "encoder-decoder" else 0
-    return {"self": dtype_bytes * 2 * batch * g * seq * layers, "cross": dtype_bytes * cross}
+    cross = 2 * batch * g * (src or seq) * output.n_layers if output.cross_attention else 0
+    return {"self": dtype_bytes * 2 * batch * g * seq * output.n_layers, "cross": dtype_bytes * cross}
 
 
 def check_modes(precision: str, training: bool, attention: str, checkpointing: bool, fsdp_shards: int,
@@ -543,7 +547,8 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
     if config.position in ("learned", "sinusoidal") and max(seq, src or 0) > config.max_seq_len:
         raise TrilogyError(f"this model's positions stop at max_seq_len={config.max_seq_len}; "
                            f"--seq/--src {max(seq, src or 0)} is longer")
-    if config.arch != "encoder-decoder" and src is not None:
+    has_source = config.structure.has_source
+    if not has_source and src is not None:
         raise TrilogyError(f"--src applies to encoder-decoder models; this one is {config.arch!r}")
     memory = memory_breakdown(config, batch, seq, src, precision, training, attention,
                               checkpointing=checkpointing, fsdp_shards=fsdp_shards)
@@ -553,7 +558,7 @@ def size_report(config: ModelConfig, batch: int = 1, seq: int | None = None, src
     return {
         "arch": config.arch,
         "preset": config.extra.get("preset"),
-        "workload": {"batch": batch, "seq": seq, "src": src if config.arch == "encoder-decoder" else None,
+        "workload": {"batch": batch, "seq": seq, "src": src if has_source else None,
                      "precision": precision, "mode": "training" if training else "inference",
                      "attention": attention, "checkpointing": checkpointing, "fsdp_shards": fsdp_shards,
                      "batch_per_rank": batch // fsdp_shards,

@@ -22,7 +22,6 @@ from ..chat import messages_of
 from ..cli import UserError
 from ..convert import from_pretrained
 from ..generate import generate, stream
-from ..models import EncoderDecoderTransformer
 
 
 class TextStream:
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"the prompt {prompt!r} encodes to no tokens")
     input_ids = torch.tensor([ids])  # (1, T)
     options = _options(args)
-    decoder_only = not isinstance(model, EncoderDecoderTransformer)
+    decoder_only = not model.structure.has_source
     echo = decoder_only and args.chat is None  # a continuation is printed after its prompt, a reply alone
     start = time.perf_counter()
     if args.json or args.num_beams > 1:

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         # the masks depend on the family and the position scheme, not on depth, vocabulary or weights
         config = config_from(args.model)
-        if args.src is not None and config.arch != "encoder-decoder":
+        if args.src is not None and not config.structure.has_source:
             raise TrilogyError(f"--src is for encoder-decoder models; this one is {config.arch!r}")
         model = build_model(config.replace(n_layers=1, vocab_size=64))
         panels = list(model_masks(model, args.seq, args.src, args.pad).values())

@@ -8,11 +8,9 @@ import time
 
 import torch
 
-from ..config import ModelConfig
+from ..config import TINY_PRESETS, ModelConfig
 from ..generate import generate_text
 from ..models import build_model
-
-FAMILIES = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
 
 
 def tour(seed: int = 0, new_tokens: int = 8) -> list[dict]:
@@ -21,14 +19,14 @@ def tour(seed: int = 0, new_tokens: int = 8) -> list[dict]:
     torch.manual_seed(seed)
     rows = []
     ids = torch.randint(3, 1000, (2, 12))
-    for arch, preset in FAMILIES.items():
+    for arch, preset in TINY_PRESETS.items():
         model = build_model(ModelConfig.from_preset(preset)).eval()
         start = time.perf_counter()
         with torch.no_grad():
-            out = model(ids, ids[:, :5]) if arch == "encoder-decoder" else model(ids)
+            out = model(ids, ids[:, :5]) if model.structure.has_source else model(ids)
         row = dict(arch=arch, preset=preset, params=model.num_parameters(), output_shape=list(out.shape),
                    forward_ms=round(1000 * (time.perf_counter() - start), 2))
-        if arch == "decoder":
+        if model.structure.generates:
             row["decoded"] = generate_text(model, ids[:1, :4], max_length=4 + new_tokens)[0].tolist()
         rows.append(row)
     return rows

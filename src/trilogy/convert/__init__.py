@@ -9,6 +9,6 @@ fills it, ``shards`` writes the weights. Hugging Face names appear only in this 
 
 from .checkpoint import from_pretrained, read_layout, save_pretrained
 from .errors import CheckpointError
-from .hf import FAMILIES, supported
+from .hf import CONVERTERS, supported
 
-__all__ = ["FAMILIES", "CheckpointError", "from_pretrained", "read_layout", "save_pretrained", "supported"]
+__all__ = ["CONVERTERS", "CheckpointError", "from_pretrained", "read_layout", "save_pretrained", "supported"]

@@ -110,7 +110,7 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
         position_embedding_type="absolute", tie_word_embeddings=config.tie_embeddings,
         pad_token_id=config.pad_token_id,
     )
-    if config.head in ("sequence-classification", "token-classification"):
+    if config.structure.classifier:
         labels = config.extra.get("id2label")
         if not isinstance(labels, dict) or len(labels) != config.num_labels:
             labels = {str(i): f"LABEL_{i}" for i in range(config.num_labels)}

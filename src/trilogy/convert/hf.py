@@ -19,20 +19,20 @@ from . import bert, gpt2, llama, t5
 from .errors import CheckpointError
 from .mapping import Rule, expand
 
-FAMILIES: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
 
 
 def supported() -> str:
-    return "; ".join(f"{m.MODEL_TYPE}: {', '.join(m.ARCHITECTURES)}" for m in FAMILIES.values())
+    return "; ".join(f"{m.MODEL_TYPE}: {', '.join(m.ARCHITECTURES)}" for m in CONVERTERS.values())
 
 
 def family_of(hf: dict[str, Any]) -> tuple[ModuleType, str]:
     """The family module and architecture name a config.json describes."""
     model_type = hf.get("model_type")
-    if model_type not in FAMILIES:
+    if model_type not in CONVERTERS:
         raise CheckpointError(f"config.json: model_type {model_type!r} is not supported; supported model types "
                               f"and architectures: {supported()}")
-    family = FAMILIES[model_type]
+    family = CONVERTERS[model_type]
     names = hf.get("architectures")
     if not isinstance(names, list) or not names:
         raise CheckpointError(f"config.json names no architecture; add \"architectures\": [NAME] with NAME one "
@@ -57,9 +57,6 @@ def config_from_hf(hf: dict[str, Any]) -> tuple[ModelConfig, ModuleType, str]:
 
 
 # --- writing ---------------------------------------------------------------------------------------------
-_CLASSIFIERS = ("sequence-classification", "token-classification")
-
-
 def _behaviour(config: ModelConfig) -> dict[str, Any]:
     """The fields that decide what the model computes; those that do not (dropout, provenance, sizes of parts
     the model does not have) are blanked, so two configs compare equal when their models do."""
@@ -67,7 +64,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     for name in ("extra", "dropout"):
         fields.pop(name)
     fields["attention_scale"] = config.scale
-    fields["pooler"] = config.pooler or config.head in ("pretraining", "sequence-classification")
+    fields["pooler"] = config.structure.pooler
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
@@ -75,9 +72,9 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "relative_max_distance": config.position != "relative",
         "norm_bias": config.norm == "rmsnorm",
         "tie_embeddings": not config.has_lm_head,
-        "head_bias": config.head != "lm",
-        "head_scale": not (config.arch == "encoder-decoder" and config.head == "lm"),
-        "num_labels": config.head not in _CLASSIFIERS,
+        "head_bias": config.structure.vocabulary != "lm",
+        "head_scale": not (config.structure.has_source and config.structure.vocabulary == "lm"),
+        "num_labels": not config.structure.classifier,
     }
     fields.update({name: None for name, is_blank in blank.items() if is_blank})
     return fields
@@ -100,7 +97,7 @@ def config_to_hf(config: ModelConfig) -> tuple[dict[str, Any], ModuleType, str]:
     Raises:
         CheckpointError: no supported class does; the message lists the closest one's differences.
     """
-    candidates = [(family, name) for family in FAMILIES.values() for name, fields in family.ARCHITECTURES.items()
+    candidates = [(family, name) for family in CONVERTERS.values() for name, fields in family.ARCHITECTURES.items()
                   if fields["arch"] == config.arch and fields["head"] == config.head]
     preferred = config.extra.get("hf_architecture")
     candidates.sort(key=lambda c: c[1] != preferred)

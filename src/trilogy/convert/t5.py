@@ -64,10 +64,9 @@ def _stack(ours: str, theirs: str, decoder: bool, gated: bool) -> dict:
 
 def key_map(config: ModelConfig) -> dict:
     entries = {"embeddings.tokens.weight": "shared.weight", "lm_head.proj.weight": "lm_head.weight"}
-    if config.arch == "encoder":  # T5EncoderModel: our encoder-only model calls its stack "stack"
-        return entries | _stack("stack", "encoder", decoder=False, gated=config.gated_mlp)
-    return (entries | _stack("encoder", "encoder", decoder=False, gated=config.gated_mlp)
-            | _stack("decoder", "decoder", decoder=True, gated=config.gated_mlp))
+    for spec in config.structure.stacks:  # T5EncoderModel has the encoder alone, in our attribute "stack"
+        entries |= _stack(spec.module, spec.name, decoder=spec.cross_attention, gated=config.gated_mlp)
+    return entries
 
 
 def _feed_forward(hf: dict[str, Any]) -> tuple[str, bool]:

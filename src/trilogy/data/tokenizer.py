@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -49,27 +50,12 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
                     num_sentinels: int = NUM_SENTINELS) -> Tokenizer:
     """A tokenizer of the kind ``arch`` uses, trained on ``texts`` (streamed) to at most ``vocab_size`` ids,
     special tokens included (``num_sentinels`` is for ``encoder-decoder`` only)."""
-    if arch == "decoder":
-        tokenizer, trainer = _byte_level_bpe(vocab_size)
-    elif arch == "encoder":
-        tokenizer, trainer = _wordpiece(vocab_size)
-    elif arch == "encoder-decoder":
-        tokenizer, trainer = _unigram(vocab_size, num_sentinels)
-    else:
-        raise TrilogyError(f"arch must be one of 'encoder', 'decoder', 'encoder-decoder', got {arch!r}")
+    if arch not in TOKENIZER_KINDS:
+        raise TrilogyError(f"arch must be one of {', '.join(map(repr, TOKENIZER_KINDS))}, got {arch!r}")
+    kind = TOKENIZER_KINDS[arch]
+    tokenizer, trainer = kind.untrained(vocab_size, num_sentinels)
     tokenizer.train_from_iterator(_lines(texts), trainer)
-    if arch == "encoder":
-        cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
-        )
-    if arch == "encoder-decoder":
-        tokenizer = _canonical_unigram(tokenizer, len(trainer.special_tokens))  # type: ignore[attr-defined]  # not in the stubs
-        eos = tokenizer.token_to_id("</s>")
-        tokenizer.post_processor = processors.TemplateProcessing(
-            single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
-        )
-    return tokenizer
+    return kind.finished(tokenizer, trainer)
 
 
 def special_tokens(tokenizer: Tokenizer) -> dict:
@@ -156,3 +142,39 @@ def _unigram(vocab_size: int, num_sentinels: int) -> tuple[Tokenizer, trainers.T
         show_progress=False,
     )
     return tokenizer, trainer
+
+
+def _with_cls_and_sep(tokenizer: Tokenizer, trainer: trainers.Trainer) -> Tokenizer:
+    """BERT's templates: ``[CLS] A [SEP]`` and ``[CLS] A [SEP] B [SEP]``."""
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tokenizer
+
+
+def _canonical_with_eos(tokenizer: Tokenizer, trainer: trainers.Trainer) -> Tokenizer:
+    """T5's: reproducible Unigram pieces, and ``</s>`` after each text."""
+    tokenizer = _canonical_unigram(tokenizer, len(trainer.special_tokens))  # type: ignore[attr-defined]  # not in the stubs
+    eos = tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos)]
+    )
+    return tokenizer
+
+
+@dataclass(frozen=True)
+class TokenizerKind:
+    """How one family's tokenizer is made: an untrained tokenizer with its trainer (from ``vocab_size`` and
+    the number of sentinels), then what training leaves to do (templates, canonical ids)."""
+
+    untrained: Callable[[int, int], tuple[Tokenizer, trainers.Trainer]]
+    finished: Callable[[Tokenizer, trainers.Trainer], Tokenizer]
+
+
+#: each family's tokenizer, as its real checkpoints have it (see the module docstring)
+TOKENIZER_KINDS = {
+    "decoder": TokenizerKind(lambda vocab_size, _: _byte_level_bpe(vocab_size), lambda tokenizer, _: tokenizer),
+    "encoder": TokenizerKind(lambda vocab_size, _: _wordpiece(vocab_size), _with_cls_and_sep),
+    "encoder-decoder": TokenizerKind(_unigram, _canonical_with_eos),
+}

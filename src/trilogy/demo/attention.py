@@ -36,7 +36,7 @@ def family_maps(models: dict, sentence: str = SENTENCE) -> dict[str, AttentionMa
         ids = tokenizer.encode(sentence).ids[:limit]  # BERT: [CLS] ... [SEP]; T5: ... </s>
         source = torch.tensor([ids], device=model.device)
         target, target_labels = None, None
-        if model.config.arch == "encoder-decoder":
+        if model.structure.has_source:
             target_ids = [special_tokens(tokenizer)["decoder_start"], *ids[:-1]]
             target, target_labels = torch.tensor([target_ids], device=model.device), _labels(tokenizer, target_ids)
         maps[name] = attention_maps(model, source, _labels(tokenizer, ids), target, target_labels)

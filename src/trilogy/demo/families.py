@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import ModelConfig
+from ..config import TINY_PRESETS, ModelConfig
 from ..data import special_tokens
 from ..errors import TrilogyError
 from ..models import build_model
@@ -74,7 +74,6 @@ UNITS = (
          starts_from="t5-code", seq_scale=0.75, batch_scale=2),
 )
 FAMILY_ARCH = {"bert": "encoder", "gpt": "decoder", "t5": "encoder-decoder"}
-PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
 
 
 def unit(name: str) -> Unit:
@@ -103,7 +102,7 @@ def base_config(arch: str, tokenizer, d_model: int, n_heads: int, n_layers: int,
     if arch == "encoder-decoder":
         changes.update(d_head=d_model // n_heads, n_layers=n_layers // 2, n_decoder_layers=n_layers // 2,
                        head_scale=d_model**-0.5, decoder_start_token_id=special["decoder_start"], position="rope")
-    return ModelConfig.from_preset(PRESET[arch], **changes)
+    return ModelConfig.from_preset(TINY_PRESETS[arch], **changes)
 
 
 def matched_configs(tokenizers: dict[str, object], d_model: int, n_heads: int, n_layers: int,

@@ -8,14 +8,14 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..config import POSITIONS, PRESETS
+from ..config import POSITIONS, PRESETS, TINY_PRESETS
 from ..errors import TrilogyError
 from ..objectives import OBJECTIVES
 from ..options import option
 from .precision import PRECISIONS
 
 RUN_FILE = "run.json"
-DEFAULT_PRESET = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}
+DEFAULT_PRESET = TINY_PRESETS
 # what --init decides instead
 ARCHITECTURE_OPTIONS = ("preset", "d_model", "n_layers", "n_heads", "d_ff", "position")
 

@@ -47,16 +47,15 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
         max_seq_len=max(options.seq_len, PRESETS[options.preset]["max_seq_len"]),
         pad_token_id=special.get("pad"), bos_token_id=special.get("bos"), eos_token_id=special.get("eos"),
     )
-    if options.arch == "encoder-decoder":
-        changes["decoder_start_token_id"] = special.get("decoder_start", special.get("pad"))
     if get_objective(objective).labelled:
         changes["num_labels"] = num_labels
     for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff", "position"):
         if getattr(options, name) is not None:
             changes[name] = getattr(options, name)
-    if options.d_model is not None and options.arch == "encoder-decoder" and options.n_heads is not None:
-        changes["d_head"] = options.d_model // options.n_heads
-    return ModelConfig.from_preset(options.preset, **changes)
+    config = ModelConfig.from_preset(options.preset, **changes)
+    if config.structure.has_source:
+        config = config.replace(decoder_start_token_id=special.get("decoder_start", special.get("pad")))
+    return config
 
 
 def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: bool = False) -> TrainResult:

@@ -55,13 +55,14 @@ class AttentionMaps:
 
 
 def attention_modules(model: TransformerModel) -> dict[str, list[nn.Module]]:
-    """Each kind's attention module per layer."""
-    if model.config.arch == "encoder-decoder":
-        return {"encoder": [layer.self_attn for layer in model.encoder.layers],
-                "decoder": [layer.self_attn for layer in model.decoder.layers],
-                "cross": [layer.cross_attn for layer in model.decoder.layers]}
-    kind = "encoder" if model.config.arch == "encoder" else "decoder"
-    return {kind: [layer.self_attn for layer in model.stack.layers]}
+    """Each kind's attention module per layer: each stack's self-attention under the stack's role, and the
+    cross-attention of a stack that has one under "cross"."""
+    modules = {}
+    for name, stack in model.stacks().items():
+        modules[name] = [layer.self_attn for layer in stack.layers]
+        if stack.spec.cross_attention:
+            modules["cross"] = [layer.cross_attn for layer in stack.layers]
+    return modules
 
 
 @contextmanager
@@ -85,9 +86,8 @@ def _vectors(module: nn.Module, x: Tensor, kwargs: dict) -> HeadVectors:
     q, k, _ = module.project(x, kwargs.get("context"), kwargs.get("rotary"))  # (1, H, T, D), (1, K, S, D)
     k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)  # (1, H, S, D)
     bias = kwargs.get("bias")
-    scale = module.scale if module.scale is not None else q.size(-1) ** -0.5
     return HeadVectors(q[0].float().cpu(), k[0].float().cpu(), None if bias is None else bias[0].float().cpu(),
-                       float(scale))
+                       float(module.scale))
 
 
 @torch.no_grad()
@@ -103,7 +103,7 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
     """
     model.eval()
     with _seen_calls(model) as calls:
-        if model.config.arch == "encoder-decoder":
+        if model.structure.has_source:
             if target_ids is None:
                 raise TrilogyError("an encoder-decoder needs the decoder's input too (--target TEXT)")
             out = model.run(ids, target_ids, return_attention=True)
@@ -111,7 +111,7 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
             keys = {"encoder": labels, "decoder": target_labels, "cross": labels}
         else:
             out = model.run(ids, return_attention=True)
-            kind = "encoder" if model.config.arch == "encoder" else "decoder"
+            kind = model.structure.output.name
             queries, keys = {kind: labels}, {kind: labels}
     weights = {kind: [layer[0].float().cpu() for layer in out.attentions[kind]]  # (H, T, S) each
                for kind in ("encoder", "decoder", "cross") if kind in out.attentions}

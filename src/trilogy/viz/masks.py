@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..blocks.masks import causal_mask, cross_attention_mask
-from ..config import ModelConfig
+from ..config import TINY_PRESETS, ModelConfig
 from ..errors import TrilogyError
 from ..models import TransformerModel, build_model
 
@@ -63,8 +63,7 @@ def _labels(length: int, pad: int, prefix: str) -> list[str]:
 
 
 def _tiny(arch: str) -> ModelConfig:
-    preset = {"encoder": "tiny-bert", "decoder": "tiny-gpt2", "encoder-decoder": "tiny-t5"}[arch]
-    return ModelConfig.from_preset(preset)
+    return ModelConfig.from_preset(TINY_PRESETS[arch])
 
 
 def _check_lengths(seq: int, src: int) -> None:
@@ -94,18 +93,18 @@ def model_masks(model: TransformerModel, seq: int = 6, src: int | None = None, p
         mask, bias, is_causal = stack.masks(attention_mask, length, length)
         return MaskPanel(f"{name}{title}", allowed(mask, bias, is_causal, length, length)[0], labels, labels)
 
-    if config.arch == "encoder":
-        return {"self": panel("encoder\nbidirectional", model.stack, None, seq, plain),
-                "self+padding": panel("encoder\nbidirectional + padding", model.stack, target_pad, seq, padded)}
-    if config.arch == "decoder":
-        return {"self": panel("decoder\ncausal" + bias_note, model.stack, None, seq, plain),
-                "self+padding": panel("decoder\ncausal + padding", model.stack, target_pad, seq, padded)}
+    stacks, output = model.stacks(), model.structure.output
+    if not output.cross_attention:
+        stack, what = stacks[output.name], f"{output.name}\n{output.attention}"
+        note = bias_note if output.causal else ""
+        return {"self": panel(what + note, stack, None, seq, plain),
+                "self+padding": panel(f"{what} + padding", stack, target_pad, seq, padded)}
     cross = allowed(cross_attention_mask(source_pad), None, False, seq, src)[0]
     return {
-        "encoder+padding": panel("encoder\nbidirectional + source padding", model.encoder, source_pad, src,
+        "encoder+padding": panel("encoder\nbidirectional + source padding", stacks["encoder"], source_pad, src,
                                  padded_source),
-        "decoder": panel("decoder self-attention\ncausal" + bias_note, model.decoder, None, seq, plain),
-        "decoder+padding": panel("decoder self-attention\ncausal + target padding", model.decoder, target_pad,
+        "decoder": panel("decoder self-attention\ncausal" + bias_note, stacks["decoder"], None, seq, plain),
+        "decoder+padding": panel("decoder self-attention\ncausal + target padding", stacks["decoder"], target_pad,
                                  seq, padded),
         "cross+padding": MaskPanel(f"{name}cross-attention\ndecoder -> encoder, source padding", cross, plain,
                                    padded_source),

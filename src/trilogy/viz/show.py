@@ -50,16 +50,16 @@ def collect(model: TransformerModel, input_ids_or_text: str | Sequence[int] | Te
 
     Returns the maps and, with ``generate``, {"first": index of the first generated decoder token, "count"}.
     """
-    arch = model.config.arch
-    if target is not None and arch != "encoder-decoder":
-        raise TrilogyError(f"a target is for encoder-decoder models; this one is {arch!r}")
-    if generate is not None and (arch == "encoder" or target is not None):
+    has_source = model.structure.has_source
+    if target is not None and not has_source:
+        raise TrilogyError(f"a target is for encoder-decoder models; this one is {model.config.arch!r}")
+    if generate is not None and (not model.structure.output.causal or target is not None):
         raise TrilogyError("generate= is for decoder-only and encoder-decoder models, without a target")
     if generate is not None and (not isinstance(generate, int) or generate < 1):
         raise TrilogyError(f"generate must be a whole number of tokens >= 1, got {generate!r}")
     ids, labels = encode(model, input_ids_or_text, "the input")
     source = torch.tensor([ids], device=model.device)  # (1, T)
-    if arch == "encoder-decoder":
+    if has_source:
         target_ids = (model.generate(source, max_new_tokens=generate or DEFAULT_DECODED)[0].tolist()
                       if target is None else [_decoder_start(model), *encode(model, target, "the target")[0]])
         maps = attention_maps(model, source, labels, torch.tensor([target_ids], device=model.device),
