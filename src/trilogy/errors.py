@@ -16,3 +16,7 @@ class TrilogyTypeError(TrilogyError, TypeError):
     """An argument of the wrong kind (a list where a tensor goes, an encoder asked to generate): a TrilogyError
     that ``except TypeError`` catches too."""
 
+
+class DiskFullError(TrilogyError):
+    """No space was left on the disk (ENOSPC) or the disk quota was reached (EDQUOT) while writing: the message
+    says where, and what was kept (for a training run, the checkpoint ``--resume`` continues from)."""

@@ -14,7 +14,7 @@ import torch
 from .. import options
 from ..cli import UserError
 from ..config import ARCHS
-from ..train.options import RunOptions
+from ..train.options import RUN_FILE, RunOptions
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.distributed import setup, teardown
     from ..train.loop import NonFiniteLoss
     from ..train.session import run_training
+    from ..train.state import disk_full, is_disk_full
 
     given = options.given(args, [field.name for field in fields(RunOptions)])
     if args.resume is not None:
@@ -56,6 +57,11 @@ def _train(args: argparse.Namespace) -> int:
     except NonFiniteLoss as error:
         print(f"trilogy train: stopped: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # the disk filled up outside a checkpoint (metrics.jsonl, loss.png): the same line
+        if not is_disk_full(error):
+            raise
+        raise disk_full(error, f"writing {error.filename or f'in {out_dir}'}", out_dir,
+                        resumable=(out_dir / RUN_FILE).is_file()) from error
     finally:
         teardown()
     if dist.is_main:

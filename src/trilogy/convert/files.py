@@ -41,7 +41,14 @@ def read_json(file: Path) -> dict[str, Any]:
 
 
 def write_json(data: dict[str, Any], file: Path) -> None:
-    file.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", file)
+
+
+def write_text(text: str, file: Path) -> None:
+    """Write ``text`` as a new file: one already at ``file`` is unlinked first, so that the other names of a hard
+    link (a training run's published checkpoint) keep their content. A full disk raises OSError (ENOSPC)."""
+    file.unlink(missing_ok=True)
+    file.write_text(text, encoding="utf-8")
 
 
 def weights_file(folder: Path) -> Path:
@@ -71,7 +78,7 @@ def write_tokenizer(tokenizer, folder: Path, special_ids: dict[str, int | None],
     """tokenizer.json, plus the tokenizer_config.json that lets transformers' AutoTokenizer read it and know the
     special tokens: ``special_tokens`` like ``{"bos_token": "<s>"}``, then ``special_ids`` like
     ``{"eos_token": 2}`` (the config's ids win)."""
-    tokenizer.save(str(folder / TOKENIZER))
+    write_text(tokenizer.to_str(pretty=True), folder / TOKENIZER)  # as tokenizer.save, with an OSError on failure
     settings = {"tokenizer_class": "PreTrainedTokenizerFast", **special_tokens}
     for name, token_id in special_ids.items():
         token = tokenizer.id_to_token(token_id) if token_id is not None else None

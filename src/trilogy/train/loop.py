@@ -169,7 +169,7 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
     last_loss = None
     started, tokens_since = time.perf_counter(), 0
     raw_model.train()
-    with denormals_flushed(dist.device.type == "cpu"):
+    with bar, denormals_flushed(dist.device.type == "cpu"):  # the bar closes before an error is printed
         while step < settings.max_steps:
             # 1. the learning rate of this step
             lr = lr_at(step, settings.lr, settings.warmup_steps, settings.max_steps, settings.min_lr_ratio)
@@ -203,7 +203,6 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
                 if dist.is_main:
                     log.append(dict(step=step + 1, split="train", loss=step_loss if math.isfinite(step_loss) else None,
                                     event="non-finite loss or gradient"))
-                bar.close()
                 kept = latest_checkpoint(out_dir)
                 raise NonFiniteLoss(
                     f"loss {step_loss}, gradient norm {grad_norm} at step {step + 1}; stopped, last good checkpoint: "
@@ -232,5 +231,4 @@ def train(model: nn.Module, batches: Resumable, loss_fn: LossFn, settings: Train
                     bar.write("step {}: {}".format(step, ", ".join(f"{k} {v:.4g}" for k, v in last_eval.items())))
             if final or (settings.save_every and step % settings.save_every == 0):
                 checkpoint(step)
-    bar.close()
     return TrainResult(step, last_loss, last_eval, best_step, best_loss)

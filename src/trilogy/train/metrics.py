@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -34,9 +35,8 @@ class MetricsLog:
     def truncate_after(self, step: int) -> None:
         """Drop records of steps after ``step``: on resume they are computed again. Atomic (temp + rename)."""
         kept = [r for r in self.records() if r.get("step", 0) <= step]
-        temp = self.path.with_suffix(".jsonl.tmp")
-        temp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(temp, self.path)
+        replace_by_rename(self.path.with_suffix(".jsonl.tmp"), self.path,
+                          lambda temp: temp.write_text("".join(json.dumps(r) + "\n" for r in kept)))
 
 
 def plot_loss(records: list[dict], path: str | Path) -> None:
@@ -58,7 +58,17 @@ def plot_loss(records: list[dict], path: str | Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    temp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(temp, dpi=100)
-    plt.close(fig)
-    os.replace(temp, path)
+    try:
+        replace_by_rename(Path(path).with_suffix(".tmp.png"), Path(path), lambda temp: fig.savefig(temp, dpi=100))
+    finally:
+        plt.close(fig)
+
+
+def replace_by_rename(temp: Path, path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temp)``, then rename ``temp`` onto ``path``; on failure (a full disk) ``temp`` is removed."""
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise

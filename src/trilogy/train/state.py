@@ -7,12 +7,15 @@ Layout of an output folder::
     OUT/metrics.jsonl, OUT/loss.png
 
 A checkpoint is written into a temporary folder and renamed into place, so ``checkpoints/`` only ever holds
-complete ones; the top-level files are each replaced by rename. The last ``keep_last`` checkpoints and the one
-with the best validation loss are kept.
+complete ones; the top-level files are hard links to the newest checkpoint's (copies where the filesystem has no
+hard links), each replaced by rename. The last ``keep_last`` checkpoints and the one with the best validation loss
+are kept; older ones are deleted only once the new one is complete. A save that finds the disk full (ENOSPC,
+EDQUOT) removes what it had begun and raises ``DiskFullError``, naming the checkpoint ``--resume`` continues from.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -22,10 +25,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import DiskFullError
+
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "training_state.pt"
 MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 _STEP_DIR = re.compile(r"^step-(\d{8})$")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def rng_state() -> dict:
@@ -76,36 +82,113 @@ def save_checkpoint(out_dir: Path, step: int, save_model_files, training_state: 
         save_model_files: ``f(folder)`` writing config.json, model.safetensors and tokenizer.json there.
         training_state: optimizer, RNG states, data position, counters; saved with ``torch.save``.
         keep_last: how many of the newest checkpoints to keep; ``best_step``'s is kept as well.
+    Raises:
+        DiskFullError: no space was left (or the quota was reached); no temporary file is left behind and every
+            complete checkpoint is kept.
     """
     out_dir = Path(out_dir)
-    final = checkpoint_dir(out_dir, step)
-    temp = final.with_name(f".tmp-{final.name}")
-    shutil.rmtree(temp, ignore_errors=True)
-    temp.mkdir(parents=True)
-    save_model_files(temp)
-    torch.save(training_state, temp / STATE_FILE)
-    for file in temp.iterdir():
-        with file.open("rb") as f:
-            os.fsync(f.fileno())
-    if final.exists():  # only when a resumed run re-saves the step it resumed from
-        shutil.rmtree(final)
-    os.replace(temp, final)
-    _fsync_dir(final.parent)
-    publish(final, out_dir)
-    for old in checkpoint_steps(out_dir)[:-keep_last]:
+    try:
+        final = _write_checkpoint(checkpoint_dir(out_dir, step), save_model_files, training_state)
+        publish(final, out_dir)
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise disk_full(error, f"saving step {step} in {out_dir}", out_dir) from error
+    for old in checkpoint_steps(out_dir)[:-keep_last]:  # only now that the new checkpoint is complete
         if old != best_step:
             shutil.rmtree(checkpoint_dir(out_dir, old))
     return final
 
 
+def _write_checkpoint(final: Path, save_model_files, training_state: dict) -> Path:
+    """Write the checkpoint folder ``final`` through a temporary folder, removed if anything fails."""
+    temp = final.with_name(f".tmp-{final.name}")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        temp.mkdir(parents=True)
+        save_model_files(temp)
+        save_training_state(training_state, temp / STATE_FILE)
+        for file in temp.iterdir():
+            with file.open("rb") as f:
+                os.fsync(f.fileno())
+        if final.exists():  # only when a resumed run re-saves the step it resumed from
+            shutil.rmtree(final)
+        os.replace(temp, final)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+    _fsync_dir(final.parent)
+    return final
+
+
+def save_training_state(training_state: dict, file: Path) -> None:
+    """``torch.save`` through a Python file, so that a failed write raises its own OSError: torch's writer turns
+    it into a RuntimeError without the errno, and a full disk could not be told from a bug."""
+    with file.open("wb") as f:
+        writer = _KeepsWriteError(f)
+        try:
+            torch.save(training_state, writer)
+        except RuntimeError:
+            if writer.error is None:
+                raise
+            raise writer.error from None
+
+
+class _KeepsWriteError:
+    """A binary file for ``torch.save`` that remembers the OSError its last failed write raised."""
+
+    def __init__(self, file):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 def publish(checkpoint: Path, out_dir: Path) -> None:
-    """Copy a checkpoint's model files to the top of ``out_dir``, each replaced by a rename."""
+    """Put a checkpoint's model files at the top of ``out_dir``, each replaced by a rename: hard links to the
+    checkpoint's files, so the weights are not stored twice, or copies where the filesystem has no hard links."""
     for name in MODEL_FILES:
-        if not (checkpoint / name).is_file():  # a model without a tokenizer
+        source, target = checkpoint / name, Path(out_dir) / name
+        if not source.is_file():  # a model without a tokenizer
             continue
-        top_temp = Path(out_dir) / f".{name}.tmp"
-        shutil.copyfile(checkpoint / name, top_temp)
-        os.replace(top_temp, Path(out_dir) / name)
+        if target.exists() and os.path.samefile(source, target):  # published already: a rename would keep the temp
+            continue
+        temp = Path(out_dir) / f".{name}.tmp"
+        temp.unlink(missing_ok=True)  # left by a kill
+        try:
+            try:
+                os.link(source, temp)
+            except OSError:  # no hard links here (FAT, some network filesystems), or another device
+                shutil.copyfile(source, temp)
+            os.replace(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error`` is a write that found no space left (ENOSPC) or the disk quota reached (EDQUOT)."""
+    return isinstance(error, OSError) and error.errno in DISK_FULL
+
+
+def disk_full(error: OSError, doing: str, out_dir: Path, resumable: bool = True) -> DiskFullError:
+    """The one-line error for a disk that filled up while ``doing``: where, and what ``--resume`` continues from
+    (or, for a run that is not ``resumable`` because its options could not be recorded, to run it again)."""
+    steps = checkpoint_steps(out_dir)
+    if not resumable:
+        then = "run the command again"
+    elif steps:
+        then = f"--resume {out_dir} continues from step {steps[-1]} ({checkpoint_dir(out_dir, steps[-1])})"
+    else:
+        then = f"--resume {out_dir} starts again from step 0 (no checkpoint is complete yet)"
+    return DiskFullError(f"the disk is full ({os.strerror(error.errno)}) {doing}; free some space, then {then}")
 
 
 def load_training_state(folder: Path) -> dict:
