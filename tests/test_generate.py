@@ -20,7 +20,7 @@ from transformers import (
 )
 
 import trilogy
-from trilogy.blocks.cache import KeyValues, KVCache
+from trilogy.blocks.kv_cache import KeyValues, KVCache
 from trilogy.cli import main as cli_main
 from trilogy.generate import _choose, generate, generate_text, settings_for, stream
 

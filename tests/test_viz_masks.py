@@ -12,7 +12,7 @@ from trilogy.blocks.attention import Attention
 from trilogy.blocks.masks import causal_mask
 from trilogy.cli import main
 from trilogy.config import PRESETS
-from trilogy.viz.masks import family_masks
+from trilogy.viz.mask_panels import family_masks
 
 SEQ, SRC, PAD = 7, 5, 2
 
@@ -122,7 +122,7 @@ def test_masks_command_writes_png_and_rejects_bad_input(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["tiny-llama", "tiny-gpt2", "tiny-bert"])
 def test_one_models_masks_are_what_its_attention_receives(name):
     import trilogy
-    from trilogy.viz.masks import model_masks
+    from trilogy.viz.mask_panels import model_masks
     model = trilogy.build(name).eval()
     panels = model_masks(model, SEQ, pad=PAD)
     kind = "encoder" if model.config.arch == "encoder" else "decoder"

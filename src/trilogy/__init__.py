@@ -8,8 +8,8 @@ The notebook's names work unchanged::
 
 from __future__ import annotations
 
-from .blocks.cache import KVCache, LayerCache
 from .blocks.heads import MLMHead
+from .blocks.kv_cache import KVCache, LayerCache
 from .blocks.position import PositionalEncoding
 from .config import PRESETS, ModelConfig
 from .convert import CheckpointError, from_pretrained

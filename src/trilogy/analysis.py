@@ -223,9 +223,9 @@ def format_comparison(result: dict) -> str:
 
 
 def visualize_attention_patterns(path: str | None = None, seq: int = 4, src: int | None = 4, pad: int = 1):
-    """The masks each family's attention really receives (see ``trilogy.viz.masks``); drawn to ``path``
+    """The masks each family's attention really receives (see ``trilogy.viz.mask_panels``); drawn to ``path``
     (a PNG) when given. Returns the panels."""
-    from .viz.masks import draw_masks, family_masks
+    from .viz.mask_panels import draw_masks, family_masks
 
     panels = family_masks(seq, src, pad)
     if path is not None:

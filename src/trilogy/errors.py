@@ -20,3 +20,12 @@ class TrilogyTypeError(TrilogyError, TypeError):
 class DiskFullError(TrilogyError):
     """No space was left on the disk (ENOSPC) or the disk quota was reached (EDQUOT) while writing: the message
     says where, and what was kept (for a training run, the checkpoint ``--resume`` continues from)."""
+
+
+class CheckpointError(TrilogyError):
+    """A checkpoint folder that cannot be loaded (or a model that cannot be saved) as asked. The message says
+    what is wrong and, where it helps, what was expected."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """No checkpoint where one was asked for: a CheckpointError that ``except FileNotFoundError`` catches too."""

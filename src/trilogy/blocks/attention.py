@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from torch.torch_version import TorchVersion
 
 from ..config import ModelConfig
-from .cache import KeyValues
 from .dropout import dropout
 from .init import InitScheme
+from .kv_cache import KeyValues
 from .masks import causal_mask
 from .position import apply_rotary
 

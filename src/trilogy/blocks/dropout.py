@@ -3,7 +3,7 @@
 ``nn.Dropout`` keeps a mask of the activation's dtype for backward; this keeps 1 byte per element, and
 drawing into a bool tensor is faster on CPU. Attention dropout is the large one, a (B, H, T, S) mask per layer:
 one training step of a GPT-2-shaped model (d_model 256, 4 layers, batch 8 x 1024 tokens, dropout 0.1) keeps
-1,755 MiB for backward (``benchmarks/checkpointing.py``), 2,285 MiB with float masks before. Every dropout in
+1,755 MiB for backward (``benchmarks/checkpointing.py``), where float masks would take another 530 MiB. Every dropout in
 trilogy's blocks goes through here. Activation checkpointing stores the masks instead of drawing them again
 (``stack.py`` asks ``is_mask_draw``); that is why the draw is a single op whose output nothing mutates.
 """

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .attention import Attention
-from .cache import LayerCache
 from .dropout import Dropout
+from .kv_cache import LayerCache
 from .mlp import build_mlp
 from .norm import build_norm
 

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from ..config import ModelConfig, StackSpec
-from .cache import KVCache
 from .dropout import is_mask_draw
+from .kv_cache import KVCache
 from .layer import TransformerLayer
 from .masks import causal_mask, cross_attention_mask, self_attention_mask
 from .norm import build_norm

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 
 from ..config import PRESETS
-from ..convert.errors import CheckpointNotFound
+from ..errors import CheckpointNotFound
 from ..models import TransformerModel
-from ..viz.attention import draw_all
+from ..viz.attention_maps import draw_all
 from ..viz.explorer import VIEWS
 from ..viz.page import write_page
 from ..viz.show import collect

@@ -7,7 +7,7 @@ import json
 
 from ..errors import TrilogyError
 from ..models import build_model
-from ..viz.masks import draw_masks, family_masks, model_masks
+from ..viz.mask_panels import draw_masks, family_masks, model_masks
 from .size import config_from
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .. import options
+from .. import option_fields
 from ..cli import UserError
 from ..config import ARCHS
 from ..train.options import RUN_FILE, RunOptions
@@ -30,7 +30,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..train.session import run_training
     from ..train.state import disk_full, is_disk_full
 
-    given = options.given(args, [field.name for field in fields(RunOptions)])
+    given = option_fields.given(args, [field.name for field in fields(RunOptions)])
     if args.resume is not None:
         out_dir = Path(args.out or args.resume)
         if Path(args.resume).resolve() != out_dir.resolve():
@@ -86,7 +86,7 @@ def register(subparsers) -> None:
         description=__doc__ + " Example: trilogy train --arch decoder --data shakespeare --max-steps 200 "
                               "--out runs/gpt",
     )
-    options.add_options(parser, RunOptions)
+    option_fields.add_options(parser, RunOptions)
     parser.add_argument("--dtype", dest="precision", type=str, default=None, help="the same as --precision")
     parser.add_argument("--out", help="output folder: a checkpoint trilogy.from_pretrained loads, plus "
                                       "checkpoints/, metrics.jsonl, loss.png")

@@ -7,8 +7,8 @@ One module per family (``bert``, ``gpt2``, ``t5``, ``llama``) holds its KEY_MAP 
 fills it, ``shards`` writes the weights. Hugging Face names appear only in this package.
 """
 
+from ..errors import CheckpointError
 from .checkpoint import from_pretrained, read_layout, save_pretrained
-from .errors import CheckpointError
 from .hf import CONVERTERS, supported
 
 __all__ = ["CONVERTERS", "CheckpointError", "from_pretrained", "read_layout", "save_pretrained", "supported"]

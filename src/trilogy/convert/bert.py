@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ModelConfig
+from ..errors import CheckpointError
 from .common import ACTIVATIONS_TO_HF, activation_from_hf, field, refuse
-from .errors import CheckpointError
 
 MODEL_TYPE = "bert"
 ARCHITECTURES = {

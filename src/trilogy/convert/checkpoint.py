@@ -19,10 +19,9 @@ import torch
 from torch import Tensor
 
 from ..config import ModelConfig
-from ..errors import TrilogyError, TrilogyTypeError
+from ..errors import CheckpointError, TrilogyError, TrilogyTypeError
 from ..models import Tokenization, TransformerModel
 from . import hf
-from .errors import CheckpointError
 from .files import (
     CONFIG,
     read_chat_template,

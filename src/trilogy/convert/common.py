@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 #: Hugging Face activation names (``ACT2FN`` keys) -> ours
 ACTIVATIONS_FROM_HF = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chat import ChatTemplate
-from .errors import CheckpointError, CheckpointNotFound
+from ..errors import CheckpointError, CheckpointNotFound
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 BIN, BIN_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"

@@ -15,8 +15,8 @@ from typing import Any
 from torch import Tensor
 
 from ..config import ModelConfig
+from ..errors import CheckpointError
 from . import bert, gpt2, llama, t5
-from .errors import CheckpointError
 from .mapping import Rule, expand
 
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}

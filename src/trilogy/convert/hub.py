@@ -10,8 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import TrilogyError
-from .errors import CheckpointNotFound
+from ..errors import CheckpointNotFound, TrilogyError
 from .files import checkpoint_folder, weights_file
 
 #: what ``from_pretrained`` reads, as transformers fetches it for a model with safetensors weights

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ..config import ModelConfig
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 MAX_LISTED = 12  # tensors named in an error message before "... and N more"
 

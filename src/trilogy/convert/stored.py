@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .files import read_json, weights_file
 from .safetensors_file import SafetensorsFile
 

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..errors import CheckpointError
 from .checkpoint import NATIVE, expected_tensors, read_layout
-from .errors import CheckpointError
 from .files import TOKENIZER, read_tokenizer
 from .hf import current_names
 from .hub import resolve

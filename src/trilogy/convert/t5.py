@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ModelConfig
+from ..errors import CheckpointError
 from .common import ACTIVATIONS_TO_HF, activation_from_hf, field
-from .errors import CheckpointError
 
 MODEL_TYPE = "t5"
 ARCHITECTURES = {

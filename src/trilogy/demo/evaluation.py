@@ -12,7 +12,7 @@ from pathlib import Path
 from ..sizing import count_parameters
 from ..train.baselines import copy_name_scores
 from ..train.metrics import MetricsLog
-from . import baselines
+from . import unit_baselines
 from .budget import read_timeline
 from .families import Unit
 
@@ -91,11 +91,11 @@ def verdict(figure: dict | None) -> str | None:
 def baseline_figures(unit: Unit, corpus, tokenizer, counts, seq_len: int, batch_size: int,
                      eval_batches: int) -> dict:
     if unit.objective == "clm":
-        return {"unigram_nats_per_char": baselines.unigram_nats_per_char(counts, corpus, tokenizer)}
+        return {"unigram_nats_per_char": unit_baselines.unigram_nats_per_char(counts, corpus, tokenizer)}
     if unit.objective == "mlm":
-        guesses = baselines.unigram_fill_mask_accuracy(counts, corpus, tokenizer, seq_len, batch_size, eval_batches)
+        guesses = unit_baselines.unigram_fill_mask_accuracy(counts, corpus, tokenizer, seq_len, batch_size, eval_batches)
         return {"unigram_accuracy": guesses["accuracy"], "unigram_blank_accuracy": guesses["blank_accuracy"],
-                "most_frequent_token": baselines.most_frequent_token(counts, tokenizer)}
+                "most_frequent_token": unit_baselines.most_frequent_token(counts, tokenizer)}
     if unit.objective == "seq2seq":
         return {"copy_name_word_f1": copy_name_scores(corpus, tokenizer, seq_len, batch_size,
                                                       eval_batches)["word_f1"]}

@@ -13,8 +13,8 @@ import torch
 
 from ..convert import from_pretrained
 from ..train.distributed import Distributed
-from . import baselines, evaluation, samples
-from .attention import draw_attention, family_maps, write_pages
+from . import evaluation, samples, unit_baselines
+from .attention_figure import draw_attention, family_maps, write_pages
 from .charts import draw_loss_curves
 from .families import FAMILY_ARCH, UNITS
 from .families import unit as unit_of
@@ -90,7 +90,7 @@ def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, optio
     job = Job(unit, folder, model, corpus, seq_len, batch_size, options.eval_batches, options.seed, dist)
 
     def measure() -> dict:
-        counts = (baselines.unigram_counts(tokenizer, capped_texts(corpus, TOKENIZER_CHARS[unit.data]))
+        counts = (unit_baselines.unigram_counts(tokenizer, capped_texts(corpus, TOKENIZER_CHARS[unit.data]))
                   if unit.data == "text" else None)
         return dict(validation=job.evaluate(model),
                     baseline=evaluation.baseline_figures(unit, corpus, tokenizer, counts, seq_len, batch_size,
@@ -111,7 +111,7 @@ def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, optio
 
 def draw_pictures(out: Path, units: list[dict], models: dict) -> dict:
     """The loss curves, the masks, the attention picture and the interactive attention pages, in ``out``."""
-    from ..viz.masks import draw_masks, family_masks
+    from ..viz.mask_panels import draw_masks, family_masks
 
     pictures = {"loss": "loss_curves.png", "masks": "masks.png", "pages": {}}
     draw_loss_curves([u for u in units if u.get("curve")], out / pictures["loss"])

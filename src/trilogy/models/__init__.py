@@ -2,9 +2,9 @@
 
 from .base import ModelOutput, Tokenization, TransformerModel
 from .decoder import DecoderOnlyTransformer
-from .decoding import StepInputs
 from .encoder import EncoderOnlyTransformer
 from .encoder_decoder import EncoderDecoderTransformer
+from .step_inputs import StepInputs
 
 FAMILIES: dict[str, type[TransformerModel]] = {
     "encoder": EncoderOnlyTransformer,

@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..blocks.cache import KVCache
 from ..blocks.embedding import Embeddings
 from ..blocks.heads import Classifier, LMHead, MLMHead, Pooler
 from ..blocks.init import InitScheme
+from ..blocks.kv_cache import KVCache
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig, Structure
 from ..errors import TrilogyError, TrilogyTypeError
-from ..inputs import attention_mask_from, check_ids
-from .decoding import StepInputs
+from .input_checks import attention_mask_from, check_ids
+from .step_inputs import StepInputs
 
 
 @dataclass

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..blocks.cache import KVCache
+from ..blocks.kv_cache import KVCache
 from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
 from .base import ModelOutput, TransformerModel
-from .decoding import StepInputs
+from .step_inputs import StepInputs
 
 
 class DecoderOnlyTransformer(TransformerModel):

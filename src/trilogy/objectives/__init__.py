@@ -17,8 +17,8 @@ objective's batches deterministic, resumable and sharded; ``loss.py`` computes t
 """
 
 from . import causal, masked, pairs, spans  # noqa: F401  (each registers its objectives)
+from .batch_loss import compute_loss
 from .batches import LENGTH_GROUP_BATCHES, Batches, pad_rows
-from .loss import compute_loss
 from .noise import (
     IGNORE,
     MASK_PROBABILITY,

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from ..data import Corpus, special_ids, special_tokens
 from ..data.stream import pack
+from .batch_loss import compute_loss
 from .batches import Batches, pad_rows
 from .causal import token_counts
-from .loss import compute_loss
 from .noise import IGNORE, mask_tokens
 from .registry import Objective, register
 

@@ -1,5 +1,5 @@
 """The options of a training run: what ``trilogy train`` accepts (each field is one ``--option``, see
-``trilogy.options``) and what ``run.json`` stores so that ``--resume DIR`` rebuilds the same run."""
+``trilogy.option_fields``) and what ``run.json`` stores so that ``--resume DIR`` rebuilds the same run."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import POSITIONS, PRESETS, TINY_PRESETS
 from ..errors import TrilogyError
 from ..objectives import OBJECTIVES
-from ..options import option
+from ..option_fields import option
 from .precision import PRECISIONS
 
 RUN_FILE = "run.json"

@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 
 from ..errors import TrilogyError
-from .attention import AttentionMaps, HeadVectors
+from .attention_maps import AttentionMaps, HeadVectors
 from .pack import bits, floats, quantised
 
 TEMPLATE = Path(__file__).with_name("explorer.html")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .attention import AttentionMaps
+from .attention_maps import AttentionMaps
 from .explorer import explorer_data, fragment, page
 
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from ..errors import TrilogyError
 from ..models import TransformerModel
-from .attention import AttentionMaps, attention_maps
+from .attention_maps import AttentionMaps, attention_maps
 from .explorer import explorer_data, fragment, page
 from .tokens import encode, token_label
 

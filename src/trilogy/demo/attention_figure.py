@@ -1,4 +1,4 @@
-"""How each family attends: one sentence through the trained models (``trilogy.viz.attention.attention_maps``,
+"""How each family attends: one sentence through the trained models (``trilogy.viz.attention_maps.attention_maps``,
 i.e. ``run(..., return_attention=True)``), drawn as one picture of every family's last layer, head by head, and
 written as the interactive pages of ``trilogy.viz.page`` (one per family).
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ..data import special_tokens
-from ..viz.attention import KIND_TITLES, AttentionMaps, attention_maps
+from ..viz.attention_maps import KIND_TITLES, AttentionMaps, attention_maps
 from ..viz.page import write_page
 
 SENTENCE = "To be, or not to be, that is the question."

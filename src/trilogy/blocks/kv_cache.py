@@ -115,11 +115,6 @@ class KVCache:
     layers: list[LayerCache] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, n_layers: int) -> KVCache:
-        """A cache with nothing in it; its buffers are made (and grown) as tokens arrive."""
-        return cls([LayerCache() for _ in range(n_layers)])
-
-    @classmethod
     def allocate(cls, n_layers: int, batch: int, n_kv_heads: int, capacity: int, d_head: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> KVCache:
         """An empty cache whose self-attention buffers already hold ``capacity`` positions, (B, K, capacity, D)

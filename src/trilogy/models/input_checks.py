@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import TrilogyError, TrilogyTypeError
+from ..errors import TrilogyError, TrilogyTypeError
 
 
 def check_ids(ids: object, vocab_size: int, name: str = "input_ids", max_len: int | None = None,

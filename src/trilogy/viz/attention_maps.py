@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..errors import TrilogyError
 from ..models import TransformerModel
-from .masks import allowed
+from .mask_panels import allowed
 
 KIND_TITLES = {"encoder": "encoder self-attention", "decoder": "decoder self-attention",
                "cross": "cross-attention (decoder -> encoder)"}
