@@ -52,7 +52,7 @@ def _demo(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
     if args.seeds > 1:
         first = out / f"seed-{given.get('seed', 0)}"
-        options = _options(DemoOptions, load_state(first)["options"] if args.resume else None, given)
+        options = _options(DemoOptions, asdict(load_state(first).options) if args.resume else None, given)
         summary = run_seeds(options, out, args.seeds, args.resume, run_demo)
         if args.json:
             print(json.dumps({"out": str(out), **summary}))
@@ -61,7 +61,7 @@ def _demo(args: argparse.Namespace) -> int:
             print(text_table(HEADERS, rows(summary)))
             print(f"\nsummary: {out / 'seeds.md'}; each seed's report: {out}/seed-K/report.html")
         return 130 if summary["interrupted"] else 0
-    options = _options(DemoOptions, load_state(out)["options"] if args.resume else None, given)
+    options = _options(DemoOptions, asdict(load_state(out).options) if args.resume else None, given)
     report = run_demo(options, out, resume=args.resume)
     if args.json:
         print(json.dumps({"out": str(out), "interrupted": report["interrupted"], "options": asdict(options),

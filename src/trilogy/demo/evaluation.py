@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..sizing import count_parameters
 from ..train.baselines import copy_name_scores
@@ -15,6 +16,9 @@ from ..train.metrics import MetricsLog
 from . import unit_baselines
 from .budget import read_timeline
 from .families import Unit
+
+if TYPE_CHECKING:
+    from .run import UnitRecord
 
 SMOOTHING = 10  # steps in the moving average of the training loss quoted as "last"
 
@@ -32,16 +36,15 @@ def curve(folder: Path) -> list[dict]:
     return points
 
 
-def common_ground(config, record: dict) -> dict:
+def common_ground(config, record: UnitRecord) -> dict:
     """Parameters, and what the unit's training spent as measured: FLOPs (``trilogy.sizing.training_flops`` of
     every batch at its real lengths), tokens seen, loss-bearing tokens, and per second of its training clock;
     the peak memory."""
-    seconds = record.get("seconds") or 0.0
-    peak = record.get("peak_memory_bytes")
-    return dict(params=count_parameters(config), flops=record["flops"], loss_tokens=record["loss_tokens"],
-                flops_per_token=record["flops"] / record["tokens"] if record["tokens"] else None,
-                tokens_per_s=record["tokens"] / seconds if seconds else None,
-                flops_per_s=record["flops"] / seconds if seconds else None,
+    seconds, peak = record.seconds, record.peak_memory_bytes
+    return dict(params=count_parameters(config), flops=record.flops, loss_tokens=record.loss_tokens,
+                flops_per_token=record.flops / record.tokens if record.tokens else None,
+                tokens_per_s=record.tokens / seconds if seconds else None,
+                flops_per_s=record.flops / seconds if seconds else None,
                 peak_memory_mb=peak / 2**20 if peak else None)
 
 

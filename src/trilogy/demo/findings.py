@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,21 +26,21 @@ from .slices import TOKENIZER_CHARS, capped_texts
 from .training import REPETITION_PENALTY, Job
 
 if TYPE_CHECKING:
-    from .run import DemoOptions
+    from .run import DemoOptions, DemoState, UnitRecord
 
 SHOWN = {"gpt": 4, "bert": 8, "t5": 8}  # examples shown per family
 BLANKS = 500  # held-out lines in the fill-the-blank question
 
 
-def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, tokenizers: dict,
+def build_report(out: Path, options: DemoOptions, state: DemoState, corpora: dict, tokenizers: dict,
                  dist: Distributed, interrupted: bool) -> dict:
     """Evaluate every unit that has weights, collect samples and pictures: the report's data."""
     models, units = {}, []
     for unit in UNITS:
-        record = state["units"].get(unit.name, {})
-        if not (out / unit.name / "model.safetensors").is_file() or record.get("steps") is None:
+        record = state.units[unit.name]
+        if not (out / unit.name / "model.safetensors").is_file() or record.steps is None:
             units.append(dict(name=unit.name, family=unit.family, label=unit.label, objective=unit.objective,
-                              status=record.get("status", "pending")))
+                              status=record.status))
             continue
         model = from_pretrained(out / unit.name).to(dist.device).eval()
         models[unit.name] = model
@@ -50,18 +51,18 @@ def build_report(out: Path, options: DemoOptions, state: dict, corpora: dict, to
     common = fill_blank(models, corpora["text"], capped_texts(corpora["text"], TOKENIZER_CHARS["text"]), BLANKS,
                         options.seed)
     return dict(
-        interrupted=interrupted, out=str(out), options=state["options"], device=str(dist.device),
+        interrupted=interrupted, out=str(out), options=asdict(state.options), device=str(dist.device),
         machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}",
-        precision=state.get("precision"), memory_kind=describe(dist.device), budget=budget_summary(state, units),
+        precision=state.precision, memory_kind=describe(dist.device), budget=budget_summary(state, units),
         units=units, summary=summary_rows(units), families=family_rows(units), pictures=pictures, samples=shown,
         common_ground={"fill_blank": common} if common else {},
     )
 
 
-def budget_summary(state: dict, units: list[dict]) -> dict:
+def budget_summary(state: DemoState, units: list[dict]) -> dict:
     """The budget as planned (``per_family`` in its measure) and as reached: FLOPs per family and how far
     apart the families ended (``flops_spread``: largest / smallest - 1)."""
-    budget = dict(state.get("budget") or {})
+    budget = asdict(state.budget) if state.budget is not None else {}
     reached = {family: sum(u["flops"] for u in units if u["family"] == family and u.get("flops") is not None)
                for family in FAMILY_ARCH}
     trained = [value for value in reached.values() if value]
@@ -83,7 +84,7 @@ def family_rows(units: list[dict]) -> dict[str, dict]:
     return rows
 
 
-def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, options: DemoOptions,
+def evaluate_unit(out: Path, unit, record: UnitRecord, model, corpus, tokenizer, options: DemoOptions,
                   dist: Distributed) -> dict:
     folder = out / unit.name
     seq_len, batch_size = unit.seq_len(options.seq_len), unit.batch_size(options.batch_size)
@@ -96,14 +97,14 @@ def evaluate_unit(out: Path, unit, record: dict, model, corpus, tokenizer, optio
                     baseline=evaluation.baseline_figures(unit, corpus, tokenizer, counts, seq_len, batch_size,
                                                          options.eval_batches))
 
-    measured = evaluation.cached(folder, record["steps"], measure)
+    measured = evaluation.cached(folder, record.steps, measure)
     points = evaluation.curve(folder)
     first, last = evaluation.loss_fall(points)
     figure = evaluation.quality(unit, measured["validation"], measured["baseline"])
     return dict(
-        name=unit.name, family=unit.family, label=unit.label, objective=unit.objective, status=record["status"],
-        steps=record["steps"], max_steps=record["plan"]["max_steps"], tokens=record["tokens"],
-        seconds=record["seconds"], **evaluation.common_ground(model.config, record),
+        name=unit.name, family=unit.family, label=unit.label, objective=unit.objective, status=record.status,
+        steps=record.steps, max_steps=record.plan.max_steps if record.plan else None, tokens=record.tokens,
+        seconds=record.seconds, **evaluation.common_ground(model.config, record),
         first_loss=first, last_loss=last, validation=measured["validation"], baseline=measured["baseline"],
         quality=figure, verdict=evaluation.verdict(figure), curve=points,
     )

@@ -1,6 +1,7 @@
-"""``trilogy demo`` from top to bottom: corpora, tokenizers, three equal-size models, a probe of what a step of
-each costs here, training at equal compute (the same training FLOPs for each family, by default), evaluation
-against baselines and on one common question, samples, attention pictures, the report.
+"""``trilogy demo`` from top to bottom, in named phases over typed records: prepare (corpora, tokenizers, three
+equal-size models) -> probe (what a step of each unit costs here) -> plan (the same training FLOPs for each
+family, by default) -> train (each unit until its quota is spent) -> report (evaluation against baselines and
+on one common question, samples, attention pictures).
 
 The output folder holds ``demo.json`` (the options, the probes, the budget and how far each unit got),
 ``tokenizers/``, one checkpoint folder per unit (``bert``, ``gpt``, ``t5-code``, ``t5``), the pictures,
@@ -13,7 +14,7 @@ import itertools
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,8 +26,8 @@ from ..errors import TrilogyError
 from ..models import Tokenization, build_model
 from ..train.distributed import Distributed
 from ..train.precision import PRECISIONS, cpu_has_fast_bf16, resolve_precision
-from .budget import first_ctrl_c_requests_stop
-from .families import FAMILY_ARCH, UNITS, matched_configs
+from .budget import StopRequest, first_ctrl_c_requests_stop
+from .families import FAMILY_ARCH, UNITS, Unit, matched_configs
 from .findings import build_report
 from .report import format_flops, format_quota, write_reports
 from .slices import TOKENIZER_CHARS, capped_texts
@@ -103,16 +104,82 @@ def training_seconds(probes: dict[str, Probe], measure: str = "flops") -> float:
                for unit in UNITS)
 
 
-def load_state(out: Path) -> dict:
+@dataclass
+class UnitRecord:
+    """How far one unit got: its probes (per precision), its plan, and what its training spent."""
+
+    status: str = "pending"  # "pending", "training", then "done", "interrupted" or "deadline"
+    probes: dict[str, Probe] = field(default_factory=dict)
+    plan: Plan | None = None
+    steps: int | None = None  # None until it trained
+    tokens: int = 0
+    flops: float = 0.0
+    loss_tokens: int = 0
+    seconds: float = 0.0  # its training clock
+    peak_memory_bytes: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "deadline")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UnitRecord:
+        probes = {precision: Probe(**probe) for precision, probe in data.get("probes", {}).items()}
+        plan = Plan(**data["plan"]) if data.get("plan") else None
+        return cls(**{**data, "probes": probes, "plan": plan})
+
+
+@dataclass
+class Budget:
+    """Each family's quota in its measure, and the seconds of training the plan expects in all."""
+
+    kind: str  # --budget
+    measure: str  # what it counts: "flops", "tokens" or "seconds"
+    per_family: float
+    planned_seconds: float
+
+
+@dataclass
+class DemoState:
+    """Everything a demo decided and reached, saved as demo.json after each change so that ``--resume``
+    continues from there."""
+
+    options: DemoOptions
+    units: dict[str, UnitRecord] = field(default_factory=lambda: {unit.name: UnitRecord() for unit in UNITS})
+    precision: str | None = None  # chosen after the probe
+    budget: Budget | None = None
+
+    def to_dict(self) -> dict:
+        data: dict = {"options": asdict(self.options), "units": {k: u.to_dict() for k, u in self.units.items()}}
+        if self.precision is not None:
+            data["precision"] = self.precision
+        if self.budget is not None:
+            data["budget"] = asdict(self.budget)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DemoState:
+        units = {unit.name: UnitRecord.from_dict(data.get("units", {}).get(unit.name, {})) for unit in UNITS}
+        budget = Budget(**data["budget"]) if data.get("budget") else None
+        return cls(DemoOptions(**data["options"]), units, data.get("precision"), budget)
+
+    def probes(self, precision: str) -> dict[str, Probe]:
+        return {name: record.probes[precision] for name, record in self.units.items()}
+
+
+def load_state(out: Path) -> DemoState:
     file = out / STATE_FILE
     if not file.is_file():
         raise TrilogyError(f"--resume: {out} holds no {STATE_FILE}, so no demo to continue")
-    return json.loads(file.read_text())
+    return DemoState.from_dict(json.loads(file.read_text()))
 
 
-def save_state(out: Path, state: dict) -> None:
+def save_state(out: Path, state: DemoState) -> None:
     temp = out / f".{STATE_FILE}.tmp"
-    temp.write_text(json.dumps(state, indent=1) + "\n")
+    temp.write_text(json.dumps(state.to_dict(), indent=1) + "\n")
     os.replace(temp, out / STATE_FILE)
 
 
@@ -137,17 +204,113 @@ def prepare_tokenizers(out: Path, corpora: dict, vocab_size: int) -> dict[str, T
     return tokenizers
 
 
-def fresh_model(unit, configs: dict, tokenizers: dict, seed: int):
-    """A new model of the unit's family, seeded, with its tokenizer."""
-    torch.manual_seed(seed)
-    return build_model(configs[unit.family], tokenization=Tokenization(tokenizers[unit.family]))
+@dataclass
+class Setup:
+    """What every phase works with: the options, the output folder, the data, tokenizers and model configs,
+    where the models run, and the Ctrl-C request."""
+
+    options: DemoOptions
+    out: Path
+    corpora: dict
+    tokenizers: dict[str, Tokenizer]
+    configs: dict
+    dist: Distributed
+    stop: StopRequest
+
+    def fresh_model(self, unit: Unit):
+        """A new model of the unit's family, seeded, with its tokenizer."""
+        torch.manual_seed(self.options.seed)
+        return build_model(self.configs[unit.family], tokenization=Tokenization(self.tokenizers[unit.family]))
+
+    def starting_model(self, unit: Unit):
+        """A fresh model of the unit's family (seeded), or the final weights of the unit it starts from."""
+        if unit.starts_from is not None:
+            return from_pretrained(self.out / unit.starts_from)
+        return self.fresh_model(unit)
+
+    def job(self, unit: Unit, model, precision: str) -> Job:
+        options = self.options
+        return Job(unit, self.out / unit.name, model.to(self.dist.device), self.corpora[unit.data],
+                   unit.seq_len(options.seq_len), unit.batch_size(options.batch_size), options.eval_batches,
+                   options.seed, self.dist, precision)
 
 
-def starting_model(unit, configs: dict, tokenizers: dict, out: Path, seed: int):
-    """A fresh model of the unit's family (seeded), or the final weights of the unit it starts from."""
-    if unit.starts_from is not None:
-        return from_pretrained(out / unit.starts_from)
-    return fresh_model(unit, configs, tokenizers, seed)
+def prepare(options: DemoOptions, out: Path, stop: StopRequest) -> Setup:
+    """The corpora, the tokenizers (trained, or read back when resuming) and the families' configs."""
+    corpora = {"text": load_corpus(options.data), "pairs": load_corpus(options.pairs)}
+    if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
+        raise TrilogyError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
+                           "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
+    corpora["code"] = corpora["pairs"].sources(documented=True)
+    print("training tokenizers", flush=True)
+    tokenizers = prepare_tokenizers(out, corpora, options.vocab_size)
+    configs = matched_configs(tokenizers, options.d_model, options.heads, options.layers, options.seq_len)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return Setup(options, out, corpora, tokenizers, configs, Distributed(0, 1, device), stop)
+
+
+def precisions_to_try(options: DemoOptions, device: torch.device) -> tuple[str, ...]:
+    """On a CPU with bf16 instructions, "auto" times both precisions: whether bf16 pays off depends on the
+    sizes."""
+    if options.precision == "auto" and device.type == "cpu" and cpu_has_fast_bf16():
+        return ("fp32", "bf16")
+    return (resolve_precision(options.precision, device),)
+
+
+def probe_units(setup: Setup, state: DemoState, candidates: tuple[str, ...]) -> None:
+    """What a step of each unit costs on this machine, in each candidate precision (kept in the state)."""
+    for number, unit in enumerate(UNITS, start=1):
+        probes = state.units[unit.name].probes
+        for precision in candidates:
+            if precision not in probes and not setup.stop.requested:
+                print(f"[{number}/{len(UNITS)}] {unit.label}: timing training steps ({precision})", flush=True)
+                probes[precision] = probe(setup.job(unit, setup.fresh_model(unit), precision))
+                save_state(setup.out, state)
+
+
+def plan_budget(setup: Setup, state: DemoState, candidates: tuple[str, ...]) -> None:
+    """The faster precision, each family's quota, and each unit's plan (once: a resumed demo keeps its own)."""
+    if state.budget is None:
+        options = setup.options
+        state.precision = min(candidates, key=lambda p: training_seconds(state.probes(p)))
+        probes = state.probes(state.precision)
+        quota = family_quota(options, probes)
+        planned_seconds = 0.0
+        for unit in UNITS:
+            planned = plan(probes[unit.name], BUDGETS[options.budget], quota * unit.budget_share)
+            state.units[unit.name].plan = planned
+            planned_seconds += planned.planned_seconds
+        state.budget = Budget(options.budget, BUDGETS[options.budget], quota, planned_seconds)
+        save_state(setup.out, state)
+    print(f"budget: {format_quota(state.budget.measure, state.budget.per_family)} per family; about "
+          f"{state.budget.planned_seconds:.0f} s of training in all, in {state.precision}", flush=True)
+
+
+def train_units(setup: Setup, state: DemoState) -> None:
+    """Each unit in turn until its plan is spent (or Ctrl-C, or its deadline); a resumed unit goes on from its
+    last checkpoint, a finished one is skipped."""
+    for number, unit in enumerate(UNITS, start=1):
+        record = state.units[unit.name]
+        if setup.stop.requested or record.finished:
+            continue
+        planned = record.plan
+        assert planned is not None and state.precision is not None  # plan_budget ran
+        job = setup.job(unit, setup.starting_model(unit), state.precision)
+        print(f"[{number}/{len(UNITS)}] {unit.label}: {job.model.num_parameters():,} parameters, "
+              f"{planned.max_steps} steps for {format_quota(planned.measure, planned.quota)} "
+              f"(about {planned.planned_seconds:.0f} s)", flush=True)
+        was_started = record.status in ("training", "interrupted")
+        record.status = "training"
+        save_state(setup.out, state)
+        result = train_unit(job, planned, record.probes[state.precision].step_seconds, setup.stop,
+                            resume=was_started)
+        previous_peak = record.peak_memory_bytes or 0
+        result["peak_memory_bytes"] = max(previous_peak, result["peak_memory_bytes"] or 0) or None
+        for name, value in result.items():
+            setattr(record, name, value)
+        save_state(setup.out, state)
+        print(f"[{number}/{len(UNITS)}] {unit.label}: {record.status} after {record.steps} steps, "
+              f"{format_flops(record.flops)}, {record.tokens:,} tokens, {record.seconds:.0f} s", flush=True)
 
 
 def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
@@ -156,84 +319,23 @@ def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
     out = Path(out)
     if not resume and (out / STATE_FILE).exists():
         raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dist = Distributed(0, 1, device)
-    # on a CPU with bf16 instructions, "auto" times both precisions: whether bf16 pays off depends on the sizes
-    candidates = ("fp32", "bf16") if options.precision == "auto" and device.type == "cpu" and \
-        cpu_has_fast_bf16() else (resolve_precision(options.precision, device),)
     started = time.perf_counter()
     with first_ctrl_c_requests_stop() as stop:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        candidates = precisions_to_try(options, device)
         print(f"trilogy demo: {options.minutes:g} minutes on {device.type} ({' or '.join(candidates)}); each "
               f"family gets the same budget of training {options.budget}", flush=True)
-        corpora = {"text": load_corpus(options.data), "pairs": load_corpus(options.pairs)}
-        if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
-            raise TrilogyError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
-                             "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
-        corpora["code"] = corpora["pairs"].sources(documented=True)
-        state = load_state(out) if resume else {"options": asdict(options), "units": {}}
+        state = load_state(out) if resume else DemoState(options)
         out.mkdir(parents=True, exist_ok=True)
         save_state(out, state)
-        print("training tokenizers", flush=True)
-        tokenizers = prepare_tokenizers(out, corpora, options.vocab_size)
-        configs = matched_configs(tokenizers, options.d_model, options.heads, options.layers, options.seq_len)
-
-        def job(unit, model, precision: str) -> Job:
-            return Job(unit, out / unit.name, model.to(device), corpora[unit.data], unit.seq_len(options.seq_len),
-                       unit.batch_size(options.batch_size), options.eval_batches, options.seed, dist, precision)
-
-        for number, unit in enumerate(UNITS, start=1):  # what a step of each unit costs on this machine
-            probes = state["units"].setdefault(unit.name, {"status": "pending"}).setdefault("probes", {})
-            for precision in candidates:
-                if precision not in probes and not stop.requested:
-                    print(f"[{number}/{len(UNITS)}] {unit.label}: timing training steps ({precision})", flush=True)
-                    model = fresh_model(unit, configs, tokenizers, options.seed)
-                    probes[precision] = asdict(probe(job(unit, model, precision)))
-                    save_state(out, state)
-        if stop.requested:  # Ctrl-C during the probe: nothing was trained
-            return _finish(out, options, state, corpora, tokenizers, dist, stop, started)
-        if "budget" not in state:
-            state["precision"] = min(candidates, key=lambda p: training_seconds(
-                {u.name: Probe(**state["units"][u.name]["probes"][p]) for u in UNITS}))
-            probes = {unit.name: Probe(**state["units"][unit.name]["probes"][state["precision"]]) for unit in UNITS}
-            quota = family_quota(options, probes)
-            state["budget"] = {"kind": options.budget, "measure": BUDGETS[options.budget], "per_family": quota,
-                               "planned_seconds": 0.0}
-            for unit in UNITS:
-                planned = plan(probes[unit.name], BUDGETS[options.budget], quota * unit.budget_share)
-                state["units"][unit.name]["plan"] = asdict(planned)
-                state["budget"]["planned_seconds"] += planned.planned_seconds
-            save_state(out, state)
-        print(f"budget: {format_quota(state['budget']['measure'], state['budget']['per_family'])} per family; about {state['budget']['planned_seconds']:.0f} s of "
-              f"training in all, in {state['precision']}", flush=True)
-
-        for number, unit in enumerate(UNITS, start=1):
-            record = state["units"][unit.name]
-            if stop.requested or record["status"] in ("done", "deadline"):
-                continue
-            planned = Plan(**record["plan"])
-            unit_job = job(unit, starting_model(unit, configs, tokenizers, out, options.seed), state["precision"])
-            print(f"[{number}/{len(UNITS)}] {unit.label}: {unit_job.model.num_parameters():,} parameters, "
-                  f"{planned.max_steps} steps for {format_quota(planned.measure, planned.quota)} "
-                  f"(about {planned.planned_seconds:.0f} s)", flush=True)
-            was_started = record["status"] in ("training", "interrupted")
-            previous_peak = record.get("peak_memory_bytes") or 0
-            record["status"] = "training"
-            save_state(out, state)
-            step_seconds = record["probes"][state["precision"]]["step_seconds"]
-            result = train_unit(unit_job, planned, step_seconds, stop, resume=was_started)
-            result["peak_memory_bytes"] = max(previous_peak, result["peak_memory_bytes"] or 0) or None
-            record.update(result)
-            save_state(out, state)
-            print(f"[{number}/{len(UNITS)}] {unit.label}: {record['status']} after {record['steps']} steps, "
-                  f"{format_flops(record['flops'])}, {record['tokens']:,} tokens, {record['seconds']:.0f} s",
-                  flush=True)
-        return _finish(out, options, state, corpora, tokenizers, dist, stop, started)
-
-
-def _finish(out: Path, options: DemoOptions, state: dict, corpora: dict, tokenizers: dict, dist: Distributed,
-            stop, started: float) -> dict:
-    print("evaluating and writing the report", flush=True)
-    report = build_report(out, options, state, corpora, tokenizers, dist, interrupted=stop.requested)
-    report["wall_seconds"] = round(time.perf_counter() - started, 1)
-    write_reports(out, report)
-    return report
+        setup = prepare(options, out, stop)
+        probe_units(setup, state, candidates)
+        if not stop.requested:  # Ctrl-C during the probe: nothing to plan or train
+            plan_budget(setup, state, candidates)
+            train_units(setup, state)
+        print("evaluating and writing the report", flush=True)
+        report = build_report(out, options, state, setup.corpora, setup.tokenizers, setup.dist,
+                              interrupted=stop.requested)
+        report["wall_seconds"] = round(time.perf_counter() - started, 1)
+        write_reports(out, report)
+        return report
