@@ -84,4 +84,4 @@ def test_practical_example_counts_every_head_and_layer():
 
 def test_visualize_attention_patterns_writes_png(tmp_path):
     panels = visualize_attention_patterns(tmp_path / "masks.png")
-    assert len(panels) == 6 and (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(panels) == 8 and (tmp_path / "masks.png").read_bytes()[:4] == b"\x89PNG"

@@ -139,4 +139,4 @@ def test_masks_command_for_every_preset(name, capsys):
     arch = PRESETS[name]["arch"]
     assert len(panels) == (4 if arch == "encoder-decoder" else 2)
     causal = [[int(k <= q) for k in range(5)] for q in range(5)]
-    assert (panels[0]["allowed"] == causal) == (arch == "decoder")
+    assert (panels[0]["allowed"] == causal) == (arch == "decoder" and not PRESETS[name].get("prefix_lm"))

@@ -40,8 +40,9 @@ _HEAD_PARTS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class StackSpec:
     """One stack of layers: its role (``encoder`` reads the input, ``decoder`` writes the output), the model
-    attribute that holds it, its depth, how its self-attention is masked (``bidirectional`` or ``causal``),
-    whether its layers cross-attend to the encoder's output, and each layer's attention kind."""
+    attribute that holds it, its depth, how its self-attention is masked (``bidirectional``, ``causal``, or
+    ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), whether its layers
+    cross-attend to the encoder's output, and each layer's attention kind."""
 
     name: str
     module: str
@@ -51,7 +52,13 @@ class StackSpec:
 
     @property
     def causal(self) -> bool:
-        return self.attention == "causal"
+        """No token sees the tokens after it, except inside a prefix: the stack generates with a KV cache."""
+        return self.attention in ("causal", "prefix")
+
+    @property
+    def prefix(self) -> bool:
+        """Each row's prefix (``prefix_length`` tokens) is read bidirectionally."""
+        return self.attention == "prefix"
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,8 @@ class Structure:
 class ModelConfig:
     """Sizes and architectural choices of one model.
 
-    ``arch`` picks the family: ``encoder`` (BERT-style), ``decoder`` (GPT-style) or ``encoder-decoder``
-    (T5-style). ``head`` picks what sits on top: an LM/MLM head (forward returns logits), a classifier, or
+    ``arch`` picks the family: ``encoder`` (BERT-style), ``decoder`` (GPT-style; with ``prefix_lm`` the prefix
+    LM of the T5 paper) or ``encoder-decoder`` (T5-style). ``head`` picks what sits on top: an LM/MLM head (forward returns logits), a classifier, or
     ``none`` (forward returns hidden states).
     """
 
@@ -112,6 +119,7 @@ class ModelConfig:
     d_head: int | None = None  # default d_model // n_heads; T5 sets it independently (d_kv)
     n_kv_heads: int | None = None  # grouped-query attention when < n_heads
     n_decoder_layers: int | None = None  # encoder-decoder only; default n_layers
+    prefix_lm: bool = False  # decoder only: self-attention bidirectional over a prefix (T5's prefix LM)
     # layers
     norm: str = "layernorm"
     norm_eps: float = 1e-5
@@ -168,6 +176,10 @@ class ModelConfig:
             self.n_kv_heads = self.n_heads
         if self.n_kv_heads <= 0 or self.n_heads % self.n_kv_heads:
             raise TrilogyError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
+        if not isinstance(self.prefix_lm, bool):
+            raise TrilogyError(f"prefix_lm must be true or false, got {self.prefix_lm!r}")
+        if self.prefix_lm and self.arch != "decoder":
+            raise TrilogyError(f"prefix_lm makes a decoder a prefix LM; arch {self.arch!r} cannot be one")
         if self.arch == "encoder-decoder" and self.n_decoder_layers is None:
             self.n_decoder_layers = self.n_layers
         if self.position == "rope" and self.d_head % 2:
@@ -190,7 +202,7 @@ class ModelConfig:
         if self.arch == "encoder":
             stacks: tuple[StackSpec, ...] = (StackSpec("encoder", "stack", self.n_layers, "bidirectional"),)
         elif self.arch == "decoder":
-            stacks = (StackSpec("decoder", "stack", self.n_layers, "causal"),)
+            stacks = (StackSpec("decoder", "stack", self.n_layers, "prefix" if self.prefix_lm else "causal"),)
         else:
             stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional"),
                       StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True))
@@ -317,6 +329,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                       head="mlm", pooler=False, source="trilogy"),
     "tiny-gpt2": dict(_GPT2, vocab_size=1024, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_seq_len=128,
                       bos_token_id=1, eos_token_id=2, pad_token_id=0, source="trilogy"),
+    "tiny-prefix-lm": dict(_GPT2, vocab_size=1024, d_model=64, n_heads=4, n_layers=2, d_ff=256, max_seq_len=128,
+                           bos_token_id=1, eos_token_id=2, pad_token_id=0, prefix_lm=True, source="trilogy"),
     "tiny-t5": dict(_T5, vocab_size=1024, d_model=64, d_head=16, n_heads=4, n_layers=2, d_ff=256,
                     max_seq_len=128, head_scale=64**-0.5, source="trilogy"),
     "tiny-llama": dict(_LLAMA, vocab_size=1024, d_model=64, n_heads=4, n_kv_heads=2, n_layers=2, d_ff=192,

@@ -58,6 +58,30 @@ def self_attention_mask(attention_mask: Tensor | None, query_len: int, key_len: 
     return combine(pad, causal_part)
 
 
+def prefix_lm_mask(attention_mask: Tensor | None, prefix_length: Tensor, query_len: int, key_len: int
+                   ) -> Tensor:
+    """The mask a prefix LM's self-attention receives: each query sees the keys up to itself (causal) and every
+    key of its row's prefix, the first ``prefix_length`` real tokens; padded keys are hidden.
+
+    Args:
+        attention_mask: (B, S) with 1 for real keys (S covers cached keys too), or None for no padding.
+        prefix_length: (B,) real tokens each row reads bidirectionally; 0 = causal throughout.
+    Returns:
+        (B, 1, T, S) bool.
+    """
+    device = prefix_length.device
+    if attention_mask is None:
+        real_up_to = torch.arange(1, key_len + 1, device=device)[None]  # (1, S) real tokens up to each key
+    else:
+        real_up_to = attention_mask.long().cumsum(-1)  # (B, S)
+    in_prefix = real_up_to <= prefix_length[:, None]  # (B, S)
+    visible = causal_mask(query_len, key_len, device) | in_prefix[:, None, None, :]  # (B, 1, T, S)
+    if attention_mask is None:
+        return visible
+    visible = visible & padding_mask(attention_mask)
+    return visible | ~visible.any(dim=-1, keepdim=True)  # padded queries that see no key: opened, as in combine
+
+
 def cross_attention_mask(context_mask: Tensor | None) -> Tensor | None:
     """The mask a decoder's cross-attention receives: padding of the encoder output (source).
 

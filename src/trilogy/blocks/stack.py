@@ -17,7 +17,7 @@ from ..config import ModelConfig, StackSpec
 from .dropout import is_mask_draw
 from .kv_cache import KVCache
 from .layer import TransformerLayer
-from .masks import causal_mask, cross_attention_mask, self_attention_mask
+from .masks import causal_mask, cross_attention_mask, prefix_lm_mask, self_attention_mask
 from .norm import build_norm
 from .position import RelativePositionBias, RotaryEmbedding, positions_from_mask
 
@@ -60,18 +60,23 @@ class TransformerStack(nn.Module):
         self.final_norm = build_norm(config) if config.final_norm else None
         self.checkpoint_activations = checkpoint_activations
 
-    def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int
-              ) -> tuple[Tensor | None, Tensor | None, bool]:
+    def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int,
+              prefix_length: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, bool]:
         """The self-attention mask, bias and causal flag every layer of this stack receives.
 
         Returns (mask (B|1, 1, T, S) bool or None, bias (1|B, H, T, S) float or None, is_causal). ``is_causal``
         lets SDPA apply causality itself when there is no padding and no cache offset. ``attention_mask`` is
         None when no row has padding: the models check that once per call (``inputs.attention_mask_from``),
-        so no layer reads the mask back from the device.
+        so no layer reads the mask back from the device. ``prefix_length`` (B,) (a prefix LM's) opens each
+        row's prefix both ways (``masks.prefix_lm_mask``).
         """
-        is_causal = self.causal and attention_mask is None and query_len == key_len
-        needs_mask = attention_mask is not None or (self.causal and 1 < query_len < key_len)
-        mask = self_attention_mask(attention_mask, query_len, key_len, self.causal) if needs_mask else None
+        mask: Tensor | None
+        if prefix_length is not None:
+            mask, is_causal = prefix_lm_mask(attention_mask, prefix_length, query_len, key_len), False
+        else:
+            is_causal = self.causal and attention_mask is None and query_len == key_len
+            needs_mask = attention_mask is not None or (self.causal and 1 < query_len < key_len)
+            mask = self_attention_mask(attention_mask, query_len, key_len, self.causal) if needs_mask else None
         if self.relative_bias is None:
             return mask, None, is_causal
         bias = self.relative_bias(query_len, key_len, offset=key_len - query_len)  # (1, H, T, S)
@@ -83,7 +88,8 @@ class TransformerStack(nn.Module):
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
                 context: Tensor | None = None, context_mask: Tensor | None = None,
-                cache: KVCache | None = None, return_attention: bool = False) -> StackOutput:
+                cache: KVCache | None = None, return_attention: bool = False,
+                prefix_length: Tensor | None = None) -> StackOutput:
         """Args:
             x: (B, T, C) embedded input.
             attention_mask: (B, S) with 1 for real tokens, covering cached and new positions; None = no padding.
@@ -91,9 +97,10 @@ class TransformerStack(nn.Module):
             positions: (B, T) position ids for rotary angles (default: following the mask).
             context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
             cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one).
+            prefix_length: (B,) a prefix LM's prefix per row, in real tokens (see ``masks``); None = causal.
         """
         past = cache.length if cache is not None else 0
-        mask, bias, is_causal = self.masks(attention_mask, x.size(1), past + x.size(1))
+        mask, bias, is_causal = self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length)
         rotary = None
         if self.rotary is not None:
             if positions is None:

@@ -242,7 +242,7 @@ class TransformerModel(nn.Module):
         """
         x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
         out = self._output_stack(x, inputs.mask, inputs.positions, context=inputs.context,
-                                 context_mask=inputs.context_mask, cache=cache)
+                                 context_mask=inputs.context_mask, cache=cache, prefix_length=inputs.prefix_length)
         assert self.lm_head is not None  # start() refuses a model that does not generate
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 

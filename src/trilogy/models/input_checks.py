@@ -55,3 +55,17 @@ def attention_mask_from(ids: Tensor, attention_mask: Tensor | None, padding_mask
     if empty_rows:
         raise TrilogyError(f"{name}: row(s) {empty_rows} have no real token")
     return None if all(count == real.size(-1) for count in per_row) else real
+
+
+def check_prefix_length(prefix_length: object, batch: int, length: int) -> None:
+    """A prefix LM's ``prefix_length`` must be a (B,) integer tensor with values in [0, length]."""
+    if not isinstance(prefix_length, Tensor):
+        raise TrilogyTypeError(f"prefix_length must be a torch.Tensor, got {type(prefix_length).__name__}")
+    if prefix_length.is_floating_point() or prefix_length.is_complex() or prefix_length.dtype == torch.bool:
+        raise TrilogyTypeError(f"prefix_length must hold integer token counts, got dtype {prefix_length.dtype}")
+    if tuple(prefix_length.shape) != (batch,):
+        raise TrilogyError(f"prefix_length has shape {tuple(prefix_length.shape)}, expected ({batch},): one count "
+                           "per row")
+    low, high = torch.stack(torch.aminmax(prefix_length)).tolist()  # one read from the device
+    if low < 0 or high > length:
+        raise TrilogyError(f"prefix_length holds {low if low < 0 else high}, outside [0, {length}] (the row's tokens)")

@@ -5,6 +5,8 @@ noised, what goes into the loss, what evaluation reports and against which basel
 objective          family             a batch
 =================  =================  ================================================================
 ``clm``            decoder            packed blocks; ``labels[:, t]`` is the token after ``input_ids[:, t]``
+``prefix-lm``      decoder (prefix)   ``clm``'s blocks split at a random point: ``prefix_length`` read both
+                                      ways, the continuation predicted (T5's prefix LM)
 ``mlm``            encoder            packed ``[CLS] ... [SEP]`` blocks, 15% of tokens chosen (BERT)
 ``span``           encoder-decoder    packed blocks, T5 span corruption (density 0.15, mean span 3)
 ``denoise``        encoder-decoder    packed blocks, inputs as ``span``; the target is the whole block (BART)
@@ -12,11 +14,12 @@ objective          family             a batch
 ``classification`` encoder            (text, label) pairs; ``labels`` (B,) are indices into ``label_names``
 =================  =================  ================================================================
 
-``causal.py``, ``masked.py``, ``spans.py`` and ``pairs.py`` define and register them; ``batches.py`` makes any
-objective's batches deterministic, resumable and sharded; ``loss.py`` computes the loss of a batch.
+``causal.py``, ``prefix_lm.py``, ``masked.py``, ``spans.py`` and ``pairs.py`` define and register them;
+``batches.py`` makes any objective's batches deterministic, resumable and sharded; ``loss.py`` computes the loss of
+a batch.
 """
 
-from . import causal, masked, pairs, spans  # noqa: F401  (each registers its objectives)
+from . import causal, masked, pairs, prefix_lm, spans  # noqa: F401  (each registers its objectives)
 from .batch_loss import compute_loss
 from .batches import LENGTH_GROUP_BATCHES, Batches, pad_rows
 from .noise import (

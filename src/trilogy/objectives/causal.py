@@ -27,7 +27,7 @@ class CausalLM(Objective):
     """Packed blocks; ``labels[:, t]`` is the token after ``input_ids[:, t]``."""
 
     name, arch, head = "clm", "decoder", "lm"
-    default_for = ("text", "pairs")
+    default_for: tuple[str, ...] = ("text", "pairs")
     needs = ("pad", "eos")
 
     def epoch_items(self, batches: Batches) -> Iterator[Any]:

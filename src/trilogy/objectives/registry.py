@@ -31,6 +31,7 @@ class Objective:
     name: str = ""
     arch: str = ""  # the family it trains: "encoder", "decoder" or "encoder-decoder"
     head: str = "lm"  # the ModelConfig head it trains
+    prefix_lm: bool = False  # it trains a prefix LM (ModelConfig.prefix_lm), passing ``prefix_length`` to ``run``
     corpus_kind: str = "text"  # what it reads: "text" (packed into blocks) or "pairs" (source, target)
     default_for: tuple[str, ...] = ()  # the corpus kinds on which it is its family's default objective
     separator: str = "eos"  # text objectives: the special token between two documents

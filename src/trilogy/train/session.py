@@ -40,7 +40,7 @@ def train_settings(options: RunOptions, device: torch.device) -> TrainSettings:
 
 def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_labels: int) -> ModelConfig:
     """The preset, sized to the tokenizer and sequence length, with the tokenizer's special ids and the head
-    the objective trains."""
+    the objective trains (a prefix LM for ``prefix-lm``)."""
     special = special_tokens(tokenizer)
     changes = dict(
         vocab_size=tokenizer.get_vocab_size(), head=get_objective(objective).head,
@@ -49,6 +49,8 @@ def model_config(options: RunOptions, tokenizer: Tokenizer, objective: str, num_
     )
     if get_objective(objective).labelled:
         changes["num_labels"] = num_labels
+    if get_objective(objective).prefix_lm:
+        changes["prefix_lm"] = True
     for name in ("dropout", "d_model", "n_layers", "n_heads", "d_ff", "position"):
         if getattr(options, name) is not None:
             changes[name] = getattr(options, name)
@@ -155,6 +157,8 @@ def fine_tuned_model(start, options: RunOptions, tokenizer: Tokenizer, num_label
     changes: dict[str, Any] = {"head": task.head}
     if task.labelled:
         changes["num_labels"] = num_labels
+    if task.prefix_lm:
+        changes["prefix_lm"] = True
     if options.dropout is not None:
         changes["dropout"] = options.dropout
     model = build_model(start.config.replace(**changes), tokenization=Tokenization(tokenizer, start.chat_template),

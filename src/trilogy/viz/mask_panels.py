@@ -76,7 +76,8 @@ def _check_lengths(seq: int, src: int) -> None:
 def model_masks(model: TransformerModel, seq: int = 6, src: int | None = None, pad: int = 2,
                 name: str = "") -> dict[str, MaskPanel]:
     """The masks one model's attention receives for a row of ``seq`` target tokens (``src`` source tokens
-    for an encoder-decoder, default ``seq``), without padding and with the last ``pad`` positions padded.
+    for an encoder-decoder, default ``seq``), without padding and with the last ``pad`` positions padded; a
+    prefix LM's with a prefix of half the padded row's real tokens (rounded up), in both.
 
     Returns panels keyed ``self``, ``self+padding`` (encoder or decoder stack), and for an encoder-decoder
     ``encoder+padding``, ``decoder``, ``decoder+padding`` and ``cross+padding``.
@@ -89,11 +90,17 @@ def model_masks(model: TransformerModel, seq: int = 6, src: int | None = None, p
     plain = [f"t{i}" for i in range(seq)]
     bias_note = " (folded into the bias)" if config.position == "relative" else ""
 
-    def panel(title, stack, attention_mask, length, labels):
-        mask, bias, is_causal = stack.masks(attention_mask, length, length)
+    def panel(title, stack, attention_mask, length, labels, prefix_length=None):
+        mask, bias, is_causal = stack.masks(attention_mask, length, length, prefix_length)
         return MaskPanel(f"{name}{title}", allowed(mask, bias, is_causal, length, length)[0], labels, labels)
 
     stacks, output = model.stacks(), model.structure.output
+    if output.prefix:
+        prefix = (seq - pad + 1) // 2
+        what, prefix_length = f"{output.name}\nbidirectional prefix ({prefix}) + causal rest", torch.tensor([prefix])
+        return {"self": panel(what + bias_note, stacks[output.name], None, seq, plain, prefix_length),
+                "self+padding": panel(f"{what} + padding", stacks[output.name], target_pad, seq, padded,
+                                      prefix_length)}
     if not output.cross_attention:
         stack, what = stacks[output.name], f"{output.name}\n{output.attention}"
         note = bias_note if output.causal else ""
@@ -112,17 +119,18 @@ def model_masks(model: TransformerModel, seq: int = 6, src: int | None = None, p
 
 
 def family_masks(seq: int = 6, src: int | None = None, pad: int = 2) -> list[MaskPanel]:
-    """Six panels across the families, from tiny models of each: BERT (bidirectional + padding), GPT (causal;
+    """Eight panels across the families, from tiny models of each: BERT (bidirectional + padding), GPT (causal;
     causal + padding), T5 (encoder with source padding; decoder self-attention, causal; cross-attention with
-    source padding)."""
+    source padding), and the prefix LM (a bidirectional prefix, then causal; with padding)."""
     src = seq if src is None else src
     _check_lengths(seq, src)
     with torch.no_grad():
         bert = model_masks(build_model(_tiny("encoder")), seq, src, pad, "BERT ")
         gpt = model_masks(build_model(_tiny("decoder")), seq, src, pad, "GPT ")
         t5 = model_masks(build_model(_tiny("encoder-decoder")), seq, src, pad, "T5 ")
+        prefix_lm = model_masks(build_model(ModelConfig.from_preset("tiny-prefix-lm")), seq, src, pad, "prefix LM ")
     return [bert["self+padding"], gpt["self"], gpt["self+padding"], t5["encoder+padding"], t5["decoder"],
-            t5["cross+padding"]]
+            t5["cross+padding"], prefix_lm["self"], prefix_lm["self+padding"]]
 
 
 def draw_masks(panels: list[MaskPanel], path: str) -> None:
@@ -136,7 +144,8 @@ def draw_masks(panels: list[MaskPanel], path: str) -> None:
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for ax, panel in zip(axes, panels, strict=False):
         colour = ("tab:red" if "cross" in panel.title else "tab:orange" if "T5" in panel.title
-                  else "tab:blue" if "encoder" in panel.title else "tab:green")
+                  else "tab:purple" if "prefix" in panel.title else "tab:blue" if "encoder" in panel.title
+                  else "tab:green")
         matrix = panel.allowed.int().numpy()
         ax.imshow(matrix, cmap=ListedColormap(["white", colour]), vmin=0, vmax=1)
         ax.set_title(panel.title, fontsize=11)
