@@ -20,7 +20,8 @@ from trilogy import Tokenization, build
 from trilogy.demo.budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
 from trilogy.demo.families import FAMILY_ARCH, UNITS
 from trilogy.demo.fill_blank import WORD, fill_blank, make_blanks, masked_answers, next_word_answers
-from trilogy.demo.run import DemoOptions, family_quota
+from trilogy.demo.run import family_quota
+from trilogy.demo.state import DemoOptions
 from trilogy.demo.training import PLAN_SHARE, Probe, plan
 from trilogy.objectives import Batches
 from trilogy.sizing import batch_rows, training_flops

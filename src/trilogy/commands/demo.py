@@ -43,8 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ..demo.report import SUMMARY_HEADERS, text_table
-    from ..demo.run import DemoOptions, load_state, run_demo
+    from ..demo.run import run_demo
     from ..demo.seeds import HEADERS, rows, run_seeds
+    from ..demo.state import DemoOptions, load_state
 
     out = Path(args.out)
     if args.seeds < 1:

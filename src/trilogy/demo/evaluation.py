@@ -18,7 +18,7 @@ from .budget import read_timeline
 from .families import Unit
 
 if TYPE_CHECKING:
-    from .run import UnitRecord
+    from .state import UnitRecord
 
 SMOOTHING = 10  # steps in the moving average of the training loss quoted as "last"
 

@@ -26,7 +26,7 @@ from .slices import TOKENIZER_CHARS, capped_texts
 from .training import REPETITION_PENALTY, Job
 
 if TYPE_CHECKING:
-    from .run import DemoOptions, DemoState, UnitRecord
+    from .state import DemoOptions, DemoState, UnitRecord
 
 SHOWN = {"gpt": 4, "bert": 8, "t5": 8}  # examples shown per family
 BLANKS = 500  # held-out lines in the fill-the-blank question
