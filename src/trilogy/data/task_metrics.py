@@ -1,5 +1,6 @@
 """The tasks' metrics, each ``metric(predictions, references) -> float`` over the rows of an evaluation, one
-prediction per row. The baselines (``tasks.py``) and the models' evaluation score with these same functions.
+prediction per row. The baselines (``task_baselines.py``) and the models' evaluation score with these same
+functions.
 
 ==========================  ============================  ==================================  ===============
 metric                      a prediction                  a reference                         better
