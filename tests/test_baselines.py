@@ -7,7 +7,7 @@ import json
 import pytest
 
 from trilogy.data import load_corpus, train_tokenizer
-from trilogy.objectives.pairs import word_f1
+from trilogy.data.task_metrics import word_f1
 from trilogy.train.baselines import copy_name_scores, name_as_docstring
 
 

@@ -15,8 +15,8 @@ from tokenizers import Tokenizer
 import trilogy
 from trilogy.cli import main
 from trilogy.data import load_corpus, special_tokens
+from trilogy.data.task_metrics import word_f1
 from trilogy.objectives import Batches
-from trilogy.objectives.pairs import word_f1
 from trilogy.train.distributed import Distributed
 from trilogy.train.evaluate import evaluate
 from trilogy.train.loop import NonFiniteLoss, TrainSettings, train

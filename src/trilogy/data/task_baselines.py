@@ -25,10 +25,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..objectives.pairs import name_as_docstring
 from .task_files import Row
 
+FUNCTION_NAME = re.compile(r"def\s+(\w+)")
+
 WORD = re.compile(r"\w+(?:[-'.]\w+)*")  # a word of a span context: "well-known", "don't", "U.S"
+
+
+
+def function_name(source: str) -> str:
+    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
+    match = FUNCTION_NAME.search(source)
+    return match.group(1) if match else ""
+
+
+def name_as_docstring(source: str) -> str:
+    """The copy-the-name baseline's summary of a function: ``def readFile_now(`` -> "Read file now"."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
+    text = " ".join(part for part in name.split("_") if part).lower()
+    return text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)

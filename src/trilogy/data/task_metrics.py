@@ -16,7 +16,7 @@ metric                      a prediction                  a reference           
 
 ``token_accuracy`` counts tokens over all rows (a long sentence weighs more); ``exact_match`` compares strings
 with surrounding whitespace stripped; ``word_f1`` is the mean over rows of SQuAD's bag-of-words F1 of the
-lower-cased words (``trilogy.objectives.pairs.word_f1``, the one the seq2seq evaluation reports);
+lower-cased words (``word_f1`` here, the one the seq2seq evaluation reports too);
 ``nats_per_character`` divides the summed nats by the summed characters, so that it does not depend on the
 tokenizer.
 """
@@ -24,11 +24,26 @@ tokenizer.
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import TrilogyError
-from ..objectives.pairs import word_f1
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def word_f1(prediction: str, reference: str) -> float:
+    """F1 of the bags of lower-cased words (as SQuAD's token F1)."""
+    predicted, expected = Counter(words(prediction)), Counter(words(reference))
+    overlap = sum((predicted & expected).values())
+    if overlap == 0:
+        return float(not predicted and not expected)
+    precision, recall = overlap / sum(predicted.values()), overlap / sum(expected.values())
+    return 2 * precision * recall / (precision + recall)
 
 
 def accuracy(predictions: Sequence[str], references: Sequence[str]) -> float:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
-from collections import Counter
 from typing import Any
 
 import torch
@@ -17,11 +15,11 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from ..data import Corpus
+from ..data.task_baselines import FUNCTION_NAME, name_as_docstring
+from ..data.task_metrics import word_f1
 from ..errors import TrilogyError
 from .batches import Batches, pad_rows
 from .registry import EncoderDecoderObjective, Objective, register
-
-FUNCTION_NAME = re.compile(r"def\s+(\w+)")
 
 
 class Seq2Seq(EncoderDecoderObjective):
@@ -112,34 +110,7 @@ def decode_labels(labels: Tensor, tokenizer: Tokenizer) -> list[str]:
     return tokenizer.decode_batch([[t for t in row if t >= 0] for row in labels.tolist()], skip_special_tokens=True)
 
 
-def words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
-def word_f1(prediction: str, reference: str) -> float:
-    """F1 of the bags of lower-cased words (as SQuAD's token F1)."""
-    predicted, expected = Counter(words(prediction)), Counter(words(reference))
-    overlap = sum((predicted & expected).values())
-    if overlap == 0:
-        return float(not predicted and not expected)
-    precision, recall = overlap / sum(predicted.values()), overlap / sum(expected.values())
-    return 2 * precision * recall / (precision + recall)
-
-
 # --- the copy-the-name baseline ----------------------------------------------------------------------------
-
-
-def function_name(source: str) -> str:
-    """The name the first ``def`` of ``source`` defines ("" when there is none)."""
-    match = FUNCTION_NAME.search(source)
-    return match.group(1) if match else ""
-
-
-def name_as_docstring(source: str) -> str:
-    """The copy-the-name baseline's summary of a function: ``def readFile_now(`` -> "Read file now"."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", function_name(source))
-    text = " ".join(part for part in name.split("_") if part).lower()
-    return text[:1].upper() + text[1:]
 
 
 def copy_name_scores(corpus: Corpus, tokenizer: Tokenizer, seq_len: int, batch_size: int,

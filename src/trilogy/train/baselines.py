@@ -14,9 +14,10 @@ from __future__ import annotations
 from tokenizers import Tokenizer
 
 from ..data import Corpus
+from ..data.task_baselines import function_name, name_as_docstring
 from ..objectives import get_objective
 from ..objectives.masked import guess_accuracies, most_frequent_accuracy
-from ..objectives.pairs import copy_name_scores, function_name, name_as_docstring
+from ..objectives.pairs import copy_name_scores
 
 __all__ = ["baselines", "copy_name_scores", "function_name", "guess_accuracies", "most_frequent_accuracy",
            "name_as_docstring"]
