@@ -31,8 +31,11 @@ class DecoderOnlyTransformer(TransformerModel):
             cache: the KVCache of earlier steps (``new_cache`` makes an empty one);
             labels: (B, T) the token each position should predict (already shifted: labels[:, t] is the target
                 of position t), -100 = not counted; the loss is then fused with the head and logits not computed.
+                Task heads: class ids (B,) of sequence classification (read at each row's last real token),
+                (B, T) tags with -100 to skip, or (B, 2) each row's start and end token index.
         Returns:
-            ModelOutput with logits (B, T, V), hidden_states (B, T, C), the updated cache, the loss if labels.
+            ModelOutput with logits (B, T, V) (task heads: (B, L), (B, T, L), or (B, T, 2) start and end),
+            hidden_states (B, T, C), the updated cache, the loss if labels.
         """
         past = cache.length if cache is not None else 0
         attention_mask = self._check(input_ids, "input_ids", attention_mask, past=past)
@@ -41,7 +44,8 @@ class DecoderOnlyTransformer(TransformerModel):
         x = self.embeddings(input_ids, positions)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention)
         return ModelOutput(
-            hidden_states=stack.hidden, cache=stack.cache, **self._head_outputs(stack.hidden, labels)._asdict(),
+            hidden_states=stack.hidden, cache=stack.cache,
+            **self._head_outputs(stack.hidden, labels, attention_mask)._asdict(),
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )
 
