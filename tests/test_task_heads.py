@@ -126,6 +126,20 @@ def test_the_structure_says_what_a_sequence_classifier_reads():
     assert model.head.proj.bias is None and model.pooler is None
 
 
+@pytest.mark.parametrize("head", TASKS)
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_a_task_head_initialises_itself(preset, head):
+    """The head's linear layer starts as the model's other projections do: N(0, 0.02), biases at 0."""
+    model = trilogy.build(preset, head=head, num_labels=LABELS)
+    with torch.no_grad():
+        for param in model.head.parameters():
+            param.fill_(5.0)
+    model.init_weights()
+    weight, bias = model.head.proj.weight.detach(), model.head.proj.bias
+    assert 0.01 < float(weight.std()) < 0.03 and abs(float(weight.mean())) < 0.01
+    assert bias is None or not bias.any()
+
+
 def test_the_encoder_decoder_has_no_task_heads():
     """T5 does these tasks text-to-text through its LM head; asking for a task head lists the heads it has."""
     assert HEADS["encoder-decoder"] == ("none", "lm")
