@@ -72,7 +72,8 @@ class Structure:
     classifier: str | None = None  # "sequence" | "token" | "span"
     next_sentence: bool = False
     pooler: bool = False
-    summary: str | None = None  # what the sequence classifier reads: "pooler" (first token) | "last" (real token)
+    summary: str | None = None  # what the sequence classifier reads: "pooler" (BERT's pooled first token) | "last"
+    #   (each row's last real token)
 
     @property
     def bare_classifier(self) -> bool:

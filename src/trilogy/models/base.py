@@ -38,7 +38,8 @@ class ModelOutput:
     encoder_hidden_states: Tensor | None = None  # encoder-decoder: (B, S, C)
     cache: KVCache | None = None
     attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
-    loss: Tensor | None = None  # mean cross-entropy over the labelled tokens, when labels were given
+    loss: Tensor | None = None  # mean cross-entropy over the labelled tokens (or sequences; spans: the mean of
+    #   the start and end ones), when labels were given
     label_count: Tensor | None = None  # how many tokens (or sequences, or spans) the loss averages over
     label_correct: Tensor | None = None  # how many of them the argmax gets right (spans: both ends; LM heads:
     #   not while training)
