@@ -57,8 +57,8 @@ def test_unsupported_model_type_lists_the_supported_ones(folder):
 
 
 def test_unsupported_architecture_lists_the_supported_ones(folder):
-    edit_config(folder, architectures=["GPT2ForSequenceClassification"])
-    with pytest.raises(CheckpointError, match="GPT2ForSequenceClassification is not supported.*GPT2LMHeadModel"):
+    edit_config(folder, architectures=["GPT2DoubleHeadsModel"])
+    with pytest.raises(CheckpointError, match="GPT2DoubleHeadsModel is not supported.*GPT2LMHeadModel"):
         trilogy.from_pretrained(folder)
 
 

@@ -4,7 +4,9 @@ HF -> trilogy: a tiny random transformers model, weights perturbed away from the
 ``save_pretrained`` and loaded with ``trilogy.from_pretrained``. trilogy -> HF: that model perturbed again,
 saved with ``save_pretrained(format="hf")`` and loaded with transformers' own ``from_pretrained`` (which must
 report no missing, unexpected or mismatched keys). Padded batches (right padding; left padding with explicit
-positions for the decoders); only real positions are compared; fp32, max |delta| <= 1e-4.
+positions for the decoders); only real positions are compared; fp32, max |delta| <= 1e-4. The decoders'
+sequence classifiers find the last real token from the pad id in transformers and from the attention mask in
+trilogy: the batches keep the pad id out of the real tokens, where the two agree.
 """
 
 from __future__ import annotations
@@ -41,8 +43,14 @@ CASES = {
     "BertForPreTraining": (BertConfig, BERT, "BertForPreTraining"),
     "BertForSequenceClassification": (BertConfig, BERT, "BertForSequenceClassification"),
     "BertForTokenClassification": (BertConfig, BERT, "BertForTokenClassification"),
+    "BertForQuestionAnswering": (BertConfig, dict(BERT, num_labels=2), "BertForQuestionAnswering"),
     "GPT2Model": (GPT2Config, GPT2, "GPT2Model"),
     "GPT2LMHeadModel": (GPT2Config, GPT2, "GPT2LMHeadModel"),
+    # the padding id is what transformers' sequence classifiers find the last real token by
+    "GPT2ForSequenceClassification": (GPT2Config, dict(GPT2, num_labels=3, pad_token_id=0),
+                                      "GPT2ForSequenceClassification"),
+    "GPT2ForTokenClassification": (GPT2Config, dict(GPT2, num_labels=3), "GPT2ForTokenClassification"),
+    "GPT2ForQuestionAnswering": (GPT2Config, GPT2, "GPT2ForQuestionAnswering"),
     "T5ForConditionalGeneration-v1.0": (T5Config, T5_V10, "T5ForConditionalGeneration"),
     "T5ForConditionalGeneration-v1.1": (T5Config, T5_V11, "T5ForConditionalGeneration"),
     # what transformers >= 5 builds from tie_word_embeddings=False: tied, but not scaled
@@ -52,6 +60,9 @@ CASES = {
     "LlamaForCausalLM-gqa-untied": (LlamaConfig, LLAMA, "LlamaForCausalLM"),
     "LlamaForCausalLM-tied": (LlamaConfig, dict(LLAMA, tie_word_embeddings=True), "LlamaForCausalLM"),
     "LlamaModel": (LlamaConfig, LLAMA, "LlamaModel"),
+    "LlamaForSequenceClassification": (LlamaConfig, dict(LLAMA, num_labels=3, pad_token_id=0),
+                                       "LlamaForSequenceClassification"),
+    "LlamaForTokenClassification": (LlamaConfig, dict(LLAMA, num_labels=3), "LlamaForTokenClassification"),
 }
 
 
@@ -106,6 +117,8 @@ def differences(ours: trilogy.TransformerModel, reference, inputs: dict, left_pa
     if hasattr(theirs, "prediction_logits"):
         pairs["logits"] = (mine.logits, theirs.prediction_logits, source)
         pairs["sentence_logits"] = (mine.sentence_logits, theirs.seq_relationship_logits, None)
+    elif hasattr(theirs, "start_logits"):  # ours: (B, T, 2), -inf at padding
+        pairs["logits"] = (mine.logits, torch.stack([theirs.start_logits, theirs.end_logits], -1), target)
     elif hasattr(theirs, "logits"):
         per_token = theirs.logits.dim() == 3
         pairs["logits"] = (mine.logits, theirs.logits, target if per_token else None)
@@ -148,8 +161,11 @@ def test_parity_both_directions(tmp_path, case):
     assert max(worst.values()) <= TOLERANCE, ("trilogy -> HF", worst)
 
 
-@pytest.mark.parametrize("case", ["GPT2LMHeadModel", "LlamaForCausalLM-gqa-untied"])
+@pytest.mark.parametrize("case", ["GPT2LMHeadModel", "LlamaForCausalLM-gqa-untied", "GPT2ForSequenceClassification",
+                                  "GPT2ForQuestionAnswering", "LlamaForSequenceClassification",
+                                  "LlamaForTokenClassification"])
 def test_decoders_with_left_padding(tmp_path, case):
+    """Left padding: the sequence classifiers read the last position, as transformers' rightmost non-pad token."""
     reference = hf_model(case)
     reference.save_pretrained(tmp_path)
     ours = trilogy.from_pretrained(tmp_path)

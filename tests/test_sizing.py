@@ -38,12 +38,16 @@ def test_parameters_match_built_model(name):
     assert count_parameters(config) == sum(p.numel() for p in model.parameters())
 
 
-@pytest.mark.parametrize("changes", [
-    dict(head="sequence-classification", num_labels=3), dict(head="token-classification"),
-    dict(head="pretraining"), dict(tie_embeddings=False, head_bias=True), dict(gated_mlp=True, bias=False),
+TASK_HEADS = [dict(head="sequence-classification", num_labels=3), dict(head="token-classification", num_labels=5),
+              dict(head="question-answering")]
+
+
+@pytest.mark.parametrize("name,changes", [("tiny-bert", c) for c in TASK_HEADS + [dict(head="pretraining")]] + [
+    (name, c) for name in ("tiny-gpt2", "tiny-llama") for c in TASK_HEADS] + [
+    ("tiny-gpt2", dict(tie_embeddings=False, head_bias=True)), ("tiny-gpt2", dict(gated_mlp=True, bias=False)),
 ])
-def test_parameters_match_variants(changes):
-    config = ModelConfig.from_preset("tiny-bert" if "head" in changes else "tiny-gpt2", **changes)
+def test_parameters_match_variants(name, changes):
+    config = ModelConfig.from_preset(name, **changes)
     assert count_parameters(config) == build_model(config).num_parameters()
 
 
@@ -71,8 +75,8 @@ def training_labels(config, ids):
 
 
 @pytest.mark.parametrize("name,changes", [(n, {}) for n in TINY] + [
-    ("tiny-bert", dict(head="sequence-classification")), ("tiny-bert", dict(head="pretraining")),
-    ("tiny-t5", dict(n_decoder_layers=3, gated_mlp=True)),
+    (name, c) for name in ("tiny-bert", "tiny-gpt2", "tiny-llama") for c in TASK_HEADS] + [
+    ("tiny-bert", dict(head="pretraining")), ("tiny-t5", dict(n_decoder_layers=3, gated_mlp=True)),
 ])
 def test_flops_match_flop_counter(name, changes):
     config = ModelConfig.from_preset(name, **changes)

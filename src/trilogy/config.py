@@ -19,14 +19,20 @@ NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+#: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
+#: over a summary of the sequence (``sequence-classification``: BERT's pooled first token, a causal model's
+#: last real token), one over every position (``token-classification``) and start/end logits per position
+#: (``question-answering``, a span). The encoder-decoder has no task heads: T5 does classification, tagging
+#: and span extraction text-to-text, the labels, tags and answers written as target text for its LM head.
 HEADS = {
-    "encoder": ("none", "mlm", "pretraining", "sequence-classification", "token-classification"),
-    "decoder": ("none", "lm"),
+    "encoder": ("none", "mlm", "pretraining", "sequence-classification", "token-classification",
+                "question-answering"),
+    "decoder": ("none", "lm", "sequence-classification", "token-classification", "question-answering"),
     "encoder-decoder": ("none", "lm"),
 }
 #: what each ``head`` puts on the last stack: an output over the vocabulary (``lm``: a projection; ``mlm``:
-#: BERT's dense + norm + projection), a classifier (per ``sequence`` from the pooled first token, or per
-#: ``token``), BERT's next-sentence classifier, and whether it needs the pooler
+#: BERT's dense + norm + projection), a classifier (per ``sequence``, per ``token``, or a ``span``'s start and
+#: end per token), BERT's next-sentence classifier, and whether an encoder reads it through the pooler
 _HEAD_PARTS: dict[str, dict[str, Any]] = {
     "none": {},
     "lm": {"vocabulary": "lm"},
@@ -34,6 +40,7 @@ _HEAD_PARTS: dict[str, dict[str, Any]] = {
     "pretraining": {"vocabulary": "mlm", "next_sentence": True, "pooler": True},
     "sequence-classification": {"classifier": "sequence", "pooler": True},
     "token-classification": {"classifier": "token"},
+    "question-answering": {"classifier": "span"},
 }
 
 
@@ -69,9 +76,17 @@ class Structure:
 
     stacks: tuple[StackSpec, ...]
     vocabulary: str | None = None  # "lm" | "mlm": the head over the vocabulary, if any
-    classifier: str | None = None  # "sequence" | "token"
+    classifier: str | None = None  # "sequence" | "token" | "span"
     next_sentence: bool = False
     pooler: bool = False
+    summary: str | None = None  # what the sequence classifier reads: "pooler" (BERT's pooled first token) | "last"
+    #   (each row's last real token)
+
+    @property
+    def bare_classifier(self) -> bool:
+        """The sequence classifier is a bare linear, without dropout or bias, where it reads the last real
+        token (GPT-2's and Llama's ``score``); BERT's and the per-token classifiers have both."""
+        return self.summary == "last"
 
     @property
     def output(self) -> StackSpec:
@@ -105,8 +120,9 @@ class ModelConfig:
     """Sizes and architectural choices of one model.
 
     ``arch`` picks the family: ``encoder`` (BERT-style), ``decoder`` (GPT-style; with ``prefix_lm`` the prefix
-    LM of the T5 paper) or ``encoder-decoder`` (T5-style). ``head`` picks what sits on top: an LM/MLM head (forward returns logits), a classifier, or
-    ``none`` (forward returns hidden states).
+    LM of the T5 paper) or ``encoder-decoder`` (T5-style). ``head`` picks what sits on top (``HEADS`` lists each
+    family's): an LM/MLM head or a task head (forward returns logits), or ``none`` (forward returns hidden
+    states).
     """
 
     arch: str
@@ -207,10 +223,13 @@ class ModelConfig:
             stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional"),
                       StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True))
         parts = _HEAD_PARTS[self.head]
-        # BERT checkpoints carry a pooler whatever their head; only an encoder reads its first token
-        pooler = stacks[-1].name == "encoder" and (self.pooler or parts.get("pooler", False))
+        # BERT checkpoints carry a pooler whatever their head; only an encoder reads its first token, a causal
+        # stack sums a sequence up in its last real token
+        reads_first = stacks[-1].name == "encoder"
+        pooler = reads_first and (self.pooler or parts.get("pooler", False))
+        summary = ("pooler" if reads_first else "last") if parts.get("classifier") == "sequence" else None
         return Structure(stacks, parts.get("vocabulary"), parts.get("classifier"),
-                         parts.get("next_sentence", False), pooler)
+                         parts.get("next_sentence", False), pooler, summary)
 
     # --- serialisation -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

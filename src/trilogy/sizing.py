@@ -99,6 +99,16 @@ def _widths(config: ModelConfig) -> tuple[int, int, int, int]:
     return config.d_model, config.n_heads * config.d_head, config.n_kv_heads * config.d_head, config.d_ff
 
 
+def _task_head_width(config: ModelConfig) -> int:
+    """Logits per row of the task head: a classifier's labels, a span's start and end; 0 without one."""
+    classifier = config.structure.classifier
+    return 2 if classifier == "span" else config.num_labels if classifier else 0
+
+
+def _task_head_key(config: ModelConfig) -> str:
+    return "head/span" if config.structure.classifier == "span" else "head/classifier"
+
+
 def layer_parameters(config: ModelConfig, cross: bool) -> dict[str, int]:
     """One layer's parameters keyed by part."""
     c, a, g, f = _widths(config)
@@ -150,7 +160,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     if structure.next_sentence:
         parts["head/next_sentence"] = _linear(c, 2, True)
     if structure.classifier:
-        parts["head/classifier"] = _linear(c, config.num_labels, True)
+        parts[_task_head_key(config)] = _linear(c, _task_head_width(config), not structure.bare_classifier)
     return parts
 
 
@@ -195,9 +205,9 @@ def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None =
         parts["head/pooler"] = 2 * batch * c * c
     if structure.next_sentence:
         parts["head/next_sentence"] = 2 * batch * c * 2
-    if structure.classifier:
+    if structure.classifier:  # on a sequence's summary (pooled first or last real token), or on every token
         classified = batch if structure.classifier == "sequence" else n
-        parts["head/classifier"] = 2 * classified * c * config.num_labels
+        parts[_task_head_key(config)] = 2 * classified * c * _task_head_width(config)
     return parts
 
 
@@ -373,7 +383,7 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     """Bytes the head and loss keep for backward, and the fused loss's temporaries while it runs one chunk."""
     c, v = config.d_model, config.vocab_size
     if not config.has_lm_head:  # classifiers: the logits, their log-probabilities and gradients
-        width = config.num_labels if config.structure.classifier else 0
+        width = _task_head_width(config)
         saved = (tokens * c + 4 * tokens * width) * precision.stream if width else 0
         return saved, 0
     rows = labelled_rows(config, tokens)
@@ -429,7 +439,7 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
     weights on the explicit path, which returns them)."""
     c, a, g, f = _widths(config)
     v, n = config.vocab_size, batch * seq
-    head_width = v if config.has_lm_head else (config.num_labels if config.structure.classifier else 0)
+    head_width = v if config.has_lm_head else _task_head_width(config)
     widest = 0
     for stack in stacks(config, seq, src):
         m = batch * stack.query_len

@@ -1,6 +1,6 @@
 """BERT (``model_type: bert``): BertModel, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
-BertForTokenClassification. Post-norm layers, LayerNorm on the embeddings, token types, learned positions;
-the separate query/key/value projections are fused into our ``qkv``.
+BertForTokenClassification, BertForQuestionAnswering. Post-norm layers, LayerNorm on the embeddings, token
+types, learned positions; the separate query/key/value projections are fused into our ``qkv``.
 """
 
 from __future__ import annotations
@@ -9,7 +9,15 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from .common import ACTIVATIONS_TO_HF, activation_from_hf, field, refuse
+from .common import (
+    ACTIVATIONS_TO_HF,
+    activation_from_hf,
+    field,
+    labels_from_hf,
+    labels_to_hf,
+    refuse,
+    task_head_map,
+)
 
 MODEL_TYPE = "bert"
 ARCHITECTURES = {
@@ -18,6 +26,7 @@ ARCHITECTURES = {
     "BertForPreTraining": dict(arch="encoder", head="pretraining", pooler=True),
     "BertForSequenceClassification": dict(arch="encoder", head="sequence-classification", pooler=True),
     "BertForTokenClassification": dict(arch="encoder", head="token-classification", pooler=False),
+    "BertForQuestionAnswering": dict(arch="encoder", head="question-answering", pooler=False),
 }
 PREFIX = "bert."
 IGNORED = (
@@ -56,19 +65,13 @@ KEY_MAP = {
     "head.decoder.bias": "cls.predictions.bias",
     "sentence_head.proj.weight": "cls.seq_relationship.weight",
     "sentence_head.proj.bias": "cls.seq_relationship.bias",
-    # classifiers (sequence and token classification)
-    "head.proj.weight": "classifier.weight",
-    "head.proj.bias": "classifier.bias",
 }
+#: the task head's linear layer in each class: sequence and token classifiers, the span's start/end
+TASK_HEADS = {"sequence": "classifier", "token": "classifier", "span": "qa_outputs"}
 
 
 def key_map(config: ModelConfig) -> dict:
-    return KEY_MAP
-
-
-def _num_labels(hf: dict[str, Any]) -> int:
-    labels = field(hf, "id2label")
-    return len(labels) if isinstance(labels, dict) and labels else field(hf, "num_labels", 2)
+    return KEY_MAP | task_head_map(config, TASK_HEADS)
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
@@ -78,10 +81,13 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     activation = activation_from_hf(field(hf, "hidden_act", "gelu"), "hidden_act")
     if field(hf, "type_vocab_size", 2) < 1:
         raise CheckpointError("config.json: type_vocab_size must be at least 1")
-    heads = ARCHITECTURES[architecture]
+    heads, labels = ARCHITECTURES[architecture], labels_from_hf(hf)
     if heads["head"] in ("mlm", "pretraining") and activation != "gelu":
         raise CheckpointError(f"config.json: hidden_act={hf['hidden_act']!r} is not supported for "
                               f"{architecture}; trilogy's MLM head uses exact GELU ('gelu')")
+    if heads["head"] == "question-answering" and labels["num_labels"] != 2:
+        raise CheckpointError(f"config.json: {architecture} needs num_labels=2 (a start and an end logit), got "
+                              f"{labels['num_labels']}")
     return ModelConfig(
         **heads,
         vocab_size=field(hf, "vocab_size", required=True), d_model=field(hf, "hidden_size", required=True),
@@ -93,27 +99,19 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         dropout=field(hf, "hidden_dropout_prob", 0.1), position="learned",
         type_vocab_size=field(hf, "type_vocab_size", 2), embedding_norm=True, embedding_scale=1.0,
         tie_embeddings=field(hf, "tie_word_embeddings", True), head_scale=1.0, head_bias=False,
-        num_labels=_num_labels(hf), pad_token_id=field(hf, "pad_token_id", 0),
-        extra={"id2label": hf["id2label"]} if isinstance(hf.get("id2label"), dict) else {},
+        pad_token_id=field(hf, "pad_token_id", 0), **labels,
     )
 
 
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
     if config.type_vocab_size < 1:
         raise CheckpointError("BERT always embeds token types; this model has type_vocab_size=0")
-    hf = dict(
+    return dict(
         vocab_size=config.vocab_size, hidden_size=config.d_model, num_attention_heads=config.n_heads,
         num_hidden_layers=config.n_layers, intermediate_size=config.d_ff,
         max_position_embeddings=config.max_seq_len, layer_norm_eps=config.norm_eps,
         hidden_act=ACTIVATIONS_TO_HF[config.activation], hidden_dropout_prob=config.dropout,
         attention_probs_dropout_prob=config.dropout, type_vocab_size=config.type_vocab_size,
         position_embedding_type="absolute", tie_word_embeddings=config.tie_embeddings,
-        pad_token_id=config.pad_token_id,
+        pad_token_id=config.pad_token_id, **labels_to_hf(config),
     )
-    if config.structure.classifier:
-        labels = config.extra.get("id2label")
-        if not isinstance(labels, dict) or len(labels) != config.num_labels:
-            labels = {str(i): f"LABEL_{i}" for i in range(config.num_labels)}
-        hf["id2label"] = labels
-        hf["label2id"] = {name: int(i) for i, name in labels.items()}
-    return hf

@@ -1,7 +1,11 @@
-"""GPT-2 (``model_type: gpt2``): GPT2Model, GPT2LMHeadModel.
+"""GPT-2 (``model_type: gpt2``): GPT2Model, GPT2LMHeadModel, GPT2ForSequenceClassification,
+GPT2ForTokenClassification, GPT2ForQuestionAnswering.
 
 Conv1D layers store weights as (in, out), the transpose of nn.Linear; ``c_attn`` already fuses q, k, v in our
-order.
+order. The sequence classifier reads each row's last real token: transformers finds it as the rightmost token
+that is not ``pad_token_id``, trilogy from the attention mask. The two agree with left or right padding as long
+as no real token is the pad token (GPT-2 often pads with its end-of-text token, which may also end a real text)
+and ``pad_token_id`` is set (without it transformers reads the last position, padding or not).
 """
 
 from __future__ import annotations
@@ -9,10 +13,24 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ModelConfig
-from .common import ACTIVATIONS_TO_HF, activation_from_hf, field, refuse
+from .common import (
+    ACTIVATIONS_TO_HF,
+    activation_from_hf,
+    field,
+    labels_from_hf,
+    labels_to_hf,
+    refuse,
+    task_head_map,
+)
 
 MODEL_TYPE = "gpt2"
-ARCHITECTURES = {"GPT2LMHeadModel": dict(arch="decoder", head="lm"), "GPT2Model": dict(arch="decoder", head="none")}
+ARCHITECTURES = {
+    "GPT2LMHeadModel": dict(arch="decoder", head="lm"),
+    "GPT2Model": dict(arch="decoder", head="none"),
+    "GPT2ForSequenceClassification": dict(arch="decoder", head="sequence-classification"),
+    "GPT2ForTokenClassification": dict(arch="decoder", head="token-classification"),
+    "GPT2ForQuestionAnswering": dict(arch="decoder", head="question-answering"),
+}
 PREFIX = "transformer."  # the body's names inside the head model; the bare GPT2Model saves without it
 IGNORED = (r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias",)  # causal-mask buffers of old checkpoints
 
@@ -35,10 +53,12 @@ KEY_MAP = {
     "stack.final_norm.bias": "transformer.ln_f.bias",
     "lm_head.proj.weight": "lm_head.weight",
 }
+#: the task head's linear layer in each class (the sequence classifier's ``score`` has no bias)
+TASK_HEADS = {"sequence": "score", "token": "classifier", "span": "qa_outputs"}
 
 
 def key_map(config: ModelConfig) -> dict:
-    return KEY_MAP
+    return KEY_MAP | task_head_map(config, TASK_HEADS)
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
@@ -58,7 +78,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         position="learned", type_vocab_size=0, embedding_norm=False, embedding_scale=1.0,
         tie_embeddings=field(hf, "tie_word_embeddings", True), head_scale=1.0, head_bias=False, pooler=False,
         pad_token_id=field(hf, "pad_token_id"), bos_token_id=field(hf, "bos_token_id"),
-        eos_token_id=field(hf, "eos_token_id"),
+        eos_token_id=field(hf, "eos_token_id"), **labels_from_hf(hf),
     )
 
 
@@ -69,4 +89,5 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
         activation_function=ACTIVATIONS_TO_HF[config.activation], resid_pdrop=config.dropout,
         embd_pdrop=config.dropout, attn_pdrop=config.dropout, tie_word_embeddings=config.tie_embeddings,
         pad_token_id=config.pad_token_id, bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+        **labels_to_hf(config),
     )

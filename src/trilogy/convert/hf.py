@@ -74,7 +74,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "tie_embeddings": not config.has_lm_head,
         "head_bias": config.structure.vocabulary != "lm",
         "head_scale": not (config.structure.has_source and config.structure.vocabulary == "lm"),
-        "num_labels": not config.structure.classifier,
+        "num_labels": config.structure.classifier in (None, "span"),
     }
     fields.update({name: None for name, is_blank in blank.items() if is_blank})
     return fields

@@ -1,6 +1,9 @@
-"""Llama (``model_type: llama``): LlamaForCausalLM, LlamaModel. The decoder-only family by config: RoPE,
-RMSNorm, SwiGLU, grouped-query attention, tied or untied head. Separate q/k/v projections are fused into our
-``qkv``; the checkpoint's rotary layout (pairs i, i + D/2) is the one trilogy uses.
+"""Llama (``model_type: llama``): LlamaForCausalLM, LlamaModel, LlamaForSequenceClassification,
+LlamaForTokenClassification. The decoder-only family by config: RoPE, RMSNorm, SwiGLU, grouped-query attention,
+tied or untied head. Separate q/k/v projections are fused into our ``qkv``; the checkpoint's rotary layout
+(pairs i, i + D/2) is the one trilogy uses. The sequence classifier's last real token is found as GPT-2's is
+(see ``gpt2``). LlamaForQuestionAnswering keeps its body under ``transformer.`` instead of ``model.``; it is not
+read or written.
 """
 
 from __future__ import annotations
@@ -9,10 +12,15 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from .common import ACTIVATIONS_TO_HF, activation_from_hf, field
+from .common import ACTIVATIONS_TO_HF, activation_from_hf, field, labels_from_hf, labels_to_hf, task_head_map
 
 MODEL_TYPE = "llama"
-ARCHITECTURES = {"LlamaForCausalLM": dict(arch="decoder", head="lm"), "LlamaModel": dict(arch="decoder", head="none")}
+ARCHITECTURES = {
+    "LlamaForCausalLM": dict(arch="decoder", head="lm"),
+    "LlamaModel": dict(arch="decoder", head="none"),
+    "LlamaForSequenceClassification": dict(arch="decoder", head="sequence-classification"),
+    "LlamaForTokenClassification": dict(arch="decoder", head="token-classification"),
+}
 PREFIX = "model."
 IGNORED = (r"(model\.)?layers\.\d+\.self_attn\.rotary_emb\.inv_freq",)  # a buffer some old checkpoints hold
 
@@ -34,10 +42,12 @@ KEY_MAP = {
     "stack.final_norm.weight": "model.norm.weight",
     "lm_head.proj.weight": "lm_head.weight",
 }
+#: the task head's linear layer in each class (the sequence classifier's has no bias)
+TASK_HEADS = {"sequence": "score", "token": "score"}
 
 
 def key_map(config: ModelConfig) -> dict:
-    return KEY_MAP
+    return KEY_MAP | task_head_map(config, TASK_HEADS)
 
 
 def rope_theta(hf: dict[str, Any]) -> float:
@@ -77,7 +87,7 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
         rope_theta=rope_theta(hf), type_vocab_size=0, embedding_norm=False, embedding_scale=1.0,
         tie_embeddings=field(hf, "tie_word_embeddings", False), head_scale=1.0, head_bias=False, pooler=False,
         pad_token_id=field(hf, "pad_token_id"), bos_token_id=field(hf, "bos_token_id"),
-        eos_token_id=field(hf, "eos_token_id"),
+        eos_token_id=field(hf, "eos_token_id"), **labels_from_hf(hf),
     )
 
 
@@ -89,5 +99,5 @@ def config_to_hf(config: ModelConfig) -> dict[str, Any]:
         hidden_act=ACTIVATIONS_TO_HF[config.activation], attention_bias=config.bias, mlp_bias=config.bias,
         attention_dropout=config.dropout, rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         tie_word_embeddings=config.tie_embeddings, pad_token_id=config.pad_token_id,
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, **labels_to_hf(config),
     )

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..blocks.embedding import Embeddings
-from ..blocks.heads import Classifier, LMHead, MLMHead, Pooler
+from ..blocks.heads import Classifier, LMHead, MLMHead, Pooler, SpanHead, last_token
 from ..blocks.init import InitScheme
 from ..blocks.kv_cache import KVCache
 from ..blocks.loss import linear_cross_entropy
@@ -30,7 +29,8 @@ from .step_inputs import StepInputs
 class ModelOutput:
     """Everything one forward pass produced. ``forward`` returns only ``logits`` (or ``hidden_states``)."""
 
-    logits: Tensor | None  # LM/MLM (B, T, V), sequence classifier (B, L), token classifier (B, T, L)
+    logits: Tensor | None  # LM/MLM (B, T, V), sequence classifier (B, L), token classifier (B, T, L), span head
+    #   (B, T, 2): [..., 0] start and [..., 1] end logits, -inf at padding
     #   (not computed when LM/MLM labels are given: the loss is then fused with the output projection)
     hidden_states: Tensor  # last stack's output (B, T, C); the decoder's for encoder-decoder
     pooled: Tensor | None = None  # BERT pooler output (B, C)
@@ -38,9 +38,11 @@ class ModelOutput:
     encoder_hidden_states: Tensor | None = None  # encoder-decoder: (B, S, C)
     cache: KVCache | None = None
     attentions: dict[str, list[Tensor]] | None = None  # "encoder" / "decoder" / "cross": per layer (B, H, T, S)
-    loss: Tensor | None = None  # mean cross-entropy over the labelled tokens, when labels were given
-    label_count: Tensor | None = None  # how many tokens (or sequences) the loss averages over
-    label_correct: Tensor | None = None  # how many of them the argmax gets right (LM heads: not while training)
+    loss: Tensor | None = None  # mean cross-entropy over the labelled tokens (or sequences; spans: the mean of
+    #   the start and end ones), when labels were given
+    label_count: Tensor | None = None  # how many tokens (or sequences, or spans) the loss averages over
+    label_correct: Tensor | None = None  # how many of them the argmax gets right (spans: both ends; LM heads:
+    #   not while training)
 
     @property
     def forward_result(self) -> Tensor:
@@ -77,7 +79,7 @@ class TransformerModel(nn.Module):
     arch: str = ""
     embeddings: Embeddings
     lm_head: LMHead | None
-    head: nn.Module | None  # MLMHead or Classifier
+    head: nn.Module | None  # MLMHead, Classifier or SpanHead
     pooler: Pooler | None
     sentence_head: Classifier | None
 
@@ -108,8 +110,11 @@ class TransformerModel(nn.Module):
         self.head = None
         if structure.vocabulary == "mlm":
             self.head = MLMHead(config.d_model, config.vocab_size, eps=config.norm_eps)
+        elif structure.classifier == "span":
+            self.head = SpanHead(config.d_model)
         elif structure.classifier is not None:
-            self.head = Classifier(config.d_model, config.num_labels, config.dropout)
+            bare = structure.bare_classifier
+            self.head = Classifier(config.d_model, config.num_labels, 0.0 if bare else config.dropout, not bare)
         self.sentence_head = Classifier(config.d_model, 2) if structure.next_sentence else None
 
     def stacks(self) -> dict[str, TransformerStack]:
@@ -151,9 +156,10 @@ class TransformerModel(nn.Module):
                                                      projection.bias, labels[counted])
         return total / count.clamp(min=1), count, correct
 
-    def _head_outputs(self, hidden: Tensor, labels: Tensor | None) -> HeadOutputs:
-        """What the heads make of the output stack's ``hidden`` (B, T, C): with labels of the vocabulary head
-        the loss fused with its projection (no logits); else the head's logits, and their loss when labelled."""
+    def _head_outputs(self, hidden: Tensor, labels: Tensor | None, attention_mask: Tensor | None) -> HeadOutputs:
+        """What the heads make of the output stack's ``hidden`` (B, T, C), whose real tokens are the last T
+        columns of ``attention_mask`` (B, S) (None: all real): with labels of the vocabulary head the loss fused
+        with its projection (no logits); else the head's logits, and their loss when labelled (see ``run``)."""
         pooled = self.pooler(hidden) if self.pooler is not None else None  # (B, C)
         sentence_logits = self.sentence_head(pooled) if self.sentence_head is not None else None
         if labels is not None and self.output_head() is not None:
@@ -161,12 +167,20 @@ class TransformerModel(nn.Module):
         head = self.lm_head if self.lm_head is not None else self.head
         if head is None:
             return HeadOutputs(None, pooled, sentence_logits)
-        logits = head(pooled if self.structure.classifier == "sequence" else hidden)  # (B, L) or (B, T, V|L)
+        mask = attention_mask[:, -hidden.size(1):] if attention_mask is not None else None  # (B, T)
+        structure = self.structure
+        if structure.classifier == "span":
+            logits = head(hidden, mask)  # (B, T, 2)
+        elif structure.summary == "pooler":
+            logits = head(pooled)  # (B, L)
+        elif structure.summary == "last":
+            logits = head(last_token(hidden, mask))  # (B, L)
+        else:
+            logits = head(hidden)  # (B, T, V|L)
         if labels is None:
             return HeadOutputs(logits, pooled, sentence_logits)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100)
-        return HeadOutputs(logits, pooled, sentence_logits, loss, (labels != -100).sum(),
-                           (logits.argmax(-1) == labels).sum())
+        assert isinstance(head, (Classifier, SpanHead))  # labels of a vocabulary head took the fused path
+        return HeadOutputs(logits, pooled, sentence_logits, *head.loss(logits, labels))
 
     def init_weights(self) -> None:
         """Initialise every weight, then tie the head to the embeddings if the config asks. Each module type

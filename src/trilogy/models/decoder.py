@@ -34,11 +34,14 @@ class DecoderOnlyTransformer(TransformerModel):
             positions: (B, T) position ids (default: counting real tokens, so left padding starts at 0);
             cache: the KVCache of earlier steps (``new_cache`` makes an empty one);
             labels: (B, T) the token each position should predict (already shifted: labels[:, t] is the target
-                of position t), -100 = not counted; the loss is then fused with the head and logits not computed;
+                of position t), -100 = not counted; the loss is then fused with the head and logits not computed.
+                Task heads: class ids (B,) of sequence classification (read at each row's last real token),
+                (B, T) tags with -100 to skip, or (B, 2) each row's start and end token index;
             prefix_length: (B,) prefix LM only: the leading real tokens of each row (cached ones included) that
                 attend to each other bidirectionally; None = 0, causal throughout.
         Returns:
-            ModelOutput with logits (B, T, V), hidden_states (B, T, C), the updated cache, the loss if labels.
+            ModelOutput with logits (B, T, V) (task heads: (B, L), (B, T, L), or (B, T, 2) start and end),
+            hidden_states (B, T, C), the updated cache, the loss if labels.
         """
         past = cache.length if cache is not None else 0
         attention_mask = self._check(input_ids, "input_ids", attention_mask, past=past)
@@ -53,7 +56,8 @@ class DecoderOnlyTransformer(TransformerModel):
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention,
                            prefix_length=prefix_length)
         return ModelOutput(
-            hidden_states=stack.hidden, cache=stack.cache, **self._head_outputs(stack.hidden, labels)._asdict(),
+            hidden_states=stack.hidden, cache=stack.cache,
+            **self._head_outputs(stack.hidden, labels, attention_mask)._asdict(),
             attentions={"decoder": stack.self_attentions} if return_attention else None,
         )
 

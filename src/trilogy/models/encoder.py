@@ -1,4 +1,4 @@
-"""Encoder-only, BERT-style: embeddings, a bidirectional stack, then a head (MLM, classifiers) or none.
+"""Encoder-only, BERT-style: embeddings, a bidirectional stack, then a head (MLM, classifiers, span) or none.
 
 Legend: B batch, T length, C model width, V vocabulary, L labels.
 """
@@ -24,16 +24,17 @@ class EncoderOnlyTransformer(TransformerModel):
         """Args:
             input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T) segment ids;
             labels: MLM targets (B, T) with -100 where not masked (the logits are then not computed), class ids
-                (B,) for sequence classification, or (B, T) tags with -100 to skip.
+                (B,) for sequence classification, (B, T) tags with -100 to skip for token classification, or
+                (B, 2) each row's start and end token index for question answering.
         Returns:
-            ModelOutput with hidden_states (B, T, C), pooled (B, C) when there is a pooler, logits from the head,
-            and the loss when labels are given.
+            ModelOutput with hidden_states (B, T, C), pooled (B, C) when there is a pooler, logits from the head
+            (question answering: (B, T, 2) start and end), and the loss when labels are given.
         """
         attention_mask = self._check(input_ids, "input_ids", attention_mask)
         x = self.embeddings(input_ids, positions, token_type_ids)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions=positions, return_attention=return_attention)
         return ModelOutput(
-            hidden_states=stack.hidden, **self._head_outputs(stack.hidden, labels)._asdict(),
+            hidden_states=stack.hidden, **self._head_outputs(stack.hidden, labels, attention_mask)._asdict(),
             attentions={"encoder": stack.self_attentions} if return_attention else None,
         )
 

@@ -97,7 +97,7 @@ class EncoderDecoderTransformer(TransformerModel):
                 attentions["encoder"] = encoder_attentions
         return ModelOutput(
             hidden_states=stack.hidden, encoder_hidden_states=encoder_hidden_states, cache=stack.cache,
-            attentions=attentions, **self._head_outputs(stack.hidden, labels)._asdict(),
+            attentions=attentions, **self._head_outputs(stack.hidden, labels, decoder_attention_mask)._asdict(),
         )
 
     def forward(self, input_ids: Tensor, decoder_input_ids: Tensor, src_mask: Tensor | None = None,
