@@ -8,7 +8,7 @@ import typing
 
 import pytest
 
-from trilogy import options
+from trilogy import option_fields
 from trilogy.cli import build_parser
 from trilogy.train.options import RunOptions
 
@@ -25,12 +25,12 @@ def test_every_run_option_is_a_train_option_of_its_type():
     hints = typing.get_type_hints(RunOptions)
     names = [field.name for field in dataclasses.fields(RunOptions)]
     for name in names:
-        kind = options._value_type(hints[name])
+        kind = option_fields._value_type(hints[name])
         flag = f"--{name.replace('_', '-')}"
         argv = [flag] if kind is bool else [flag, SAMPLES[kind]]
         args = parser.parse_args(argv)
-        assert options.given(args, names) == {name: True if kind is bool else kind(SAMPLES[kind])}, name
-    assert options.given(parser.parse_args([]), names) == {}  # nothing given: RunOptions fills the defaults
+        assert option_fields.given(args, names) == {name: True if kind is bool else kind(SAMPLES[kind])}, name
+    assert option_fields.given(parser.parse_args([]), names) == {}  # nothing given: RunOptions fills the defaults
 
 
 def test_the_help_shows_each_doc_and_default():
@@ -42,4 +42,4 @@ def test_the_help_shows_each_doc_and_default():
 
 @pytest.mark.parametrize("hint, expected", [(int, int), (int | None, int), (typing.Optional[str], str)])  # noqa: UP045
 def test_optional_types_become_their_value_type(hint, expected):
-    assert options._value_type(hint) is expected
+    assert option_fields._value_type(hint) is expected
