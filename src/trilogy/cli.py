@@ -54,6 +54,34 @@ class _CommandLine(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: error: {message}")
 
 
+class _Command(_CommandLine):
+    """The parser of one command. It adds the options of the command's function when it is first used, so that
+    a command (or ``trilogy --help``) imports no other command's options: the demo's import the trainer."""
+
+    def __init__(self, *, function: Callable[[Any], int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.function = function
+        self.has_options = False
+
+    def add_function_options(self) -> None:
+        if not self.has_options:
+            option_fields.add_options(self, options_type(self.function))
+            self.set_defaults(function=self.function)
+            self.has_options = True
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.add_function_options()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self.add_function_options()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self.add_function_options()
+        return super().format_help()
+
+
 class _Paragraphs(argparse.HelpFormatter):
     """Help whose description keeps the docstring's paragraphs, each filled to the terminal's width."""
 
@@ -75,13 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "encoder-decoder transformers.",
     )
     parser.add_argument("--version", action="version", version=f"trilogy {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Command)
     for name, function in COMMANDS.items():
         doc = inspect.getdoc(function) or ""
-        command = subparsers.add_parser(name, help=doc.partition("\n")[0], description=doc,
-                                        formatter_class=_Paragraphs)
-        option_fields.add_options(command, options_type(function))
-        command.set_defaults(function=function)
+        subparsers.add_parser(name, help=doc.partition("\n")[0], description=doc, formatter_class=_Paragraphs,
+                              function=function)
     return parser
 
 

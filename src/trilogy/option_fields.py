@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import types
 import typing
 from collections.abc import Sequence
@@ -43,10 +44,11 @@ def option(default: Any = dataclasses.MISSING, doc: str = "", *, positional: boo
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def options_of(cls: type, **more: dict[str, Any]) -> Any:
+def options_of(cls: type | str, **more: dict[str, Any]) -> Any:
     """A field holding the options of the dataclass ``cls`` that the command line gave, by name. Each field of
     ``cls`` is an option; ``more`` gives a field what ``option`` would (``doc=...``, ``aliases=...``), for a
-    dataclass whose fields were not made with ``option``."""
+    dataclass whose fields were not made with ``option``. ``cls`` may be named ``"module:Name"``, for a module
+    that is slow to import: it is imported when the options are added or parsed."""
     return dataclasses.field(default_factory=dict, metadata={"options": cls, "more": more})
 
 
@@ -62,7 +64,7 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, more: dict[str, dict
     groups: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         if "options" in field.metadata:
-            _add_fields(parser, field.metadata["options"], field.metadata["more"], in_group=True)
+            _add_fields(parser, _dataclass(field.metadata["options"]), field.metadata["more"], in_group=True)
             continue
         meta = {"aliases": (), "exclusive": None, **field.metadata, **more.get(field.name, {})}
         kind = _value_type(hints[field.name])
@@ -97,7 +99,8 @@ def parse(args: argparse.Namespace, cls: type[T]) -> T:
     values: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
         if "options" in field.metadata:
-            values[field.name] = given(args, [f.name for f in dataclasses.fields(field.metadata["options"])])
+            group = _dataclass(field.metadata["options"])
+            values[field.name] = given(args, [member.name for member in dataclasses.fields(group)])
         elif getattr(args, field.name) is not None:
             values[field.name] = getattr(args, field.name)
     return cls(**values)
@@ -106,6 +109,14 @@ def parse(args: argparse.Namespace, cls: type[T]) -> T:
 def given(args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     """The options among ``names`` that the command line set."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _dataclass(cls: type | str) -> type:
+    """``cls``, or the class it names as ``"module:Name"``."""
+    if isinstance(cls, str):
+        module, _, name = cls.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return cls
 
 
 def _value_type(hint: Any) -> Any:

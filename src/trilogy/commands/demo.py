@@ -6,10 +6,12 @@ import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..demo.run import DemoOptions
 from ..option_fields import UserError, option, options_of
+
+if TYPE_CHECKING:
+    from ..demo.run import DemoOptions
 
 # DemoOptions' fields, documented for --help
 DOCS = {
@@ -37,7 +39,8 @@ DOCS = {
 class DemoCommandOptions:
     """The demo to run (``DemoOptions``, as far as the command line gives them), where, and how many times."""
 
-    demo: dict[str, Any] = options_of(DemoOptions, **{name: {"doc": doc} for name, doc in DOCS.items()})
+    demo: dict[str, Any] = options_of("trilogy.demo.run:DemoOptions",
+                                      **{name: {"doc": doc} for name, doc in DOCS.items()})
     out: str = option("runs/demo", "output folder")
     seeds: int = option(1, "run the demo for N seeds (from --seed on, in OUT/seed-K) and report each figure as "
                            "mean and spread, with a verdict only where every seed agrees; meant for a GPU: each "
@@ -98,6 +101,8 @@ def _demo(options: DemoCommandOptions) -> int:
 
 def _demo_options(saved: dict | None, given: dict[str, Any]) -> DemoOptions:
     """The options of a new demo, or of the one being resumed (which the command line may not change)."""
+    from ..demo.run import DemoOptions
+
     if saved is None:
         return DemoOptions(**given)
     options = DemoOptions(**saved)
