@@ -194,7 +194,7 @@ def _beam_search(model: TransformerModel, inputs: StepInputs, start: Tensor, set
                      torch.zeros_like(scores, dtype=torch.long), torch.zeros_like(scores, dtype=torch.bool))
         row_open = torch.ones((batch, 1), dtype=torch.bool, device=start.device)  # can the pool still improve?
         cache = model.new_cache(batch * n, max_len)  # reordered in place by KVCache.select
-        for length in range(prompt_len + 1, max_len + 1):
+        for length in range(prompt_len + 1, max_len + 1):  # the sequences' length with this step's token
             logits, cache = model.step(inputs, cache)  # (B*N, V)
             candidates = _score(logits, beams, settings, last=length == max_len)
             pool = _merge(pool, candidates, length - prompt_len, row_open, settings)
