@@ -348,8 +348,8 @@ def _streamed(model: TransformerModel, inputs: StepInputs, sequences: Tensor, se
 def generate_text(model: DecoderOnlyTransformer, input_ids: Tensor, max_length: int = 20,
                   temperature: float = 1.0) -> Tensor:
     """The notebook's exercise, same signature and results: greedy decoding until the sequences are
-    ``max_length`` tokens long (no stopping at EOS; the temperature does not change an argmax). It now decodes
-    with the KV cache instead of re-running the whole sequence for every token.
+    ``max_length`` tokens long (no stopping at EOS; the temperature does not change an argmax). It decodes with
+    the KV cache, where the notebook's version re-runs the whole sequence for every token.
 
     Args:
         input_ids: (B, T) prompt.
