@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import POSITIONS, PRESETS, TINY_PRESETS
 from ..errors import TrilogyError
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, default_objective
 from ..option_fields import option
 from .precision import PRECISIONS
 
@@ -95,6 +95,12 @@ class RunOptions:
             if given:
                 raise TrilogyError(f"--init {self.init} gives the architecture; drop "
                                    + ", ".join(f"--{name.replace('_', '-')}" for name in given))
+
+    def resolved(self, corpus_kind: str, fine_tuning: bool) -> RunOptions:
+        """These options with the defaults that depend on the run filled in: the family's preset (unless
+        fine-tuning, where ``--init`` gives the architecture) and the objective for a corpus of this kind."""
+        preset = self.preset if fine_tuning else self.preset or DEFAULT_PRESET[self.arch]
+        return replace(self, preset=preset, objective=self.objective or default_objective(self.arch, corpus_kind))
 
     def save(self, out_dir: Path) -> None:
         temp = out_dir / f".{RUN_FILE}.tmp"
