@@ -44,8 +44,8 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from ..config import ModelConfig
-from ..data.tasks import KINDS, Task
 from ..data.task_files import Row
+from ..data.tasks import KINDS, Task
 from ..errors import TrilogyError
 from . import task_predict
 from .batches import Batches
