@@ -194,9 +194,9 @@ def word_tokens(tokenizer: Tokenizer, words: list[str]) -> tuple[list[int], list
     text = " ".join(words)
     owner = [-1] * len(text)  # the word of each character, -1 for the spaces
     position = 0
-    for index, word in enumerate(words):
-        owner[position:position + len(word)] = [index] * len(word)
-        position += len(word) + 1
+    for index, text_of_word in enumerate(words):
+        owner[position:position + len(text_of_word)] = [index] * len(text_of_word)
+        position += len(text_of_word) + 1
     encoding = tokenizer.encode(text, add_special_tokens=False)
     starts = [-1] * len(words)
     for token, (begin, end) in enumerate(encoding.offsets):
