@@ -171,3 +171,10 @@ def test_overfits_a_handful(arch, kind, tasks, tokenizers):
                                                      if kind == "classification" else [], training=True)][:4]
     task = Task("few", kind, full.metric, True, rows, rows, full.baseline, "", "", "")
     assert overfit(arch, task, tokenizer, 150) == 1.0
+
+
+def test_trilogy_train_refuses_task_objectives():
+    from trilogy.train.options import RunOptions
+
+    with pytest.raises(TrilogyError, match="fine-tunes on a task's rows"):
+        RunOptions(arch="encoder", objective="task-sequence-head")
