@@ -71,6 +71,9 @@ class RunOptions:
             raise TrilogyError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise TrilogyError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective is not None and OBJECTIVES[self.objective].corpus_kind == "task":
+            raise TrilogyError(f"objective {self.objective!r} fine-tunes on a task's rows (trilogy demo), not on "
+                               "--data")
         if self.objective is not None and OBJECTIVES[self.objective].arch != self.arch:
             raise TrilogyError(f"objective {self.objective!r} trains {OBJECTIVES[self.objective].arch} models, "
                                f"not {self.arch}")
