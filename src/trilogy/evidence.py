@@ -114,9 +114,9 @@ class MeasuredTask:
         return self.verdict([self.notebook_says] if self.notebook_says else [])
 
     def outcome(self) -> str:
-        """Who won, in words: "encoder best by more than the spreads" or "tie: encoder, decoder"."""
+        """Who won, in words: "encoder best by more than the larger spread" or "tie: encoder, decoder (...)"."""
         if self.best is not None:
-            return f"{self.best} best by more than the spreads"
+            return f"{self.best} best by more than the larger spread"
         return f"tie: {', '.join(self.top)} (within the larger spread)" if self.top else "nothing measured"
 
     def figures(self) -> str:
