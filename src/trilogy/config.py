@@ -48,8 +48,8 @@ _HEAD_PARTS: dict[str, dict[str, Any]] = {
 class StackSpec:
     """One stack of layers: its role (``encoder`` reads the input, ``decoder`` writes the output), the model
     attribute that holds it, its depth, how its self-attention is masked (``bidirectional``, ``causal``, or
-    ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), whether its layers
-    cross-attend to the encoder's output, and each layer's attention kind."""
+    ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), and whether its
+    layers cross-attend to the encoder's output."""
 
     name: str
     module: str
@@ -94,11 +94,6 @@ class Structure:
         return self.stacks[-1]
 
     @property
-    def encoder(self) -> StackSpec | None:
-        """The bidirectional stack that reads the source, when there is one."""
-        return next((s for s in self.stacks if s.name == "encoder"), None)
-
-    @property
     def has_source(self) -> bool:
         """A separate source sequence (encoder-decoder): the output stack cross-attends to the encoder."""
         return self.output.cross_attention
@@ -107,12 +102,6 @@ class Structure:
     def generates(self) -> bool:
         """Continues text token by token: a causal output stack with a head over the vocabulary."""
         return self.output.causal and self.vocabulary is not None
-
-    def stack(self, name: str) -> StackSpec:
-        for spec in self.stacks:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
 
 
 @dataclass
