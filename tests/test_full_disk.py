@@ -226,3 +226,23 @@ def test_a_full_disk_stops_in_one_line_keeps_the_checkpoints_and_resumes_bitwise
     assert expected.keys() == resumed.keys()
     assert all(torch.equal(expected[name], resumed[name]) for name in expected)
     assert temporary_files(out) == []
+
+
+@pytest.mark.parametrize("name", [".tokenizer.json.tmp", ".run.json.tmp"])
+def test_a_disk_full_before_the_first_step_stops_in_one_line_without_temporary_files(
+        run, tmp_path, capsys, monkeypatch, name):
+    data, options, _ = run
+    out = tmp_path / "run"
+    write_text_of_path = Path.write_text
+
+    def write_running_out(self, text, *args, **kwargs):
+        if self.name == name:
+            partly_then_full(self)
+        return write_text_of_path(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_running_out)
+    assert main(train_args(out, data, "decoder", **options)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("trilogy train: error: the disk is full (") and "run the command again" in err, err
+    assert temporary_files(out) == []

@@ -107,8 +107,11 @@ class RunOptions:
 
     def save(self, out_dir: Path) -> None:
         temp = out_dir / f".{RUN_FILE}.tmp"
-        temp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(temp, out_dir / RUN_FILE)
+        try:
+            temp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+            os.replace(temp, out_dir / RUN_FILE)
+        finally:  # a full disk leaves no half-written file behind
+            temp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, out_dir: Path) -> RunOptions:

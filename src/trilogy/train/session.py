@@ -81,8 +81,11 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
                 tokenizer = train_tokenizer(options.arch, corpus.texts("train"), options.vocab_size)
             out_dir.mkdir(parents=True, exist_ok=True)
             temp = out_dir / ".tokenizer.json.tmp"
-            tokenizer.save(str(temp))
-            os.replace(temp, tokenizer_file)
+            try:  # written by Python, as tokenizer.save would, so that a full disk is an OSError (ENOSPC)
+                temp.write_text(tokenizer.to_str(pretty=True), encoding="utf-8")
+                os.replace(temp, tokenizer_file)
+            finally:
+                temp.unlink(missing_ok=True)
             (out_dir / "metrics.jsonl").unlink(missing_ok=True)
         dist.barrier()
     tokenizer = Tokenizer.from_file(str(tokenizer_file))
