@@ -1,37 +1,41 @@
-"""``trilogy compare``: the three families side by side, the notebook's table corrected, with parameters,
-FLOPs per token and memory of an equal-size configuration of each, and (``--measure``) training and
-generation speed measured on this machine."""
+"""``trilogy compare``: its options and the function it runs."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 
 from ..analysis import compare_architectures, format_comparison
 from ..errors import TrilogyError
+from ..option_fields import option
 
 
-def run(args: argparse.Namespace) -> int:
-    for name in ("batch", "seq", "d_model", "heads", "d_ff"):
-        if getattr(args, name) <= 0:
-            raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    result = compare_architectures(measure=args.measure, batch=args.batch, seq=args.seq, show=False,
-                                   d_model=args.d_model, n_heads=args.heads, d_ff=args.d_ff, n_layers=args.layers)
-    print(json.dumps(result, indent=2) if args.json else format_comparison(result))
+@dataclass(kw_only=True)
+class CompareOptions:
+    """The equal-size configuration ``trilogy compare`` builds of each family, and what it measures."""
+
+    measure: bool = option(False, "also measure training and generation tokens/s")
+    batch: int = option(8, "sequences per step")
+    seq: int = option(128, "tokens per sequence")
+    d_model: int = option(256, "width of the equal-size configs")
+    heads: int = option(4, "attention heads")
+    d_ff: int = option(1024, "MLP width")
+    layers: int = option(4, "layers of the encoder and of the decoder; the encoder-decoder gets half per side")
+    json: bool = option(False, "print JSON")
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "seq", "d_model", "heads", "d_ff"):
+            if getattr(self, name) <= 0:
+                raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+
+def compare(options: CompareOptions) -> int:
+    """The three families side by side, computed and measured.
+
+    The notebook's table corrected, with parameters, FLOPs per token and memory of an equal-size configuration
+    of each, and (``--measure``) training and generation speed measured on this machine."""
+    result = compare_architectures(measure=options.measure, batch=options.batch, seq=options.seq, show=False,
+                                   d_model=options.d_model, n_heads=options.heads, d_ff=options.d_ff,
+                                   n_layers=options.layers)
+    print(json.dumps(result, indent=2) if options.json else format_comparison(result))
     return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("compare", help="the three families side by side, computed and measured",
-                                   description=__doc__)
-    parser.add_argument("--measure", action="store_true", help="also measure training and generation tokens/s")
-    parser.add_argument("--batch", type=int, default=8, help="sequences per step (default 8)")
-    parser.add_argument("--seq", type=int, default=128, help="tokens per sequence (default 128)")
-    parser.add_argument("--d-model", type=int, default=256, help="width of the equal-size configs (default 256)")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
-    parser.add_argument("--d-ff", type=int, default=1024, help="MLP width (default 1024)")
-    parser.add_argument("--layers", type=int, default=4,
-                        help="layers of the encoder and of the decoder; the encoder-decoder gets half per side "
-                             "(default 4)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(func=run)

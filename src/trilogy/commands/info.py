@@ -1,13 +1,21 @@
-"""``trilogy info PATH``: family, architecture, sizes and parameter count of a checkpoint folder (Hugging Face
-or trilogy format) or Hugging Face model name, and whether its weights match its config.json. Exit status 1
-when they do not."""
+"""``trilogy info``: its options and the function it runs, with the text summary."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 
 from ..convert.summary import summarize
+from ..option_fields import option
+
+
+@dataclass(kw_only=True)
+class InfoOptions:
+    """Which checkpoint ``trilogy info`` describes, and how it prints it."""
+
+    path: str = option(doc="checkpoint folder holding config.json and the weights, or a Hugging Face model name "
+                           "OWNER/NAME (from the Hugging Face cache)", positional=True)
+    json: bool = option(False, "print JSON instead of a table")
 
 
 def format_summary(info: dict) -> str:
@@ -46,16 +54,11 @@ def format_summary(info: dict) -> str:
     return "\n".join(f"{name:13s}{value}" for name, value in rows)
 
 
-def run(args: argparse.Namespace) -> int:
-    info = summarize(args.path)
-    print(json.dumps(info, indent=2) if args.json else format_summary(info))
-    return 0 if info["weights_match_config"] else 1
+def info(options: InfoOptions) -> int:
+    """Describe a checkpoint folder: family, sizes, parameter count.
 
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("info", help="describe a checkpoint folder: family, sizes, parameter count",
-                                   description=__doc__)
-    parser.add_argument("path", help="checkpoint folder holding config.json and the weights, or a Hugging Face "
-                                     "model name OWNER/NAME (from the Hugging Face cache)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run)
+    Family, architecture, sizes and parameter count of a checkpoint folder (Hugging Face or trilogy format) or
+    Hugging Face model name, and whether its weights match its config.json. Exit status 1 when they do not."""
+    summary = summarize(options.path)
+    print(json.dumps(summary, indent=2) if options.json else format_summary(summary))
+    return 0 if summary["weights_match_config"] else 1

@@ -1,14 +1,22 @@
-"""``trilogy presets``: the named configurations and their exact parameter counts."""
+"""``trilogy presets``: its options, the table and the function that prints it."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 
 import torch
 
 from ..config import PRESETS, ModelConfig
 from ..models import build_model
+from ..option_fields import option
+
+
+@dataclass(kw_only=True)
+class PresetsOptions:
+    """How ``trilogy presets`` prints the table."""
+
+    json: bool = option(False, "print JSON instead of a table")
 
 
 def preset_table() -> list[dict]:
@@ -23,9 +31,12 @@ def preset_table() -> list[dict]:
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
+def presets(options: PresetsOptions) -> int:
+    """List the named model presets and their parameter counts.
+
+    The counts are exact: each preset's model is built on the meta device and its parameters counted."""
     rows = preset_table()
-    if args.json:
+    if options.json:
         print(json.dumps(rows, indent=2))
         return 0
     print(f"{'preset':20s} {'family':16s} {'layers':>6s} {'d_model':>7s} {'heads':>5s} {'params':>13s}")
@@ -33,10 +44,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r['name']:20s} {r['arch']:16s} {r['n_layers']:6d} {r['d_model']:7d} {r['n_heads']:5d} "
               f"{r['params']:13,d}")
     return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("presets", help="list the named model presets and their parameter counts",
-                                   description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=run)

@@ -1,19 +1,31 @@
-"""``trilogy recommend "TASK"``: the decision guide as a tool. Describe the task in your own words; get the
-decision factors read from it (what the output is, how it relates to the input, which context it needs, cost,
-data), the family they lead to, the runner-up and a confidence, or a plain "nothing to go on" when the
-description says nothing about what goes in and what comes out."""
+"""``trilogy recommend``: its options and the function it runs."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 
-from ..recommend import recommend
+from ..option_fields import option
+from ..recommend import recommend as recommendation
 
 
-def run(args: argparse.Namespace) -> int:
-    answer = recommend(" ".join(args.task))
-    if args.json:
+@dataclass(kw_only=True)
+class RecommendOptions:
+    """The task ``trilogy recommend`` reads, and how it answers."""
+
+    task: list[str] = option(doc='the task, e.g. "summarize legal contracts"', positional=True)
+    json: bool = option(False, "print JSON: factors, architecture, runner_up, confidence, reasons")
+
+
+def recommend(options: RecommendOptions) -> int:
+    """Which family suits a task, described in free text.
+
+    The decision guide as a tool. Describe the task in your own words; get the decision factors read from it
+    (what the output is, how it relates to the input, which context it needs, cost, data), the family they lead
+    to, the runner-up and a confidence, or a plain "nothing to go on" when the description says nothing about
+    what goes in and what comes out."""
+    answer = recommendation(" ".join(options.task))
+    if options.json:
         print(json.dumps(answer.to_dict(), indent=2))
         return 0
     if answer.architecture is None:
@@ -23,12 +35,3 @@ def run(args: argparse.Namespace) -> int:
     for reason in answer.reasons:
         print(f"  - {reason}")
     return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("recommend", help="which family suits a task, described in free text",
-                                   description=__doc__)
-    parser.add_argument("task", nargs="+", help='the task, e.g. "summarize legal contracts"')
-    parser.add_argument("--json", action="store_true",
-                        help="print JSON: factors, architecture, runner_up, confidence, reasons")
-    parser.set_defaults(func=run)

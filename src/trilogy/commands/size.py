@@ -1,19 +1,43 @@
-"""``trilogy size``: parameters, FLOPs per token and memory of a preset, a config.json or a checkpoint folder,
-computed from the config alone (see ``trilogy.sizing`` for what is counted and how it is checked).
-
-A training step is sized as ``trilogy train`` runs it (the LM/MLM loss fused with the head, in chunks), in the
-modes it offers: ``--checkpoint-activations``, ``--precision bf16-autocast`` (what ``trilogy train --precision
-bf16`` runs: fp32 weights, bf16 matmuls) and ``--fsdp-shards N`` (per-rank memory of FSDP over N ranks)."""
+"""``trilogy size``: its options and the function it runs, with the text report."""
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import PRESETS, ModelConfig
 from ..errors import TrilogyError
+from ..option_fields import UserError, option
 from ..sizing import ATTENTION_PATHS, PRECISIONS, size_report
+
+
+@dataclass(kw_only=True)
+class SizeOptions:
+    """What ``trilogy size`` sizes, and how it prints it."""
+
+    model: str = option(doc="a preset name, a config .json file, or a checkpoint folder or Hugging Face model name",
+                        positional=True)
+    batch: int = option(1, "sequences per step, over all ranks with --fsdp-shards")
+    seq: int | None = option(None, "target tokens per sequence (default max_seq_len)")
+    src: int | None = option(None, "source tokens, encoder-decoder (default --seq)")
+    precision: str = option("fp32", "fp32, bf16, fp16: the weights themselves in that dtype; bf16-autocast: fp32 "
+                                    "weights, gradients and AdamW state, matmuls in bf16 (what `trilogy train "
+                                    "--precision bf16` runs)", aliases=("--dtype",), choices=list(PRECISIONS))
+    training: bool = option(False, "a training step with AdamW (the default)", exclusive="mode")
+    inference: bool = option(False, "an inference forward pass, and the KV cache", exclusive="mode")
+    attention: str = option("sdpa", "sdpa: a fused kernel; math: SDPA's fallback, which keeps the (B, H, T, S) "
+                                    "scores (on CPU with attention dropout); explicit: return_attention=True",
+                            choices=list(ATTENTION_PATHS))
+    checkpoint_activations: bool = option(False, "training: recompute each layer in backward, as `trilogy train "
+                                                 "--checkpoint-activations`")
+    fsdp_shards: int = option(1, "training: per-rank memory with FSDP over N ranks (`trilogy train --fsdp`)",
+                              metavar="N")
+    json: bool = option(False, "print JSON")
+
+    def __post_init__(self) -> None:
+        if self.training and self.inference:
+            raise UserError("--training and --inference do not go together")
 
 
 def config_from(spec: str) -> ModelConfig:
@@ -94,36 +118,19 @@ def describe_modes(work: dict) -> str:
     return ", ".join(parts)
 
 
-def run(args: argparse.Namespace) -> int:
-    config = config_from(args.model)
-    report = size_report(config, args.batch, args.seq, args.src, args.precision, not args.inference, args.attention,
-                         checkpointing=args.checkpoint_activations, fsdp_shards=args.fsdp_shards)
-    print(json.dumps(report, indent=2) if args.json else format_report(args.model, report))
+def size(options: SizeOptions) -> int:
+    """Parameters, FLOPs per token and memory of a model.
+
+    Of a preset, a config.json or a checkpoint folder, computed from the config alone (see ``trilogy.sizing``
+    for what is counted and how it is checked).
+
+    A training step is sized as ``trilogy train`` runs it (the LM/MLM loss fused with the head, in chunks), in
+    the modes it offers: ``--checkpoint-activations``, ``--precision bf16-autocast`` (what ``trilogy train
+    --precision bf16`` runs: fp32 weights, bf16 matmuls) and ``--fsdp-shards N`` (per-rank memory of FSDP over N
+    ranks)."""
+    config = config_from(options.model)
+    report = size_report(config, options.batch, options.seq, options.src, options.precision, not options.inference,
+                         options.attention, checkpointing=options.checkpoint_activations,
+                         fsdp_shards=options.fsdp_shards)
+    print(json.dumps(report, indent=2) if options.json else format_report(options.model, report))
     return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("size", help="parameters, FLOPs per token and memory of a model",
-                                   description=__doc__)
-    parser.add_argument("model", help="a preset name, a config .json file, or a checkpoint folder or Hugging Face "
-                                      "model name")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="sequences per step, over all ranks with --fsdp-shards (default 1)")
-    parser.add_argument("--seq", type=int, default=None, help="target tokens per sequence (default max_seq_len)")
-    parser.add_argument("--src", type=int, default=None, help="source tokens, encoder-decoder (default --seq)")
-    parser.add_argument("--precision", "--dtype", choices=list(PRECISIONS), default="fp32",
-                        help="fp32 (default); bf16-autocast: fp32 weights, gradients and AdamW state, matmuls in "
-                             "bf16 (what `trilogy train --precision bf16` runs); bf16, fp16: the weights themselves "
-                             "in that dtype")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--training", action="store_true", help="a training step with AdamW (the default)")
-    mode.add_argument("--inference", action="store_true", help="an inference forward pass, and the KV cache")
-    parser.add_argument("--attention", choices=ATTENTION_PATHS, default="sdpa",
-                        help="sdpa: a fused kernel (default); math: SDPA's fallback, which keeps the (B, H, T, S) "
-                             "scores (on CPU with attention dropout); explicit: return_attention=True")
-    parser.add_argument("--checkpoint-activations", action="store_true",
-                        help="training: recompute each layer in backward, as `trilogy train --checkpoint-activations`")
-    parser.add_argument("--fsdp-shards", type=int, default=1, metavar="N",
-                        help="training: per-rank memory with FSDP over N ranks (`trilogy train --fsdp`)")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(func=run)

@@ -1,19 +1,29 @@
-"""``trilogy tour``: build the three families, print their sizes, run them once and decode a few tokens."""
+"""``trilogy tour``: its options, the rows it measures and the function that prints them."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
+from dataclasses import dataclass
 
 import torch
 
 from ..config import TINY_PRESETS, ModelConfig
 from ..generate import generate_text
 from ..models import build_model
+from ..option_fields import option
 
 
-def tour(seed: int = 0, new_tokens: int = 8) -> list[dict]:
+@dataclass(kw_only=True)
+class TourOptions:
+    """The seed and length of ``trilogy tour``'s run, and how it prints it."""
+
+    seed: int = option(0, "random seed")
+    new_tokens: int = option(8, "tokens to decode")
+    json: bool = option(False, "print JSON instead of text")
+
+
+def tour_rows(seed: int = 0, new_tokens: int = 8) -> list[dict]:
     """One row per family: preset, parameters, output shape of one forward pass, and for the decoder the
     tokens decoded greedily (random weights: the point is the mechanics, not the text)."""
     torch.manual_seed(seed)
@@ -32,9 +42,12 @@ def tour(seed: int = 0, new_tokens: int = 8) -> list[dict]:
     return rows
 
 
-def run(args: argparse.Namespace) -> int:
-    rows = tour(args.seed, args.new_tokens)
-    if args.json:
+def tour(options: TourOptions) -> int:
+    """Build the three families and run them once.
+
+    Prints each one's size and the output of one forward pass, and decodes a few tokens with the decoder."""
+    rows = tour_rows(options.seed, options.new_tokens)
+    if options.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
@@ -43,11 +56,3 @@ def run(args: argparse.Namespace) -> int:
         if "decoded" in row:
             print(f"{'':16s} greedy decoding with the KV cache: {row['decoded']}")
     return 0
-
-
-def register(subparsers) -> None:
-    parser = subparsers.add_parser("tour", help="build the three families and run them once", description=__doc__)
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--new-tokens", type=int, default=8, help="tokens to decode (default 8)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.set_defaults(func=run)

@@ -36,7 +36,7 @@ def seed_results(setup: Setup, state: DemoState, interrupted: bool) -> dict:
     pretraining = []
     for arch in ARCHITECTURES:
         row = dict(arch=arch, label=LABELS[arch], objective=PRETRAINING[arch],
-                   params=count_parameters(setup.configs[arch]), init=setup.options.init.get(arch))
+                   params=count_parameters(setup.configs[arch]), init=setup.options.checkpoints.get(arch))
         if row["init"] is None:
             record = state.unit(pretrain_unit(arch))
             row.update(status=record.status, steps=record.steps, flops=record.flops, tokens=record.tokens,

@@ -128,10 +128,10 @@ class Setup:
     def pretrained(self, arch: str, fresh: bool = False):
         """The architecture's pre-trained model: its ``--init`` checkpoint, or its pre-training's final weights
         (``fresh``: a new model of that shape, for the probe)."""
-        if arch in self.options.init:
-            model = from_pretrained(self.options.init[arch])
+        if arch in self.options.checkpoints:
+            model = from_pretrained(self.options.checkpoints[arch])
             if model.tokenizer is None:
-                raise TrilogyError(f"--init {arch}={self.options.init[arch]}: the checkpoint has no tokenizer.json")
+                raise TrilogyError(f"--init {arch}={self.options.checkpoints[arch]}: the checkpoint has no tokenizer.json")
             return as_architecture(model, arch)
         if fresh:
             return self.fresh_model(arch)
@@ -161,7 +161,7 @@ class Setup:
                    self.options.seed, self.dist, self.precision)
 
     def pretraining_archs(self) -> list[str]:
-        return [arch for arch in ARCHITECTURES if arch not in self.options.init]
+        return [arch for arch in ARCHITECTURES if arch not in self.options.checkpoints]
 
 
 def prepare(options: DemoOptions, out: Path, stop: StopRequest) -> Setup:
@@ -274,7 +274,7 @@ def fine_tune(setup: Setup, state: DemoState) -> None:
     not fine-tuned)."""
     for task in setup.tasks:
         for arch in ARCHITECTURES:
-            if arch not in setup.options.init and not state.unit(pretrain_unit(arch)).finished:
+            if arch not in setup.options.checkpoints and not state.unit(pretrain_unit(arch)).finished:
                 continue
             run_unit(setup, state, finetune_unit(task.name, arch),
                      lambda task=task, arch=arch: setup.finetune_job(

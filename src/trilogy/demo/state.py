@@ -35,7 +35,7 @@ class DemoOptions:
     seed: int = 0
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     task_files: list[str] = field(default_factory=list)
-    init: dict[str, str] = field(default_factory=dict)  # architecture -> checkpoint folder or HF name
+    init: list[str] = field(default_factory=list)  # "ARCH=PATH_OR_NAME": a checkpoint folder or a HF name
     max_train: int = 1000  # rows per task
     max_eval: int = 200
 
@@ -53,12 +53,19 @@ class DemoOptions:
             raise TrilogyError(f"no task {unknown[0]!r}; the built-in tasks are {', '.join(TASKS)}")
         if not self.tasks and not self.task_files:
             raise TrilogyError("no tasks: give --tasks or --task FILE.jsonl")
-        for arch in self.init:
-            if arch not in ARCHITECTURES:
-                raise TrilogyError(f"--init {arch}=...: the architectures are {', '.join(ARCHITECTURES)}")
+        for value in self.init:
+            arch, sep, source = value.partition("=")
+            if not sep or not source or arch not in ARCHITECTURES:
+                raise TrilogyError(f"--init takes ARCH=PATH_OR_NAME with ARCH one of {', '.join(ARCHITECTURES)}, "
+                                   f"got {value!r}")
         for name in ("max_train", "max_eval"):
             if getattr(self, name) <= 0:
                 raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+    @property
+    def checkpoints(self) -> dict[str, str]:
+        """Architecture -> the checkpoint it starts from (``--init``)."""
+        return dict(value.partition("=")[::2] for value in self.init)
 
     @property
     def pretrain_seconds(self) -> float:
