@@ -32,7 +32,16 @@ from .budget import StopRequest
 from .families import ARCHITECTURES, LABELS, PRETRAINING, SIZES, TOKENIZER, Size, matched_configs
 from .report import format_flops
 from .state import STATE_FILE, Budget, DemoOptions, DemoState, load_state, save_state
-from .training import FINE_TUNING_RATE, LEARNING_RATE, LEARNING_RATES, Job, Probe, plan, probe, train_unit
+from .training import (
+    FINE_TUNING_RATE,
+    LEARNING_RATE,
+    LEARNING_RATES,
+    Job,
+    equal_quota,
+    plan,
+    probe,
+    train_unit,
+)
 
 TOKENIZER_CHARS = 2_000_000  # of the corpus each tokenizer trains on
 
@@ -203,11 +212,6 @@ def probe_units(setup: Setup, state: DemoState) -> None:
                 model = fine_tune_model(setup.pretrained(arch, fresh=True), task, arch)
                 record.probe = probe(setup.finetune_job(task, arch, model))
             save_state(setup.out, state)
-
-
-def equal_quota(seconds: float, probes: list[Probe]) -> float:
-    """The FLOPs each unit can get so that all of them together train for ``seconds`` at the probed costs."""
-    return seconds / sum(p.step_seconds / p.flops_per_step for p in probes)
 
 
 def plan_budget(setup: Setup, state: DemoState) -> None:

@@ -113,6 +113,11 @@ def plan(probed: Probe, quota: float) -> Plan:
     return Plan(quota, steps, steps * probed.step_seconds)
 
 
+def equal_quota(seconds: float, probes: list[Probe]) -> float:
+    """The FLOPs each unit can get so that all of them together train for ``seconds`` at the probed costs."""
+    return seconds / sum(p.step_seconds / p.flops_per_step for p in probes)
+
+
 def settings_for(max_steps: int, step_seconds: float, lr: float, precision: str) -> TrainSettings:
     """The loop's settings: warmup a tenth of the steps (at most 100), checkpoints spaced in time."""
     return TrainSettings(
