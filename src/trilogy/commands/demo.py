@@ -29,16 +29,16 @@ DOCS = {
     "max_eval": "held-out rows per task at most",
 }
 
+FIELDS: dict[str, dict[str, Any]] = {name: {"doc": doc} for name, doc in DOCS.items()}
+FIELDS["task_files"].update(aliases=("--task",), metavar="FILE.jsonl")
+FIELDS["init"].update(metavar="ARCH=PATH_OR_NAME")
+
 
 @dataclass(kw_only=True)
 class DemoCommandOptions:
     """The demo to run (``DemoOptions``, as far as the command line gives them), where, and how many times."""
 
-    demo: dict[str, Any] = options_of("trilogy.demo.state:DemoOptions",
-                                      **{name: {"doc": doc} for name, doc in DOCS.items()},
-                                      task_files={"doc": DOCS["task_files"], "aliases": ("--task",),
-                                                  "metavar": "FILE.jsonl"},
-                                      init={"doc": DOCS["init"], "metavar": "ARCH=PATH_OR_NAME"})
+    demo: dict[str, Any] = options_of("trilogy.demo.state:DemoOptions", **FIELDS)
     out: str = option("runs/demo", "output folder")
     seeds: int = option(1, "run the demo for N seeds (from --seed on, in OUT/seed-K) and report each cell as mean "
                            "± spread (max - min); each seed takes the full --minutes")

@@ -25,7 +25,14 @@ from ..data.tasks import Task, load_task, task_from_file
 from ..errors import TrilogyError
 from ..models import Tokenization, build_model
 from ..objectives import Batches, compute_loss
-from ..objectives import task_adapters as adapters
+from ..objectives.task_adapters import (
+    adaptation,
+    architecture_config,
+    fine_tune_config,
+    score,
+    task_batches,
+    task_loss,
+)
 from ..train.distributed import Distributed
 from ..train.precision import resolve_precision
 from .budget import StopRequest
@@ -95,7 +102,7 @@ def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: 
 
 def as_architecture(model, arch: str):
     """``model`` with its config made ``arch``'s (a decoder checkpoint becomes a prefix LM), its weights kept."""
-    config = adapters.architecture_config(arch, model.config)
+    config = architecture_config(arch, model.config)
     if config == model.config:
         return model
     changed = build_model(config, tokenization=model.tokenization)
@@ -106,7 +113,7 @@ def as_architecture(model, arch: str):
 def fine_tune_model(pretrained, task: Task, arch: str):
     """A model of the task's fine-tuning config, holding every pretrained weight whose name and shape it has
     (the new heads start fresh)."""
-    model = build_model(adapters.fine_tune_config(pretrained.config, task, arch), tokenization=pretrained.tokenization)
+    model = build_model(fine_tune_config(pretrained.config, task, arch), tokenization=pretrained.tokenization)
     own = model.state_dict()
     kept = {name: value for name, value in pretrained.state_dict().items()
             if name in own and own[name].shape == value.shape}
@@ -163,10 +170,10 @@ class Setup:
         seq_len, batch_size = self.size.seq_len, self.size.batch_size
 
         def batches(seed: int):
-            return adapters.task_batches(task, arch, model.tokenizer, seq_len, batch_size, seed)
+            return task_batches(task, arch, model.tokenizer, seq_len, batch_size, seed)
 
         name = finetune_unit(task.name, arch)
-        return Job(name, self.out / name, model.to(self.dist.device), batches, adapters.task_loss, FINE_TUNING_RATE,
+        return Job(name, self.out / name, model.to(self.dist.device), batches, task_loss, FINE_TUNING_RATE,
                    self.options.seed, self.dist, self.precision)
 
     def pretraining_archs(self) -> list[str]:
@@ -204,9 +211,9 @@ def probe_units(setup: Setup, state: DemoState) -> None:
     for task in setup.tasks:
         for arch in ARCHITECTURES:
             record = state.unit(finetune_unit(task.name, arch))
-            adaptation = adapters.adaptation(arch, task.kind)
-            if adaptation.unavailable is not None:
-                record.status, record.reason = "n/a", adaptation.unavailable
+            adapted = adaptation(arch, task.kind)
+            if adapted.unavailable is not None:
+                record.status, record.reason = "n/a", adapted.unavailable
             elif record.probe is None and not setup.stop.requested:
                 print(f"timing fine-tuning steps: {task.name}, {arch}", flush=True)
                 model = fine_tune_model(setup.pretrained(arch, fresh=True), task, arch)
@@ -296,7 +303,7 @@ def evaluate(setup: Setup, state: DemoState) -> None:
             started = time.perf_counter()
             model = from_pretrained(setup.out / name).to(setup.dist.device).eval()
             with torch.no_grad():
-                record.score = adapters.score(model, task, arch, model.tokenizer, setup.size.seq_len,
+                record.score = score(model, task, arch, model.tokenizer, setup.size.seq_len,
                                               setup.size.batch_size)
             record.eval_seconds = round(time.perf_counter() - started, 2)
             save_state(setup.out, state)
