@@ -10,6 +10,7 @@ import pytest
 
 from trilogy import option_fields
 from trilogy.cli import build_parser
+from trilogy.objectives import default_objective
 from trilogy.train.options import RunOptions
 
 SAMPLES = {int: "7", float: "0.25", str: "x"}
@@ -43,3 +44,12 @@ def test_the_help_shows_each_doc_and_default():
 @pytest.mark.parametrize("hint, expected", [(int, int), (int | None, int), (typing.Optional[str], str)])  # noqa: UP045
 def test_optional_types_become_their_value_type(hint, expected):
     assert option_fields._value_type(hint) is expected
+
+
+def test_resolved_fills_the_run_dependent_defaults_in_a_new_value():
+    given = RunOptions(arch="decoder")
+    resolved = given.resolved("text", fine_tuning=False)
+    assert (resolved.preset, resolved.objective) == ("tiny-gpt2", default_objective("decoder", "text"))
+    assert (given.preset, given.objective) == (None, None)  # the options passed in are left as they were
+    fine_tuned = RunOptions(arch="decoder", init="some/checkpoint").resolved("text", fine_tuning=True)
+    assert fine_tuned.preset is None  # --init gives the architecture

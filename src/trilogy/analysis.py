@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .errors import TrilogyError
+from .evidence import matrix_lines, read_report
 from .models import build_model
 from .recommend import FAMILIES, NOTEBOOK_TASKS, recommend
 from .sizing import attention_map_elements, count_parameters, size_report
@@ -168,9 +170,10 @@ def measure_throughput(configs: dict[str, ModelConfig], batch: int = 8, seq: int
 
 
 def compare_architectures(measure: bool = False, batch: int = 8, seq: int = 128, show: bool = True,
-                          **config_sizes) -> dict:
+                          evidence: str | Path | None = None, **config_sizes) -> dict:
     """The three families side by side: the (corrected) descriptive table, computed sizes of an equal-size
-    configuration of each, and with ``measure=True`` training and generation speed on this machine."""
+    configuration of each, with ``measure=True`` training and generation speed on this machine, and with
+    ``evidence`` (a ``trilogy demo`` report.json) the task x architecture matrix it measured."""
     configs = equal_size_configs(**config_sizes, max_seq_len=max(512, seq))
     result = {"table": family_table(), "workload": {"batch": batch, "seq": seq},
               "config": {k: v for k, v in configs["decoder-only"].to_dict().items()
@@ -178,6 +181,8 @@ def compare_architectures(measure: bool = False, batch: int = 8, seq: int = 128,
               "computed": computed_columns(configs, batch, seq)}
     if measure:
         result["measured"] = measure_throughput(configs, batch, seq, progress=show)
+    if evidence is not None:
+        result["evidence"] = read_report(evidence).to_dict()
     if show:
         print(format_comparison(result))
     return result
@@ -219,6 +224,8 @@ def format_comparison(result: dict) -> str:
             lines.append(f"  {label:28s}" + "".join(
                 f"{(f'{m[key]:,.0f}' if m[key] is not None else 'n/a (no LM)'):>18s}"
                 for m in result["measured"].values()))
+    if "evidence" in result:
+        lines += ["", *matrix_lines(result["evidence"])]
     return "\n".join(lines)
 
 

@@ -137,84 +137,136 @@ def _token_stream(model: TransformerModel, inputs: StepInputs, sequences: Tensor
 # --- beam search -------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Beams:
+    """The running hypotheses: sequences (B*N, T) and their summed log-probabilities (B, N)."""
+
+    sequences: Tensor
+    scores: Tensor
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    """The best 2N continuations of each row: sequences (B*2N, T+1), summed log-probabilities (B, 2N), whether
+    each ends (B, 2N), and the running row each continues (B*2N,)."""
+
+    sequences: Tensor
+    scores: Tensor
+    ends: Tensor
+    parents: Tensor
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Each row's N finished hypotheses: sequences (B, N, T_max) padded, scores (B, N), generated lengths
+    (B, N), and whether a slot holds a hypothesis (B, N)."""
+
+    sequences: Tensor
+    scores: Tensor
+    lengths: Tensor
+    full: Tensor
+
+
 def _beam_search(model: TransformerModel, inputs: StepInputs, start: Tensor, settings: Settings) -> Tensor:
     """Beam search with Hugging Face's rules, so the same weights give the same tokens.
 
     Each step scores every (beam, token) continuation by its summed log-probability and keeps the best 2N
-    candidates. Those among the best N that end (EOS, or the length limit) enter the row's pool of N finished
-    hypotheses, scored ``sum_logprobs / generated_length ** length_penalty``; the best N that do not end carry
-    on. A row is done when its pool is full and the best running beam, scored at the current length, can no
-    longer beat the pool's worst (with ``early_stopping`` as soon as the pool is full).
+    candidates. Those among the best N that end (EOS, or the length limit) are merged into the row's pool of N
+    finished hypotheses, scored ``sum_logprobs / generated_length ** length_penalty``; the best N that do not
+    end are selected to carry on. A row is done when its pool is full and the best running beam, scored at the
+    current length, can no longer beat the pool's worst (with ``early_stopping`` as soon as the pool is full).
 
     Returns:
         (B, T0 + L) the best finished hypothesis of each row after its prompt (decoder-only) or start token,
         padded with ``pad_token_id`` to the longest one.
     """
-    n, eos = settings.num_beams, settings.eos_token_id
+    n = settings.num_beams
     with torch.inference_mode():
         batch, prompt_len = start.shape
         if settings.max_new_tokens == 0:
             return start.clone()
         max_len = prompt_len + settings.max_new_tokens
-        device = start.device
         inputs = inputs.expand(n)
-        running = start.repeat_interleave(n, dim=0)  # (B*N, T)
-        running_scores = torch.full((batch, n), _EXCLUDED, device=device)
-        running_scores[:, 0] = 0.0  # all beams start identical: only the first may spread
-        pad = settings.pad_token_id if settings.pad_token_id is not None else -1
-        pool = start.new_full((batch, n, max_len), pad)  # finished hypotheses, (B, N, T_max)
-        pool_scores = torch.full((batch, n), _EXCLUDED, device=device)
-        pool_lengths = torch.zeros((batch, n), dtype=torch.long, device=device)
-        pool_full = torch.zeros((batch, n), dtype=torch.bool, device=device)
-        row_open = torch.ones((batch, 1), dtype=torch.bool, device=device)  # can the pool still improve?
-        is_top_n = (torch.arange(2 * n, device=device) < n)[None]  # (1, 2N)
+        scores = torch.full((batch, n), _EXCLUDED, device=start.device)
+        scores[:, 0] = 0.0  # all beams start identical: only the first may spread
+        beams = _Beams(start.repeat_interleave(n, dim=0), scores)
+        pool = _Pool(start.new_full((batch, n, max_len), _pad(settings)), torch.full_like(scores, _EXCLUDED),
+                     torch.zeros_like(scores, dtype=torch.long), torch.zeros_like(scores, dtype=torch.bool))
+        row_open = torch.ones((batch, 1), dtype=torch.bool, device=start.device)  # can the pool still improve?
         cache = model.new_cache(batch * n, max_len)  # reordered in place by KVCache.select
-        for length in range(prompt_len, max_len):
+        for length in range(prompt_len + 1, max_len + 1):  # the sequences' length with this step's token
             logits, cache = model.step(inputs, cache)  # (B*N, V)
-            vocab = logits.size(-1)
-            log_probs = logits.log_softmax(dim=-1)
-            if settings.repetition_penalty != 1.0:
-                log_probs = _penalise_repeats(log_probs, running, settings.repetition_penalty)
-            totals = (log_probs.view(batch, n, vocab) + running_scores[..., None]).view(batch, n * vocab)
-            cand_scores, cand_index = totals.topk(2 * n, dim=-1)  # (B, 2N)
-            cand_beam, cand_token = cand_index // vocab, cand_index % vocab
-            source_rows = (cand_beam + torch.arange(batch, device=device)[:, None] * n).view(-1)  # (B*2N,)
-            candidates = torch.cat([running[source_rows], cand_token.view(-1, 1)], dim=1)  # (B*2N, T+1)
-            ends = torch.full_like(cand_token, length + 1 == max_len, dtype=torch.bool)
-            if eos is not None:
-                ends = ends | (cand_token == eos)  # (B, 2N)
-
-            # finished candidates among the best N join the pool, while it can still change
-            generated = length + 1 - prompt_len
-            may_join = ends & is_top_n & row_open & ~(pool_full.all(dim=1, keepdim=True) & settings.early_stopping)
-            join_scores = torch.where(may_join, cand_scores / generated**settings.length_penalty, _EXCLUDED)
-            merged_scores = torch.cat([pool_scores, join_scores], dim=1)  # (B, 3N)
-            pool_scores, keep = merged_scores.topk(n, dim=1)  # (B, N)
-            padded = candidates.new_full((batch * 2 * n, max_len), pad)
-            padded[:, : length + 1] = candidates
-            merged = torch.cat([pool, padded.view(batch, 2 * n, max_len)], dim=1)  # (B, 3N, T_max)
-            pool = merged.gather(1, keep[..., None].expand(-1, -1, max_len))
-            pool_lengths = torch.cat([pool_lengths, torch.full_like(join_scores, generated, dtype=torch.long)],
-                                     dim=1).gather(1, keep)
-            pool_full = torch.cat([pool_full, may_join], dim=1).gather(1, keep)
-
-            # the best N unfinished candidates carry on
-            running_scores, pick = (cand_scores + ends.float() * _EXCLUDED).topk(n, dim=1)  # (B, N)
-            picked_rows = (pick + torch.arange(batch, device=device)[:, None] * 2 * n).view(-1)  # (B*N,)
-            running = candidates[picked_rows]  # (B*N, T+1)
-            if bool(ends.all()):
+            candidates = _score(logits, beams, settings, last=length == max_len)
+            pool = _merge(pool, candidates, length - prompt_len, row_open, settings)
+            beams, parents = _select(candidates, n)
+            if bool(candidates.ends.all()):
                 break
-            best_possible = running_scores[:, :1] / (generated**settings.length_penalty)  # (B, 1)
-            worst_kept = torch.where(pool_full.all(dim=1, keepdim=True),
-                                     pool_scores.min(dim=1, keepdim=True).values, _EXCLUDED)  # (B, 1)
-            row_open = row_open & (best_possible > worst_kept)
-            all_full = bool(pool_full.all())
-            if not bool(row_open.any()) or (settings.early_stopping and all_full):
+            row_open = row_open & _may_improve(pool, beams, length - prompt_len, settings.length_penalty)
+            if not bool(row_open.any()) or (settings.early_stopping and bool(pool.full.all())):
                 break
-            cache = cache.select(source_rows[picked_rows])
-            inputs = inputs.advance(running[:, -1:])
-        out_len = prompt_len + int(pool_lengths[:, 0].max())
-        return pool[:, 0, :out_len].clone()
+            cache = cache.select(parents)
+            inputs = inputs.advance(beams.sequences[:, -1:])
+        out_len = prompt_len + int(pool.lengths[:, 0].max())
+        return pool.sequences[:, 0, :out_len].clone()
+
+
+def _pad(settings: Settings) -> int:
+    """The id that fills the pool's unused positions."""
+    return settings.pad_token_id if settings.pad_token_id is not None else -1
+
+
+def _score(logits: Tensor, beams: _Beams, settings: Settings, last: bool) -> _Candidates:
+    """The best 2N (beam, token) continuations of each row by summed log-probability. logits (B*N, V); ``last``:
+    this step reaches the length limit, so every candidate ends."""
+    batch, n = beams.scores.shape
+    vocab = logits.size(-1)
+    log_probs = logits.log_softmax(dim=-1)
+    if settings.repetition_penalty != 1.0:
+        log_probs = _penalise_repeats(log_probs, beams.sequences, settings.repetition_penalty)
+    totals = (log_probs.view(batch, n, vocab) + beams.scores[..., None]).view(batch, n * vocab)
+    scores, index = totals.topk(2 * n, dim=-1)  # (B, 2N)
+    beam, token = index // vocab, index % vocab
+    parents = (beam + torch.arange(batch, device=beam.device)[:, None] * n).view(-1)  # (B*2N,)
+    sequences = torch.cat([beams.sequences[parents], token.view(-1, 1)], dim=1)  # (B*2N, T+1)
+    ends = torch.full_like(token, last, dtype=torch.bool)
+    if settings.eos_token_id is not None:
+        ends = ends | (token == settings.eos_token_id)  # (B, 2N)
+    return _Candidates(sequences, scores, ends, parents)
+
+
+def _merge(pool: _Pool, candidates: _Candidates, generated: int, row_open: Tensor, settings: Settings) -> _Pool:
+    """The pool with the ending candidates among each row's best N merged in, while it can still change
+    (``row_open`` (B, 1); with ``early_stopping`` until it is full); each row keeps its N best hypotheses."""
+    batch, n = pool.scores.shape
+    max_len = pool.sequences.size(-1)
+    is_top_n = (torch.arange(2 * n, device=pool.scores.device) < n)[None]  # (1, 2N)
+    may_join = candidates.ends & is_top_n & row_open & ~(pool.full.all(dim=1, keepdim=True) & settings.early_stopping)
+    join_scores = torch.where(may_join, candidates.scores / generated**settings.length_penalty, _EXCLUDED)
+    scores, keep = torch.cat([pool.scores, join_scores], dim=1).topk(n, dim=1)  # (B, N) of (B, 3N)
+    padded = candidates.sequences.new_full((batch * 2 * n, max_len), _pad(settings))
+    padded[:, : candidates.sequences.size(1)] = candidates.sequences
+    merged = torch.cat([pool.sequences, padded.view(batch, 2 * n, max_len)], dim=1)  # (B, 3N, T_max)
+    lengths = torch.cat([pool.lengths, torch.full_like(join_scores, generated, dtype=torch.long)], dim=1)
+    return _Pool(merged.gather(1, keep[..., None].expand(-1, -1, max_len)), scores, lengths.gather(1, keep),
+                 torch.cat([pool.full, may_join], dim=1).gather(1, keep))
+
+
+def _select(candidates: _Candidates, n: int) -> tuple[_Beams, Tensor]:
+    """The best N candidates of each row that do not end, as the next beams, and the running row each
+    continues (B*N,): the order the cache is put in."""
+    batch = candidates.scores.size(0)
+    scores, pick = (candidates.scores + candidates.ends.float() * _EXCLUDED).topk(n, dim=1)  # (B, N)
+    rows = (pick + torch.arange(batch, device=pick.device)[:, None] * 2 * n).view(-1)  # (B*N,)
+    return _Beams(candidates.sequences[rows], scores), candidates.parents[rows]
+
+
+def _may_improve(pool: _Pool, beams: _Beams, generated: int, length_penalty: float) -> Tensor:
+    """(B, 1) whether each row's pool can still improve: it is not full, or its best running beam, scored at the
+    current length, beats its worst hypothesis."""
+    best_possible = beams.scores[:, :1] / (generated**length_penalty)  # (B, 1)
+    worst_kept = torch.where(pool.full.all(dim=1, keepdim=True),
+                             pool.scores.min(dim=1, keepdim=True).values, _EXCLUDED)  # (B, 1)
+    return best_possible > worst_kept
 
 
 # --- public entry points -------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ class CompareOptions:
     heads: int = option(4, "attention heads")
     d_ff: int = option(1024, "MLP width")
     layers: int = option(4, "layers of the encoder and of the decoder; the encoder-decoder gets half per side")
+    evidence: str | None = option(None, "a report.json of trilogy demo: add its measured task x architecture "
+                                        "rows, with the notebook's claim and whether they agree", metavar="REPORT")
     json: bool = option(False, "print JSON")
 
     def __post_init__(self) -> None:
@@ -33,9 +35,10 @@ def compare(options: CompareOptions) -> int:
     """The three families side by side, computed and measured.
 
     The notebook's table corrected, with parameters, FLOPs per token and memory of an equal-size configuration
-    of each, and (``--measure``) training and generation speed measured on this machine."""
+    of each, (``--measure``) training and generation speed measured on this machine, and (``--evidence``) the
+    task x architecture matrix a ``trilogy demo`` report measured."""
     result = compare_architectures(measure=options.measure, batch=options.batch, seq=options.seq, show=False,
-                                   d_model=options.d_model, n_heads=options.heads, d_ff=options.d_ff,
-                                   n_layers=options.layers)
+                                   evidence=options.evidence, d_model=options.d_model, n_heads=options.heads,
+                                   d_ff=options.d_ff, n_layers=options.layers)
     print(json.dumps(result, indent=2) if options.json else format_comparison(result))
     return 0

@@ -26,7 +26,7 @@ class MasksOptions:
 
 
 def masks(options: MasksOptions) -> int:
-    """Draw the attention masks (BERT, GPT, T5) exactly as the models build them.
+    """Draw the attention masks (BERT, GPT, the prefix LM, T5) exactly as the models build them.
 
     Without --out, prints them as text (# = may attend)."""
     if options.model is None:

@@ -12,14 +12,16 @@ objective          family             a batch
 ``denoise``        encoder-decoder    packed blocks, inputs as ``span``; the target is the whole block (BART)
 ``seq2seq``        encoder-decoder    (source, target) pairs, padded to the longest in the global batch
 ``classification`` encoder            (text, label) pairs; ``labels`` (B,) are indices into ``label_names``
+``task-*``         several            a task's rows as examples (``task_adapters.py``: the fine-tuning of each
+                                      architecture on each kind of task, and its predictions)
 =================  =================  ================================================================
 
-``causal.py``, ``prefix_lm.py``, ``masked.py``, ``spans.py`` and ``pairs.py`` define and register them;
+``causal.py``, ``prefix_lm.py``, ``masked.py``, ``spans.py``, ``pairs.py`` and ``task_objectives.py`` define and register them;
 ``batches.py`` makes any objective's batches deterministic, resumable and sharded; ``loss.py`` computes the loss of
 a batch.
 """
 
-from . import causal, masked, pairs, prefix_lm, spans  # noqa: F401  (each registers its objectives)
+from . import causal, masked, pairs, prefix_lm, spans, task_objectives  # noqa: F401  (each registers its objectives)
 from .batch_loss import compute_loss
 from .batches import LENGTH_GROUP_BATCHES, Batches, pad_rows
 from .noise import (

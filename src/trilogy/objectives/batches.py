@@ -207,7 +207,7 @@ class Batches:
                 "decoder_input_ids": decoder_input_ids, "decoder_attention_mask": decoder_attention_mask}
 
     def _shard(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        targets = int((batch["labels"] != IGNORE).sum())
+        targets = self.task.count_targets(batch["labels"])
         shard = {key: value.tensor_split(self.world_size)[self.rank] for key, value in batch.items()}
         shard["loss_normalizer"] = torch.tensor(max(targets, 1) / self.world_size)
         return shard

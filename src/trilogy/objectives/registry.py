@@ -30,9 +30,11 @@ class Objective:
 
     name: str = ""
     arch: str = ""  # the family it trains: "encoder", "decoder" or "encoder-decoder"
+    families: tuple[str, ...] = ()  # objectives that train several families (the tasks'): those, ``arch`` empty
     head: str = "lm"  # the ModelConfig head it trains
     prefix_lm: bool = False  # it trains a prefix LM (ModelConfig.prefix_lm), passing ``prefix_length`` to ``run``
-    corpus_kind: str = "text"  # what it reads: "text" (packed into blocks) or "pairs" (source, target)
+    corpus_kind: str = "text"  # what it reads: "text" (packed into blocks), "pairs" (source, target) or "task"
+    #   (a task's rows as examples, ``task_adapters.py``)
     default_for: tuple[str, ...] = ()  # the corpus kinds on which it is its family's default objective
     separator: str = "eos"  # text objectives: the special token between two documents
     needs: tuple[str, ...] = ("pad", "eos", "decoder_start")  # special tokens the tokenizer must have
@@ -55,6 +57,10 @@ class Objective:
         """The global batch of ``rows`` (from ``epoch_items``): input_ids, attention_mask and labels (B, T),
         -100 where nothing is predicted; encoder-decoder batches add decoder_input_ids and its mask."""
         raise NotImplementedError
+
+    def count_targets(self, labels: Tensor) -> int:
+        """How many targets the model's loss averages over in ``labels``: those not -100."""
+        return int((labels != -100).sum())
 
     def run(self, model: nn.Module, batch: dict[str, Tensor]) -> ModelOutput:
         """The model on ``batch`` with its labels: the output carries the loss."""

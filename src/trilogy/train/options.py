@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..config import POSITIONS, PRESETS, TINY_PRESETS
 from ..errors import TrilogyError
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, default_objective
 from ..option_fields import option
 from .precision import PRECISIONS
 
@@ -71,6 +71,9 @@ class RunOptions:
             raise TrilogyError(f"--arch must be one of {', '.join(DEFAULT_PRESET)}, got {self.arch!r}")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise TrilogyError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective is not None and OBJECTIVES[self.objective].corpus_kind == "task":
+            raise TrilogyError(f"objective {self.objective!r} fine-tunes on a task's rows (trilogy demo), not on "
+                               "--data")
         if self.objective is not None and OBJECTIVES[self.objective].arch != self.arch:
             raise TrilogyError(f"objective {self.objective!r} trains {OBJECTIVES[self.objective].arch} models, "
                                f"not {self.arch}")
@@ -95,6 +98,12 @@ class RunOptions:
             if given:
                 raise TrilogyError(f"--init {self.init} gives the architecture; drop "
                                    + ", ".join(f"--{name.replace('_', '-')}" for name in given))
+
+    def resolved(self, corpus_kind: str, fine_tuning: bool) -> RunOptions:
+        """These options with the defaults that depend on the run filled in: the family's preset (unless
+        fine-tuning, where ``--init`` gives the architecture) and the objective for a corpus of this kind."""
+        preset = self.preset if fine_tuning else self.preset or DEFAULT_PRESET[self.arch]
+        return replace(self, preset=preset, objective=self.objective or default_objective(self.arch, corpus_kind))
 
     def save(self, out_dir: Path) -> None:
         temp = out_dir / f".{RUN_FILE}.tmp"

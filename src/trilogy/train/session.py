@@ -17,11 +17,11 @@ from ..data import load_corpus, special_tokens, train_tokenizer
 from ..data.corpus import Corpus
 from ..errors import TrilogyError
 from ..models import Tokenization, build_model
-from ..objectives import Batches, compute_loss, default_objective, get_objective
+from ..objectives import Batches, compute_loss, get_objective
 from .distributed import Distributed
 from .evaluate import evaluate
 from .loop import TrainResult, TrainSettings, train
-from .options import DEFAULT_PRESET, RunOptions
+from .options import RunOptions
 from .precision import resolve_precision
 from .state import latest_checkpoint
 
@@ -64,10 +64,8 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
     """Build the run ``options`` describe and train it; with ``resume`` continue the run in ``out_dir``."""
     out_dir = Path(out_dir)
     start = load_start(options) if options.init is not None else None
-    if start is None:
-        options.preset = options.preset or DEFAULT_PRESET[options.arch]
     corpus = load_corpus(options.data)
-    options.objective = options.objective or default_objective(options.arch, corpus.kind)
+    options = options.resolved(corpus.kind, fine_tuning=start is not None)
     data = objective_corpus(options.objective, corpus, options.data)
     tokenizer_file = out_dir / "tokenizer.json"
     if not (resume and tokenizer_file.is_file()):
