@@ -1,13 +1,12 @@
 """The demo's budget: each unit stops at the step nearest its quota of FLOPs (counted per batch by
 ``trilogy.sizing``), the quota is planned so the probed step costs fill the time asked for, the counts survive a
-resume; ``--precision auto``; and the fill-the-blank question against an independent computation."""
+resume; ``--precision auto``; the options' errors."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +15,10 @@ import pytest
 import torch
 
 import trilogy
-from trilogy import Tokenization, build
+from trilogy import build
 from trilogy.demo.budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
-from trilogy.demo.families import FAMILY_ARCH, UNITS
-from trilogy.demo.fill_blank import WORD, fill_blank, make_blanks, masked_answers, next_word_answers
-from trilogy.demo.run import family_quota
 from trilogy.demo.state import DemoOptions
-from trilogy.demo.training import PLAN_SHARE, Probe, plan
+from trilogy.demo.training import Probe, equal_quota, plan
 from trilogy.objectives import Batches
 from trilogy.sizing import batch_rows, training_flops
 from trilogy.train.precision import cpu_has_fast_bf16, denormals_flushed, resolve_precision
@@ -110,88 +106,41 @@ def test_stops_on_ctrl_c_and_at_its_deadline(tmp_path, tokenizers, documents):
         BudgetedBatches(data, model.config, "joules", 1.0, 1.0, StopRequest(), tmp_path / "c.jsonl")
 
 
-PROBES = {"bert": Probe(0.12, 2.0e10, 2048), "gpt": Probe(0.10, 1.5e10, 2048),
-          "t5-code": Probe(0.20, 2.4e10, 4000), "t5": Probe(0.08, 0.9e10, 1500)}
+PROBES = [Probe(0.12, 2.0e10, 2048), Probe(0.10, 1.5e10, 2048), Probe(0.07, 0.9e10, 2048),
+          Probe(0.20, 2.4e10, 4000)]
 
 
-@pytest.mark.parametrize("budget", ["flops", "tokens", "time"])
-def test_the_plan_gives_every_family_the_same_budget_and_fills_the_time(budget):
-    options = DemoOptions(minutes=10, budget=budget)
-    measure = {"flops": "flops", "tokens": "tokens", "time": "seconds"}[budget]
-    quota = family_quota(options, PROBES)
-    plans = {u.name: plan(PROBES[u.name], measure, quota * u.budget_share) for u in UNITS}
-    planned = sum(p.planned_seconds for p in plans.values())
-    share = PLAN_SHARE if measure == "seconds" else 1.0  # a time budget leaves room for evaluations itself
-    assert planned == pytest.approx(share * options.train_seconds, rel=0.02)
-    if measure != "seconds":  # what the planned steps spend adds up to the same quota for each family
-        spent = {family: sum(plans[u.name].max_steps * PROBES[u.name].per_step(measure) for u in UNITS
-                             if u.family == family) for family in FAMILY_ARCH}
-        assert all(value == pytest.approx(quota, rel=0.01) for value in spent.values())
-    else:
-        assert all(p.quota is None for p in plans.values())
+def test_the_plan_gives_every_architecture_the_same_flops_and_fills_the_time():
+    """``equal_quota`` is what the demo plans pre-training with, and each task's fine-tuning."""
+    options = DemoOptions(minutes=10)
+    quota = equal_quota(options.pretrain_seconds, PROBES)
+    plans = [plan(probe, quota) for probe in PROBES]
+    assert sum(p.planned_seconds for p in plans) == pytest.approx(options.pretrain_seconds, rel=0.02)
+    assert all(p.max_steps * probe.flops_per_step == pytest.approx(quota, rel=0.01)
+               for p, probe in zip(plans, PROBES, strict=True))
+    assert options.finetune_seconds == pytest.approx(options.pretrain_seconds / len(options.tasks))
 
 
-def test_an_explicit_flops_budget_and_bad_options():
-    assert family_quota(DemoOptions(flops=3e13), PROBES) == 3e13
-    with pytest.raises(ValueError, match="--budget must be one of"):
-        DemoOptions(budget="joules")
-    with pytest.raises(ValueError, match="--flops"):
-        DemoOptions(budget="time", flops=1e12)
+def test_bad_options():
+    with pytest.raises(ValueError, match="--size must be one of"):
+        DemoOptions(size="huge")
     with pytest.raises(ValueError, match="--precision"):
         DemoOptions(precision="fp8")
+    with pytest.raises(ValueError, match="no task 'sentiment'"):
+        DemoOptions(tasks=["sentiment"])
+    with pytest.raises(ValueError, match="--init takes ARCH=PATH_OR_NAME"):
+        DemoOptions(init=["bert=somewhere"])
+    assert DemoOptions(init=["encoder=a/b=c"]).checkpoints == {"encoder": "a/b=c"}
 
 
 def test_auto_precision():
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "fp32"  # on a CPU the demo times both; train keeps fp32
+    assert resolve_precision("auto", cpu) == "fp32"
     flags = open("/proc/cpuinfo").read().split()  # noqa: SIM115 - the independent source: the kernel's flags
     assert cpu_has_fast_bf16() == any(f in flags for f in ("avx512_bf16", "amx_bf16"))
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="--precision"):
         resolve_precision("fp16", cpu)
-
-
-class TextCorpus:
-    def __init__(self, validation):
-        self.validation = validation
-
-
-def test_fill_the_blank_against_a_direct_computation(tokenizers, documents):
-    """Blanks hide one single-token word per line; BERT's answer is the argmax at [MASK] over the whole line,
-    GPT's the next-token argmax after the left side only, each computed here without the module's batching."""
-    models = {}
-    for family, arch, preset in (("bert", "encoder", "tiny-bert"), ("gpt", "decoder", "tiny-gpt2")):
-        torch.manual_seed(0)
-        models[family] = build(preset, vocab_size=tokenizers[arch].get_vocab_size(),
-                               tokenization=Tokenization(tokenizers[arch])).eval()
-    both = {family: model.tokenizer for family, model in models.items()}
-    blanks = make_blanks(documents, both, 70, seed=0)
-    assert len(blanks) >= 20
-    for blank in blanks:
-        assert WORD.fullmatch(blank.word) and "\n" in blank.before  # the line before comes too
-        for tokenizer in both.values():
-            assert len(tokenizer.encode(" " + blank.word, add_special_tokens=False).ids) == 1
-    bert, gpt = models["bert"], models["gpt"]
-    with torch.no_grad():
-        for blank, answer in zip(blanks, masked_answers(bert, blanks), strict=True):
-            ids = bert.tokenizer.encode(f"{blank.before} [MASK]{blank.after}").ids
-            at = ids.index(bert.tokenizer.token_to_id("[MASK]"))
-            logits = bert.run(torch.tensor([ids])).logits[0, at]
-            assert answer == bert.tokenizer.decode([int(logits.argmax())]).strip()
-        for blank, answer in zip(blanks, next_word_answers(gpt, blanks), strict=True):
-            ids = gpt.tokenizer.encode(blank.before, add_special_tokens=False).ids
-            logits = gpt.run(torch.tensor([ids])).logits[0, -1]
-            assert answer == gpt.tokenizer.decode([int(logits.argmax())]).strip()
-    result = fill_blank(models, TextCorpus(documents), documents, 70, seed=0)
-    assert result["blanks"] == len(blanks) and result["t5"] is None
-    counts = {}
-    for document in documents:
-        for word in re.findall(r"\b[a-z]{3,}\b", document):
-            counts[word] = counts.get(word, 0) + 1
-    eligible = sorted((w for w in counts if all(len(t.encode(" " + w, add_special_tokens=False).ids) == 1
-                                                for t in both.values())), key=lambda w: -counts[w])
-    assert result["baseline_word"] == eligible[0]
-    assert result["baseline"] == pytest.approx(sum(b.word == eligible[0] for b in blanks) / len(blanks))
 
 
 def test_denormals_are_flushed_only_inside():
@@ -221,15 +170,3 @@ with denormals_flushed():
     env = {**os.environ, "PYTHONPATH": str(Path(trilogy.__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert (int(out.stdout) > 0) == workers_first
-
-
-def test_bert_examples_blank_whole_words_only(tokenizers):
-    """A blank is a whole word: "the" inside "Othe" is none (blanking it left the line without a [MASK])."""
-    from trilogy.demo.samples import blank_sentences
-
-    tokenizer = tokenizers["encoder"]
-    inside = next(w for w in ("the", "and", "you", "not") if tokenizer.token_to_id(w) is not None)
-    line = f"O{inside} spoke many fair words to me"  # "O{inside}" holds {inside}, but not as a word
-    for seed in range(20):
-        for sentence, word in blank_sentences([line], tokenizer, 1, seed, 64):
-            assert "[MASK]" in sentence and re.search(rf"\b{word}\b", line)

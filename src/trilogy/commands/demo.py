@@ -15,36 +15,33 @@ if TYPE_CHECKING:
 
 # DemoOptions' fields, documented for --help
 DOCS = {
-    "minutes": "total time to aim for on this machine: the budget is planned from a short probe so that training "
-               "takes about 80% of it",
-    "budget": "what the families get the same amount of: flops (training FLOPs), tokens (tokens seen) or time "
-              "(wall-clock seconds)",
-    "flops": "training FLOPs per family, e.g. 3e13 (default: as many as fit in --minutes here)",
-    "precision": "fp32, bf16 (autocast) or auto: bf16 on a GPU; on a CPU with AVX512-BF16 or AMX, whichever a "
-                 "few timed steps of each unit find faster; else fp32",
-    "data": "text to train on: a .txt file, a folder, a .jsonl with 'text', or shakespeare",
-    "pairs": "T5's second task: a .jsonl with 'source'/'target', or stdlib-docstrings",
-    "seed": "seed of the weights, batches and samples",
-    "d_model": "model width of all three",
-    "layers": "layers of BERT and GPT; T5 gets half in its encoder, half in its decoder",
-    "heads": "attention heads",
-    "seq_len": "tokens per sequence",
-    "batch_size": "sequences per step",
-    "vocab_size": "tokenizer vocabulary of each family",
-    "eval_batches": "held-out batches per evaluation",
+    "minutes": "total time to aim for on this machine: about 40% pre-training, 40% fine-tuning split equally over "
+               "the tasks, the rest probing and evaluation",
+    "size": "model and data sizes: tiny (2 CPU cores), small or base (a GPU)",
+    "device": "auto (cuda when there is one), cpu or cuda",
+    "precision": "fp32, bf16 (autocast) or auto: bf16 on a GPU, else fp32",
+    "seed": "the first seed of the weights and batches",
+    "tasks": "built-in tasks (polarity pos wordnet-span plurals spelling docstrings lm)",
+    "task_files": "tasks of your own, JSONL files (row formats in docs/demo.md)",
+    "init": "ARCH=PATH_OR_NAME: start ARCH (encoder, decoder, prefix-lm, encoder-decoder) from a checkpoint (a "
+            "Hugging Face folder or a name in its cache) with its own tokenizer instead of pre-training it",
+    "max_train": "train rows per task at most",
+    "max_eval": "held-out rows per task at most",
 }
+
+FIELDS: dict[str, dict[str, Any]] = {name: {"doc": doc} for name, doc in DOCS.items()}
+FIELDS["task_files"].update(aliases=("--task",), metavar="FILE.jsonl")
+FIELDS["init"].update(metavar="ARCH=PATH_OR_NAME")
 
 
 @dataclass(kw_only=True)
 class DemoCommandOptions:
     """The demo to run (``DemoOptions``, as far as the command line gives them), where, and how many times."""
 
-    demo: dict[str, Any] = options_of("trilogy.demo.state:DemoOptions",
-                                      **{name: {"doc": doc} for name, doc in DOCS.items()})
+    demo: dict[str, Any] = options_of("trilogy.demo.state:DemoOptions", **FIELDS)
     out: str = option("runs/demo", "output folder")
-    seeds: int = option(1, "run the demo for N seeds (from --seed on, in OUT/seed-K) and report each figure as "
-                           "mean and spread, with a verdict only where every seed agrees; meant for a GPU: each "
-                           "seed takes the full --minutes")
+    seeds: int = option(1, "run the demo for N seeds (from --seed on, in OUT/seed-K) and report each cell as mean "
+                           "± spread (max - min); each seed takes the full --minutes")
     resume: bool = option(False, "continue the demo in --out where it stopped")
     json: bool = option(False, "print the results as one JSON line at the end")
 
@@ -54,11 +51,12 @@ class DemoCommandOptions:
 
 
 def demo(options: DemoCommandOptions) -> int:
-    """Train BERT, GPT and T5 side by side under one budget and write a report.
+    """The notebook's use-case table, measured: four architectures at equal compute on real tasks.
 
-    Trains a BERT-, a GPT- and a T5-style model of the same size at the same training compute (FLOPs), then
-    reports what each learned against its baseline, how the three answer one common question (fill the blank),
-    what each cost and how it attends. Ctrl-C stops cleanly and writes a partial report; --resume continues."""
+    One pre-training corpus; an encoder (BERT), a decoder (GPT), a prefix LM and an encoder-decoder (T5) of the
+    same size pre-trained on it at the same FLOPs, each with its own objective; each adapted to each task the
+    natural way at the same FLOPs per task; a task x architecture matrix of held-out scores beside the baselines
+    and the notebook's claims. Ctrl-C stops cleanly and writes a partial report; --resume continues."""
     from ..train.precision import denormals_flushed
 
     with denormals_flushed():  # set before any parallel work: the thread pool's workers start with it
@@ -66,36 +64,29 @@ def demo(options: DemoCommandOptions) -> int:
 
 
 def _demo(options: DemoCommandOptions) -> int:
-    from ..demo.report import SUMMARY_HEADERS, text_table
-    from ..demo.run import run_demo
-    from ..demo.seeds import HEADERS, rows, run_seeds
-    from ..demo.state import load_state
+    try:
+        from ..demo.report import MATRIX_HEADERS, matrix_rows, text_table
+        from ..demo.seeds import run_demo
+        from ..demo.state import load_state
+    except ModuleNotFoundError as missing:
+        if missing.name == "trilogy.objectives.task_adapters":
+            raise UserError("trilogy demo needs trilogy.objectives.task_adapters, which this install lacks") from None
+        raise
 
     out = Path(options.out)
-    if options.seeds > 1:
-        first = out / f"seed-{options.demo.get('seed', 0)}"
-        demo_options = _demo_options(asdict(load_state(first).options) if options.resume else None, options.demo)
-        summary = run_seeds(demo_options, out, options.seeds, options.resume, run_demo)
-        if options.json:
-            print(json.dumps({"out": str(out), **summary}))
-        else:
-            print()
-            print(text_table(HEADERS, rows(summary)))
-            print(f"\nsummary: {out / 'seeds.md'}; each seed's report: {out}/seed-K/report.html")
-        return 130 if summary["interrupted"] else 0
-    demo_options = _demo_options(asdict(load_state(out).options) if options.resume else None, options.demo)
-    report = run_demo(demo_options, out, resume=options.resume)
+    first = out if options.seeds == 1 else out / f"seed-{options.demo.get('seed', 0)}"
+    demo_options = _demo_options(asdict(load_state(first).options) if options.resume else None, options.demo)
+    report = run_demo(demo_options, out, options.seeds, resume=options.resume)
     if options.json:
-        print(json.dumps({"out": str(out), "interrupted": report["interrupted"], "options": asdict(demo_options),
-                          "budget": report["budget"], "common_ground": report["common_ground"],
-                          "units": [{k: v for k, v in u.items() if k != "curve"} for u in report["units"]]}))
+        print(json.dumps({"out": str(out), "interrupted": report["interrupted"], "tasks": report["tasks"],
+                          "pretraining": report["pretraining"]}))
     else:
         print()
-        print(text_table(SUMMARY_HEADERS, report["summary"]))
-        print(f"\nreport: {out / 'report.html'} (and report.md); checkpoints: {out}/bert, {out}/gpt, {out}/t5")
+        print(text_table(MATRIX_HEADERS, matrix_rows(report)))
+        print(f"\nreport: {out / 'report.html'} (and report.md, report.json)")
     if report["interrupted"]:
-        print(f"trilogy demo: interrupted; partial report written. Continue with: trilogy demo --resume --out {out}",
-              file=sys.stderr)
+        print(f"trilogy demo: interrupted; partial report written. Continue with: trilogy demo --resume --out {out}"
+              + (f" --seeds {options.seeds}" if options.seeds > 1 else ""), file=sys.stderr)
         return 130
     return 0
 

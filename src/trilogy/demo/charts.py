@@ -1,10 +1,12 @@
-"""The loss curves of the demo's units on one chart, against tokens and against wall-clock time."""
+"""The pre-training loss curves of the four architectures on one chart, against FLOPs, tokens and seconds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-COLORS = {"bert": "tab:blue", "gpt": "tab:green", "t5-code": "tab:orange", "t5": "tab:orange"}
+from .families import LABELS
+
+COLORS = {"encoder": "tab:blue", "decoder": "tab:green", "prefix-lm": "tab:purple", "encoder-decoder": "tab:orange"}
 AXES = (("flops", 1e-12, "training FLOPs (TFLOP)"), ("tokens", 1e-6, "tokens trained on (millions)"),
         ("seconds", 1.0, "seconds of training (wall-clock)"))
 
@@ -19,33 +21,23 @@ def _moving_average(values: list[float], window: int) -> list[float]:
     return out
 
 
-def draw_loss_curves(units: list[dict], path: Path) -> None:
-    """Training loss (moving average over 10 steps) and validation loss of every unit, against training FLOPs,
-    tokens and seconds; T5's docstring phase continues where its pre-training on code ended."""
+def draw_loss_curves(curves: dict[str, list[dict]], path: Path) -> None:
+    """Training loss (moving average over 10 steps) of each architecture (``findings.curve`` points) against
+    training FLOPs, tokens and seconds."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(16, 4.6), layout="constrained")
     axes = figure.subplots(1, len(AXES))
-    ends = {key: 0 for key, _, _ in AXES}  # where the unit a later one starts from ended
-    for unit in units:
-        start = ends if unit["name"] == "t5" else dict.fromkeys(ends, 0)
-        train = [p for p in unit["curve"] if p["split"] == "train"]
-        valid = [p for p in unit["curve"] if p["split"] == "validation"]
-        smoothed = _moving_average([p["loss"] for p in train], 10)
-        style = "--" if unit["name"] == "t5-code" else "-"
+    for arch, points in curves.items():
+        smoothed = _moving_average([p["loss"] for p in points], 10)
         for ax, (key, scale, _) in zip(axes, AXES, strict=True):
-            ax.plot([(p[key] + start[key]) * scale for p in train], smoothed, style, color=COLORS[unit["name"]],
-                    label=unit["label"], linewidth=1.4)
-            ax.plot([(p[key] + start[key]) * scale for p in valid], [p["loss"] for p in valid], "o",
-                    color=COLORS[unit["name"]], markersize=4)
-        if unit["name"] == "t5-code" and train:
-            ends = {key: train[-1][key] for key in ends}
+            ax.plot([p[key] * scale for p in points], smoothed, color=COLORS[arch], label=LABELS[arch],
+                    linewidth=1.4)
     for ax, (_, _, label) in zip(axes, AXES, strict=True):
         ax.set_xlabel(label)
         ax.set_ylabel("loss (nats per predicted token)")
         ax.grid(alpha=0.3)
-    if units:
-        axes[0].legend(fontsize=8)
-    figure.suptitle("Training loss (moving average of 10 steps; dots: validation). Each objective predicts "
-                    "different tokens, so compare each curve with its own start.", fontsize=10)
+    axes[0].legend(fontsize=8)
+    figure.suptitle("Pre-training loss (moving average of 10 steps). Each objective predicts different tokens, "
+                    "so compare each curve with its own start.", fontsize=10)
     figure.savefig(path, dpi=90)

@@ -1,16 +1,15 @@
-"""``trilogy demo`` from top to bottom, in named phases over typed records: prepare (corpora, tokenizers, three
-equal-size models) -> probe (what a step of each unit costs here) -> plan (the same training FLOPs for each
-family, by default) -> train (each unit until its quota is spent) -> report (evaluation against baselines and
-on one common question, samples, attention pictures).
+"""``trilogy demo`` from top to bottom, in named phases over typed records: prepare (the tasks, the pre-training
+corpus, one tokenizer per family, four equal-size models) -> probe (what a step of each unit costs here) -> plan
+(the same pre-training FLOPs for each architecture, the same fine-tuning FLOPs for each on each task) ->
+pre-train -> fine-tune -> evaluate (each fine-tuned model on its task's held-out rows) -> report.
 
-The output folder holds ``demo.json`` (the options, the probes, the budget and how far each unit got),
-``tokenizers/``, one checkpoint folder per unit (``bert``, ``gpt``, ``t5-code``, ``t5``), the pictures,
-``report.html``, ``report.md`` and ``report.json``. ``--resume`` reads ``demo.json`` and goes on from there.
+A seed's folder holds ``demo.json`` (the options, the probes, the budget, how far each unit got and its score),
+``tokenizers/``, ``pretrain/ARCH/`` and ``finetune/TASK/ARCH/`` (each a checkpoint ``trilogy.from_pretrained``
+loads). ``--resume`` reads ``demo.json`` and goes on from there.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from dataclasses import dataclass
@@ -20,52 +19,79 @@ import torch
 from tokenizers import Tokenizer
 
 from ..convert import from_pretrained
-from ..data import load_corpus, train_tokenizer
+from ..data import train_tokenizer
+from ..data.pretraining import pretraining_corpus
+from ..data.tasks import Task, load_task, task_from_file
 from ..errors import TrilogyError
 from ..models import Tokenization, build_model
+from ..objectives import Batches, compute_loss
+from ..objectives.task_adapters import (
+    adaptation,
+    architecture_config,
+    fine_tune_config,
+    score,
+    task_batches,
+    task_loss,
+)
 from ..train.distributed import Distributed
-from ..train.precision import cpu_has_fast_bf16, resolve_precision
-from .budget import StopRequest, first_ctrl_c_requests_stop
-from .families import FAMILY_ARCH, UNITS, Unit, matched_configs
-from .findings import build_report
-from .report import format_flops, format_quota, write_reports
-from .slices import TOKENIZER_CHARS, capped_texts
-from .state import BUDGETS, STATE_FILE, TOKENIZER_DATA, Budget, DemoOptions, DemoState, load_state, save_state
-from .training import Job, Probe, plan, probe, train_unit
+from ..train.precision import resolve_precision
+from .budget import StopRequest
+from .families import ARCHITECTURES, LABELS, PRETRAINING, SIZES, TOKENIZER, Size, matched_configs
+from .report import format_flops
+from .state import STATE_FILE, Budget, DemoOptions, DemoState, load_state, save_state
+from .training import (
+    FINE_TUNING_RATE,
+    LEARNING_RATE,
+    LEARNING_RATES,
+    Job,
+    equal_quota,
+    plan,
+    probe,
+    train_unit,
+)
+
+TOKENIZER_CHARS = 2_000_000  # of the corpus each tokenizer trains on
 
 
-def family_quota(options: DemoOptions, probes: dict[str, Probe]) -> float:
-    """Each family's budget in its measure: ``--flops`` if given, else as much as lets the four units train in
-    ``train_seconds`` at the step costs the probe measured (each unit spends its share of its family's quota).
-    A time budget splits the seconds equally."""
-    measure = BUDGETS[options.budget]
-    if options.flops is not None:
-        return options.flops
-    if measure == "seconds":
-        return options.train_seconds / len(FAMILY_ARCH)
-    return options.train_seconds / training_seconds(probes, measure)
+def pretrain_unit(arch: str) -> str:
+    return f"pretrain/{arch}"
 
 
-def training_seconds(probes: dict[str, Probe], measure: str = "flops") -> float:
-    """Seconds of training steps the four units take at these step costs when each family gets one unit of
-    ``measure`` (each unit its share of it)."""
-    return sum(unit.budget_share * probes[unit.name].step_seconds / probes[unit.name].per_step(measure)
-               for unit in UNITS)
+def finetune_unit(task: str, arch: str) -> str:
+    return f"finetune/{task}/{arch}"
 
 
-def prepare_tokenizers(out: Path, corpora: dict, vocab_size: int) -> dict[str, Tokenizer]:
-    """family -> its tokenizer, trained on a slice of what the family trains on (BERT and GPT the text, T5 the
-    code and docstrings), or loaded from ``tokenizers/`` when a resumed demo already trained it."""
+def load_tasks(options: DemoOptions) -> list[Task]:
+    """The built-in tasks named in the options, capped, then the user's task files."""
+    tasks = [load_task(name, options.max_train, options.max_eval) for name in options.tasks]
+    for path in options.task_files:
+        task = task_from_file(path)
+        tasks.append(Task(task.name, task.kind, task.metric, task.higher_is_better, task.train[:options.max_train],
+                          task.eval[:options.max_eval], task.baseline, task.claimed_family, task.claim, task.source))
+    names = [task.name for task in tasks]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise TrilogyError(f"two tasks are named {repeated[0]!r}; rename one task file")
+    return tasks
+
+
+def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: set[str]) -> dict[str, Tokenizer]:
+    """Tokenizer family -> its tokenizer, trained on the start of the corpus, or read back from
+    ``tokenizers/`` when a resumed demo already trained it."""
     folder = out / "tokenizers"
     folder.mkdir(exist_ok=True)
     tokenizers = {}
-    for family, arch in FAMILY_ARCH.items():
+    for family in sorted(families):
         path = folder / f"{family}.json"
         if not path.is_file():
             started = time.perf_counter()
-            texts = itertools.chain.from_iterable(capped_texts(corpora[kind], TOKENIZER_CHARS[kind])
-                                                  for kind in TOKENIZER_DATA[family])
-            tokenizer = train_tokenizer(arch, texts, vocab_size)
+            texts, used = [], 0
+            for document in corpus:
+                texts.append(document)
+                used += len(document)
+                if used > TOKENIZER_CHARS:
+                    break
+            tokenizer = train_tokenizer(family, texts, vocab_size)
             tokenizer.save(str(path.with_suffix(".tmp")))
             os.replace(path.with_suffix(".tmp"), path)
             print(f"  {family} tokenizer: {tokenizer.get_vocab_size():,} tokens "
@@ -74,138 +100,233 @@ def prepare_tokenizers(out: Path, corpora: dict, vocab_size: int) -> dict[str, T
     return tokenizers
 
 
+def as_architecture(model, arch: str):
+    """``model`` with its config made ``arch``'s (a decoder checkpoint becomes a prefix LM), its weights kept."""
+    config = architecture_config(arch, model.config)
+    if config == model.config:
+        return model
+    changed = build_model(config, tokenization=model.tokenization)
+    changed.load_state_dict(model.state_dict())
+    return changed
+
+
+def fine_tune_model(pretrained, task: Task, arch: str):
+    """A model of the task's fine-tuning config, holding every pretrained weight whose name and shape it has
+    (the new heads start fresh)."""
+    model = build_model(fine_tune_config(pretrained.config, task, arch), tokenization=pretrained.tokenization)
+    own = model.state_dict()
+    kept = {name: value for name, value in pretrained.state_dict().items()
+            if name in own and own[name].shape == value.shape}
+    model.load_state_dict(kept, strict=False)
+    return model
+
+
 @dataclass
 class Setup:
-    """What every phase works with: the options, the output folder, the data, tokenizers and model configs,
-    where the models run, and the Ctrl-C request."""
+    """What every phase works with: the options, the output folder, the tasks, the corpus, tokenizers and
+    configs, where the models run, and the Ctrl-C request."""
 
     options: DemoOptions
     out: Path
-    corpora: dict
+    size: Size
+    tasks: list[Task]
+    corpus: list[str]
     tokenizers: dict[str, Tokenizer]
     configs: dict
     dist: Distributed
+    precision: str
     stop: StopRequest
 
-    def fresh_model(self, unit: Unit):
-        """A new model of the unit's family, seeded, with its tokenizer."""
+    def fresh_model(self, arch: str):
         torch.manual_seed(self.options.seed)
-        return build_model(self.configs[unit.family], tokenization=Tokenization(self.tokenizers[unit.family]))
+        return build_model(self.configs[arch], tokenization=Tokenization(self.tokenizers[TOKENIZER[arch]]))
 
-    def starting_model(self, unit: Unit):
-        """A fresh model of the unit's family (seeded), or the final weights of the unit it starts from."""
-        if unit.starts_from is not None:
-            return from_pretrained(self.out / unit.starts_from)
-        return self.fresh_model(unit)
+    def pretrained(self, arch: str, fresh: bool = False):
+        """The architecture's pre-trained model: its ``--init`` checkpoint, or its pre-training's final weights
+        (``fresh``: a new model of that shape, for the probe)."""
+        if arch in self.options.checkpoints:
+            model = from_pretrained(self.options.checkpoints[arch])
+            if model.tokenizer is None:
+                raise TrilogyError(f"--init {arch}={self.options.checkpoints[arch]}: the checkpoint has no tokenizer.json")
+            return as_architecture(model, arch)
+        if fresh:
+            return self.fresh_model(arch)
+        return from_pretrained(self.out / pretrain_unit(arch))
 
-    def job(self, unit: Unit, model, precision: str) -> Job:
-        options = self.options
-        return Job(unit, self.out / unit.name, model.to(self.dist.device), self.corpora[unit.data],
-                   unit.seq_len(options.seq_len), unit.batch_size(options.batch_size), options.eval_batches,
-                   options.seed, self.dist, precision)
+    def pretrain_job(self, arch: str, model) -> Job:
+        objective = PRETRAINING[arch]
+        seq_len, batch_size = self.size.seq_len, self.size.batch_size
+
+        def batches(seed: int) -> Batches:
+            return Batches(objective, self.corpus, model.tokenizer, seq_len, batch_size, seed)
+
+        def loss(model, batch):
+            return compute_loss(objective, model, batch)
+
+        return Job(pretrain_unit(arch), self.out / pretrain_unit(arch), model.to(self.dist.device), batches, loss,
+                   LEARNING_RATES.get(objective, LEARNING_RATE), self.options.seed, self.dist, self.precision)
+
+    def finetune_job(self, task: Task, arch: str, model) -> Job:
+        seq_len, batch_size = self.size.seq_len, self.size.batch_size
+
+        def batches(seed: int):
+            return task_batches(task, arch, model.tokenizer, seq_len, batch_size, seed)
+
+        name = finetune_unit(task.name, arch)
+        return Job(name, self.out / name, model.to(self.dist.device), batches, task_loss, FINE_TUNING_RATE,
+                   self.options.seed, self.dist, self.precision)
+
+    def pretraining_archs(self) -> list[str]:
+        return [arch for arch in ARCHITECTURES if arch not in self.options.checkpoints]
 
 
 def prepare(options: DemoOptions, out: Path, stop: StopRequest) -> Setup:
-    """The corpora, the tokenizers (trained, or read back when resuming) and the families' configs."""
-    corpora = {"text": load_corpus(options.data), "pairs": load_corpus(options.pairs)}
-    if corpora["text"].kind != "text" or corpora["pairs"].kind != "pairs":
-        raise TrilogyError("--data must be text (a file, a folder, JSONL with 'text', or shakespeare) and "
-                           "--pairs source/target pairs (JSONL with 'source' and 'target', or stdlib-docstrings)")
-    corpora["code"] = corpora["pairs"].sources(documented=True)
-    print("training tokenizers", flush=True)
-    tokenizers = prepare_tokenizers(out, corpora, options.vocab_size)
-    configs = matched_configs(tokenizers, options.d_model, options.heads, options.layers, options.seq_len)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return Setup(options, out, corpora, tokenizers, configs, Distributed(0, 1, device), stop)
+    """The tasks, the corpus, the tokenizers (trained, or read back when resuming) and the configs."""
+    size = SIZES[options.size]
+    print("loading the tasks and the pre-training corpus", flush=True)
+    tasks = load_tasks(options)
+    corpus = pretraining_corpus(size.corpus_bytes)
+    print(f"  {len(tasks)} tasks; corpus: {len(corpus):,} documents, {sum(map(len, corpus)):,} characters",
+          flush=True)
+    families = {TOKENIZER[arch] for arch in ARCHITECTURES}
+    tokenizers = prepare_tokenizers(out, corpus, size.vocab_size, families)
+    configs = matched_configs(tokenizers, size)
+    if options.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(options.device)
+    return Setup(options, out, size, tasks, corpus, tokenizers, configs, Distributed(0, 1, device),
+                 resolve_precision(options.precision, device), stop)
 
 
-def precisions_to_try(options: DemoOptions, device: torch.device) -> tuple[str, ...]:
-    """On a CPU with bf16 instructions, "auto" times both precisions: whether bf16 pays off depends on the
-    sizes."""
-    if options.precision == "auto" and device.type == "cpu" and cpu_has_fast_bf16():
-        return ("fp32", "bf16")
-    return (resolve_precision(options.precision, device),)
+def probe_units(setup: Setup, state: DemoState) -> None:
+    """What a step of each unit costs on this machine (kept in the state); the fine-tuning units whose
+    architecture has no adaptation for their task's kind are marked n/a with the reason."""
+    for arch in setup.pretraining_archs():
+        record = state.unit(pretrain_unit(arch))
+        if record.probe is None and not setup.stop.requested:
+            print(f"timing pre-training steps: {LABELS[arch]}", flush=True)
+            record.probe = probe(setup.pretrain_job(arch, setup.fresh_model(arch)))
+            save_state(setup.out, state)
+    for task in setup.tasks:
+        for arch in ARCHITECTURES:
+            record = state.unit(finetune_unit(task.name, arch))
+            adapted = adaptation(arch, task.kind)
+            if adapted.unavailable is not None:
+                record.status, record.reason = "n/a", adapted.unavailable
+            elif record.probe is None and not setup.stop.requested:
+                print(f"timing fine-tuning steps: {task.name}, {arch}", flush=True)
+                model = fine_tune_model(setup.pretrained(arch, fresh=True), task, arch)
+                record.probe = probe(setup.finetune_job(task, arch, model))
+            save_state(setup.out, state)
 
 
-def probe_units(setup: Setup, state: DemoState, candidates: tuple[str, ...]) -> None:
-    """What a step of each unit costs on this machine, in each candidate precision (kept in the state)."""
-    for number, unit in enumerate(UNITS, start=1):
-        probes = state.units[unit.name].probes
-        for precision in candidates:
-            if precision not in probes and not setup.stop.requested:
-                print(f"[{number}/{len(UNITS)}] {unit.label}: timing training steps ({precision})", flush=True)
-                probes[precision] = probe(setup.job(unit, setup.fresh_model(unit), precision))
-                save_state(setup.out, state)
-
-
-def plan_budget(setup: Setup, state: DemoState, candidates: tuple[str, ...]) -> None:
-    """The faster precision, each family's quota, and each unit's plan (once: a resumed demo keeps its own)."""
+def plan_budget(setup: Setup, state: DemoState) -> None:
+    """Equal pre-training FLOPs for the architectures, equal fine-tuning FLOPs for each on each task, and each
+    unit's plan (once: a resumed demo keeps its own)."""
     if state.budget is None:
         options = setup.options
-        state.precision = min(candidates, key=lambda p: training_seconds(state.probes(p)))
-        probes = state.probes(state.precision)
-        quota = family_quota(options, probes)
-        planned_seconds = 0.0
-        for unit in UNITS:
-            planned = plan(probes[unit.name], BUDGETS[options.budget], quota * unit.budget_share)
-            state.units[unit.name].plan = planned
-            planned_seconds += planned.planned_seconds
-        state.budget = Budget(options.budget, BUDGETS[options.budget], quota, planned_seconds)
+        archs = setup.pretraining_archs()
+        pretrain = None
+        if archs:
+            records = [state.units[pretrain_unit(arch)] for arch in archs]
+            pretrain = equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe])
+            for record in records:
+                assert record.probe is not None
+                record.plan = plan(record.probe, pretrain)
+        task_flops = {}
+        for task in setup.tasks:
+            records = [state.units[finetune_unit(task.name, arch)] for arch in ARCHITECTURES]
+            trained = [r for r in records if r.status != "n/a"]
+            if not trained:
+                continue
+            task_flops[task.name] = equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe])
+            for record in trained:
+                assert record.probe is not None
+                record.plan = plan(record.probe, task_flops[task.name])
+        planned = sum(r.plan.planned_seconds for r in state.units.values() if r.plan)
+        state.budget = Budget(pretrain, task_flops, planned)
+        state.precision = setup.precision
         save_state(setup.out, state)
-    print(f"budget: {format_quota(state.budget.measure, state.budget.per_family)} per family; about "
-          f"{state.budget.planned_seconds:.0f} s of training in all, in {state.precision}", flush=True)
+    budget = state.budget
+    text = (f"{format_flops(budget.pretrain_flops)} of pre-training per architecture, "
+            if budget.pretrain_flops else "")
+    print(f"budget: {text}{len(budget.task_flops)} tasks at their own equal fine-tuning FLOPs; about "
+          f"{budget.planned_seconds:.0f} s of training in all, in {state.precision}", flush=True)
 
 
-def train_units(setup: Setup, state: DemoState) -> None:
-    """Each unit in turn until its plan is spent (or Ctrl-C, or its deadline); a resumed unit goes on from its
-    last checkpoint, a finished one is skipped."""
-    for number, unit in enumerate(UNITS, start=1):
-        record = state.units[unit.name]
-        if setup.stop.requested or record.finished:
-            continue
-        planned = record.plan
-        assert planned is not None and state.precision is not None  # plan_budget ran
-        job = setup.job(unit, setup.starting_model(unit), state.precision)
-        print(f"[{number}/{len(UNITS)}] {unit.label}: {job.model.num_parameters():,} parameters, "
-              f"{planned.max_steps} steps for {format_quota(planned.measure, planned.quota)} "
-              f"(about {planned.planned_seconds:.0f} s)", flush=True)
-        was_started = record.status in ("training", "interrupted")
-        record.status = "training"
-        save_state(setup.out, state)
-        result = train_unit(job, planned, record.probes[state.precision].step_seconds, setup.stop,
-                            resume=was_started)
-        previous_peak = record.peak_memory_bytes or 0
-        result["peak_memory_bytes"] = max(previous_peak, result["peak_memory_bytes"] or 0) or None
-        for name, value in result.items():
-            setattr(record, name, value)
-        save_state(setup.out, state)
-        print(f"[{number}/{len(UNITS)}] {unit.label}: {record.status} after {record.steps} steps, "
-              f"{format_flops(record.flops)}, {record.tokens:,} tokens, {record.seconds:.0f} s", flush=True)
+def run_unit(setup: Setup, state: DemoState, name: str, make_job) -> None:
+    """Train one unit to its plan (a resumed one from its last checkpoint; a finished one is skipped)."""
+    record = state.units[name]
+    if setup.stop.requested or record.finished or record.plan is None or record.probe is None:
+        return
+    job = make_job()
+    print(f"{name}: {job.model.num_parameters():,} parameters, {record.plan.max_steps} steps for "
+          f"{format_flops(record.plan.quota)} (about {record.plan.planned_seconds:.0f} s)", flush=True)
+    was_started = record.status in ("training", "interrupted")
+    record.status = "training"
+    save_state(setup.out, state)
+    result = train_unit(job, record.plan, record.probe.step_seconds, setup.stop, resume=was_started)
+    for key, value in result.items():
+        setattr(record, key, value)
+    save_state(setup.out, state)
+    print(f"{name}: {record.status} after {record.steps} steps, {format_flops(record.flops)}, "
+          f"{record.seconds:.0f} s", flush=True)
 
 
-def run_demo(options: DemoOptions, out: Path, resume: bool = False) -> dict:
-    """Run (or continue) the demo in ``out`` and write its report. Returns the report's data; its
-    ``interrupted`` is True when Ctrl-C stopped the training (the report is then partial)."""
+def pretrain(setup: Setup, state: DemoState) -> None:
+    for arch in setup.pretraining_archs():
+        run_unit(setup, state, pretrain_unit(arch),
+                 lambda arch=arch: setup.pretrain_job(arch, setup.fresh_model(arch)))
+
+
+def fine_tune(setup: Setup, state: DemoState) -> None:
+    """Each task, each architecture from its pre-trained weights (a model whose pre-training did not finish is
+    not fine-tuned)."""
+    for task in setup.tasks:
+        for arch in ARCHITECTURES:
+            if arch not in setup.options.checkpoints and not state.unit(pretrain_unit(arch)).finished:
+                continue
+            run_unit(setup, state, finetune_unit(task.name, arch),
+                     lambda task=task, arch=arch: setup.finetune_job(
+                         task, arch, fine_tune_model(setup.pretrained(arch), task, arch)))
+
+
+def evaluate(setup: Setup, state: DemoState) -> None:
+    """Each fine-tuned model's score on its task's held-out rows (kept in the state)."""
+    for task in setup.tasks:
+        for arch in ARCHITECTURES:
+            name = finetune_unit(task.name, arch)
+            record = state.units[name]
+            if record.status not in ("done", "deadline") or record.score is not None or setup.stop.requested:
+                continue
+            started = time.perf_counter()
+            model = from_pretrained(setup.out / name).to(setup.dist.device).eval()
+            with torch.no_grad():
+                record.score = score(model, task, arch, model.tokenizer, setup.size.seq_len,
+                                              setup.size.batch_size)
+            record.eval_seconds = round(time.perf_counter() - started, 2)
+            save_state(setup.out, state)
+            print(f"{name}: {task.metric} {record.score:.3f} ({record.eval_seconds:.0f} s)", flush=True)
+
+
+def run_seed(options: DemoOptions, out: Path, stop: StopRequest, resume: bool = False) -> dict:
+    """Run (or continue) one seed of the demo in ``out``; returns its results (``findings.seed_results``)."""
+    from .findings import seed_results
+
     out = Path(out)
     if not resume and (out / STATE_FILE).exists():
         raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
-    started = time.perf_counter()
-    with first_ctrl_c_requests_stop() as stop:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        candidates = precisions_to_try(options, device)
-        print(f"trilogy demo: {options.minutes:g} minutes on {device.type} ({' or '.join(candidates)}); each "
-              f"family gets the same budget of training {options.budget}", flush=True)
-        state = load_state(out) if resume else DemoState(options)
-        out.mkdir(parents=True, exist_ok=True)
-        save_state(out, state)
-        setup = prepare(options, out, stop)
-        probe_units(setup, state, candidates)
-        if not stop.requested:  # Ctrl-C during the probe: nothing to plan or train
-            plan_budget(setup, state, candidates)
-            train_units(setup, state)
-        print("evaluating and writing the report", flush=True)
-        report = build_report(out, options, state, setup.corpora, setup.tokenizers, setup.dist,
-                              interrupted=stop.requested)
-        report["wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_reports(out, report)
-        return report
+    state = load_state(out) if resume and (out / STATE_FILE).exists() else DemoState(options)
+    out.mkdir(parents=True, exist_ok=True)
+    save_state(out, state)
+    setup = prepare(options, out, stop)
+    probe_units(setup, state)
+    if not stop.requested:
+        plan_budget(setup, state)
+        pretrain(setup, state)
+        fine_tune(setup, state)
+        print("evaluating the fine-tuned models on their tasks' held-out rows", flush=True)
+        evaluate(setup, state)
+    return seed_results(setup, state, interrupted=stop.requested)
+

@@ -1,100 +1,114 @@
-"""``trilogy demo --seeds N``: the demo once per seed (``seed-K/`` folders), then one report of every figure as
-the mean and spread over the seeds. A verdict stands only where every seed reached the same one; otherwise the
-spread is too wide to call it ("mixed")."""
+"""``trilogy demo``'s seeds and its matrix: the demo once per seed (in the output folder itself for one seed,
+in ``seed-K/`` folders for several), then every cell of the task x architecture matrix as the mean and the
+spread (max - min) over the seeds, the best cell where it stands clear of the next, and the notebook's claim
+checked against it."""
 
 from __future__ import annotations
 
 import json
 import statistics
+import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..data.cache import write_atomically
-from .report import VERDICT_TEXT, text_table
-
-HEADERS = ["model", "quality metric", "model (mean ± sd)", "baseline (mean ± sd)", "verdicts", "verdict"]
+from .budget import first_ctrl_c_requests_stop
+from .families import ARCHITECTURES
 
 
-def spread(values: list[float]) -> dict:
-    """Mean and sample standard deviation (0 for one value)."""
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "values": values}
+def cell(values: list[dict]) -> dict:
+    """One architecture on one task over the seeds: the mean score and its spread (max - min), the mean
+    FLOPs; an n/a cell (any seed without a score) has score None and the reason."""
+    scores = [value["score"] for value in values]
+    flops = statistics.fmean(value["flops"] for value in values)
+    if any(score is None for score in scores):
+        reason = next(value["reason"] for value in values if value["score"] is None)
+        return {"score": None, "spread": None, "flops": flops, "values": scores, "reason": reason}
+    return {"score": statistics.fmean(scores), "spread": max(scores) - min(scores), "flops": flops,
+            "values": scores, "reason": None}
 
 
-def agreed(verdicts: list[str | None]) -> str | None:
-    """The verdict every seed reached, else "mixed"."""
-    if any(v is None for v in verdicts):
+def best_of(results: dict, higher_is_better: bool) -> tuple[str | None, list[str]]:
+    """(the best architecture, or None when it does not stand clear of the next by more than either's spread;
+    the architectures tied at the top)."""
+    scored = sorted((arch for arch in results if results[arch]["score"] is not None),
+                    key=lambda arch: results[arch]["score"], reverse=higher_is_better)
+    if not scored:
+        return None, []
+    top = results[scored[0]]
+    tied = [arch for arch in scored
+            if abs(results[arch]["score"] - top["score"]) <= max(results[arch]["spread"], top["spread"])]
+    return (scored[0], tied) if len(tied) == 1 else (None, tied)
+
+
+def verdict(claimed: str | None, best: str | None, tied: list[str]) -> str | None:
+    """"agrees" where the notebook's pick is the clear best, "tie" where it is among the tied best, else "does
+    not" (None where the notebook names no architecture)."""
+    if not claimed:
         return None
-    return verdicts[0] if len(set(verdicts)) == 1 else "mixed"
+    if best is not None:
+        return "agrees" if best == claimed else "does not"
+    return "tie" if claimed in tied else "does not"
 
 
-def aggregate(reports: list[dict]) -> dict:
-    """One summary of several seeds' reports (``run_demo``'s return values, in seed order)."""
-    units = []
-    for rows in zip(*(r["units"] for r in reports), strict=True):
-        figures = [row.get("quality") for row in rows]
-        if any(figure is None for figure in figures):
-            continue
-        units.append({"name": rows[0]["name"], "label": rows[0]["label"], "metric": figures[0]["metric"],
-                      "model": spread([f["model"] for f in figures]),
-                      "baseline": spread([f["baseline"] for f in figures]),
-                      "verdicts": [row["verdict"] for row in rows], "verdict": agreed([row["verdict"] for row in rows])})
-    blanks = [r["common_ground"].get("fill_blank") for r in reports]
-    common = {}
-    if all(blanks):
-        common = {key: spread([b[key] for b in blanks]) if blanks[0][key] is not None else None
-                  for key in ("bert", "gpt", "t5", "baseline")}
-        common["blanks"] = blanks[0]["blanks"]
-    return {"seeds": [r["options"]["seed"] for r in reports], "units": units,
-            "common_ground": {"fill_blank": common} if common else {},
-            "flops_spread": [r["budget"].get("flops_spread") for r in reports],
-            "interrupted": any(r["interrupted"] for r in reports)}
+def gap(values: list[float]) -> float | None:
+    """How far apart the largest and the smallest are: largest / smallest - 1 (None without two values)."""
+    values = [value for value in values if value]
+    return max(values) / min(values) - 1 if len(values) > 1 else None
 
 
-def _cell(figure: dict | None) -> str:
-    return "n/a" if figure is None else f"{figure['mean']:.3f} ± {figure['sd']:.3f}"
+def aggregate(seeds: list[dict]) -> dict:
+    """The report's data from the seeds' results (``findings.seed_results``, in seed order)."""
+    tasks = []
+    for rows in zip(*(seed["tasks"] for seed in seeds), strict=True):
+        first = rows[0]
+        results = {arch: cell([row["results"][arch] for row in rows]) for arch in ARCHITECTURES}
+        best, tied = best_of(results, first["higher_is_better"])
+        tasks.append({key: first[key] for key in ("name", "kind", "metric", "higher_is_better", "baseline",
+                                                   "baseline_name", "notebook_says", "claim", "source",
+                                                   "train_rows", "eval_rows")}
+                     | {"results": results, "best": best, "tied": tied,
+                        "verdict": verdict(first["notebook_says"], best, tied),
+                        "flops_gap": gap([results[arch]["flops"] for arch in ARCHITECTURES
+                                          if results[arch]["score"] is not None])})
+    pretraining = []
+    for rows in zip(*(seed["pretraining"] for seed in seeds), strict=True):
+        row = {key: value for key, value in rows[0].items() if key != "curve"}
+        if row["init"] is None:
+            for key in ("flops", "tokens", "seconds", "steps"):
+                row[key] = statistics.fmean(r[key] or 0 for r in rows)
+        pretraining.append(row)
+    return {"seeds": [seed["seed"] for seed in seeds], "spread": "max - min over the seeds",
+            "interrupted": any(seed["interrupted"] for seed in seeds), "device": seeds[0]["device"],
+            "precision": seeds[0]["precision"], "budgets": [seed["budget"] for seed in seeds],
+            "pretraining": pretraining,
+            "pretraining_flops_gap": gap([row["flops"] for row in pretraining if row["init"] is None]),
+            "tasks": tasks, "curves": {row["arch"]: row.get("curve") or [] for row in seeds[0]["pretraining"]},
+            "folders": [seed["out"] for seed in seeds]}
 
 
-def rows(summary: dict) -> list[list[str]]:
-    return [[u["label"], u["metric"], _cell(u["model"]), _cell(u["baseline"]),
-             ", ".join(VERDICT_TEXT.get(v, str(v)) for v in u["verdicts"]),
-             VERDICT_TEXT.get(u["verdict"], "mixed: the seeds disagree")] for u in summary["units"]]
+def run_demo(options, out: Path, seeds: int = 1, resume: bool = False) -> dict:
+    """The demo for seeds ``options.seed`` .. ``options.seed + seeds - 1`` (one seed: in ``out``; several: in
+    ``out/seed-K``), then the report in ``out``. Returns the report's data; its ``interrupted`` is True when
+    Ctrl-C stopped it (the report is then partial)."""
+    from .report import write_reports
+    from .run import run_seed
 
-
-def blank_rows(summary: dict) -> list[list[str]]:
-    common = summary["common_ground"].get("fill_blank")
-    if not common:
-        return []
-    return [[name, _cell(common[key])] for key, name in
-            (("bert", "BERT"), ("gpt", "GPT"), ("t5", "T5"), ("baseline", "most frequent word"))]
-
-
-def run_seeds(options, out: Path, count: int, resume: bool, run_demo) -> dict:
-    """The demo for seeds ``options.seed`` .. ``options.seed + count - 1``, each in ``out/seed-K``; writes
-    ``out/seeds.json`` and ``out/seeds.md`` and returns the summary. A seed whose report is complete is kept."""
     out = Path(out)
-    reports = []
-    for seed in range(options.seed, options.seed + count):
-        folder = out / f"seed-{seed}"
-        report_file = folder / "report.json"
-        if resume and report_file.is_file() and not json.loads(report_file.read_text())["interrupted"]:
-            reports.append(json.loads(report_file.read_text()))
-            continue
-        print(f"=== seed {seed} ({seed - options.seed + 1} of {count}) ===", flush=True)
-        report = run_demo(replace(options, seed=seed), folder, resume=resume and (folder / "demo.json").is_file())
-        reports.append(report)
-        if report["interrupted"]:
-            break
-    summary = aggregate(reports)
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomically(out / "seeds.json", (json.dumps(summary, indent=1) + "\n").encode())
-    table = text_table(HEADERS, rows(summary))
-    blanks = blank_rows(summary)
-    text = f"# trilogy demo over seeds {summary['seeds']}\n\n```text\n{table}\n```\n"
-    if blanks:
-        text += f"\nFill the blank ({summary['common_ground']['fill_blank']['blanks']} blanks per seed):\n\n"
-        text += "```text\n" + text_table(["answered by", "accuracy (mean ± sd)"], blanks) + "\n```\n"
-    text += "\nEach seed's full report: " + ", ".join(f"seed-{s}/report.html" for s in summary["seeds"]) + "\n"
-    write_atomically(out / "seeds.md", text.encode())
-    return summary
-
+    started = time.perf_counter()
+    results = []
+    with first_ctrl_c_requests_stop() as stop:
+        for seed in range(options.seed, options.seed + seeds):
+            folder = out if seeds == 1 else out / f"seed-{seed}"
+            if seeds > 1:
+                print(f"=== seed {seed} ({seed - options.seed + 1} of {seeds}) ===", flush=True)
+            print(f"trilogy demo: {options.minutes:g} minutes, size {options.size}; the four architectures get "
+                  "the same pre-training FLOPs, and the same fine-tuning FLOPs on each task", flush=True)
+            results.append(run_seed(replace(options, seed=seed), folder, stop, resume=resume))
+            if stop.requested:
+                break
+    print("writing the report", flush=True)
+    report = aggregate(results)
+    report["options"] = json.loads(json.dumps(vars(options)))
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_reports(out, report)
+    return report

@@ -1,5 +1,9 @@
-"""What a demo decides and reaches, as typed records: its options, each unit's probes, plan and spending,
-the budget; saved as ``demo.json`` after each change so that ``--resume`` continues from there."""
+"""What a demo decides and reaches, as typed records: its options, each unit's probe, plan, spending and score,
+the budget; saved as ``demo.json`` after each change so that ``--resume`` continues from there.
+
+A *unit* is one run of the training loop in its own folder, named by that folder: ``pretrain/ARCH`` (each
+architecture on the common corpus with its own objective) and ``finetune/TASK/ARCH`` (that model adapted to one
+task)."""
 
 from __future__ import annotations
 
@@ -8,127 +12,128 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..data.tasks import TASKS
 from ..errors import TrilogyError
 from ..train.precision import PRECISIONS
-from .families import UNITS
+from .families import ARCHITECTURES, SIZES
 from .training import Plan, Probe
 
 STATE_FILE = "demo.json"
-TRAIN_SHARE = 0.8  # of --minutes planned as training steps; the rest: tokenizers, the probe, evaluations,
-#                    checkpoints, samples, the report (a 10-minute demo ran 6.8 minutes with 68% planned)
-#: --budget -> what it counts (``budget.MEASURES``)
-BUDGETS = {"flops": "flops", "tokens": "tokens", "time": "seconds"}
-TOKENIZER_DATA = {"bert": ("text",), "gpt": ("text",), "t5": ("pairs",)}  # what each family trains on
+PRETRAIN_SHARE = 0.4  # of --minutes planned as pre-training steps, all architectures together
+FINETUNE_SHARE = 0.4  # of --minutes planned as fine-tuning steps, split equally over the tasks
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
 class DemoOptions:
     """What decides what a demo computes; saved in demo.json so that ``--resume`` continues the same demo."""
 
-    minutes: float = 10.0
-    budget: str = "flops"
-    flops: float | None = None  # training FLOPs per family; None: as many as fit in --minutes here
+    minutes: float = 12.0
+    size: str = "tiny"
+    device: str = "auto"
     precision: str = "auto"
-    data: str = "shakespeare"
-    pairs: str = "stdlib-docstrings"
     seed: int = 0
-    d_model: int = 128
-    layers: int = 4
-    heads: int = 4
-    seq_len: int = 128
-    batch_size: int = 16
-    vocab_size: int = 2048
-    eval_batches: int = 10
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
+    task_files: list[str] = field(default_factory=list)
+    init: list[str] = field(default_factory=list)  # "ARCH=PATH_OR_NAME": a checkpoint folder or a HF name
+    max_train: int = 1000  # rows per task
+    max_eval: int = 200
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
             raise TrilogyError(f"--minutes must be positive, got {self.minutes}")
-        if self.budget not in BUDGETS:
-            raise TrilogyError(f"--budget must be one of {', '.join(BUDGETS)}, got {self.budget!r}")
-        if self.flops is not None and (self.budget != "flops" or not self.flops > 0):
-            raise TrilogyError(f"--flops must be positive and goes with --budget flops, got {self.flops} with "
-                               f"--budget {self.budget}")
+        if self.size not in SIZES:
+            raise TrilogyError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
+        if self.device not in DEVICES:
+            raise TrilogyError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise TrilogyError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("d_model", "layers", "heads", "seq_len", "batch_size", "vocab_size", "eval_batches"):
+        unknown = [name for name in self.tasks if name not in TASKS]
+        if unknown:
+            raise TrilogyError(f"no task {unknown[0]!r}; the built-in tasks are {', '.join(TASKS)}")
+        if not self.tasks and not self.task_files:
+            raise TrilogyError("no tasks: give --tasks or --task FILE.jsonl")
+        for value in self.init:
+            arch, sep, source = value.partition("=")
+            if not sep or not source or arch not in ARCHITECTURES:
+                raise TrilogyError(f"--init takes ARCH=PATH_OR_NAME with ARCH one of {', '.join(ARCHITECTURES)}, "
+                                   f"got {value!r}")
+        for name in ("max_train", "max_eval"):
             if getattr(self, name) <= 0:
                 raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.layers % 2:
-            raise TrilogyError(f"--layers must be an even number (T5 splits them into encoder and decoder), "
-                               f"got {self.layers}")
-        if self.d_model % self.heads:
-            raise TrilogyError(f"--d-model ({self.d_model}) must be divisible by --heads ({self.heads})")
 
     @property
-    def train_seconds(self) -> float:
-        """Wall-clock planned for training, all families together."""
-        return self.minutes * 60 * TRAIN_SHARE
+    def checkpoints(self) -> dict[str, str]:
+        """Architecture -> the checkpoint it starts from (``--init``)."""
+        return dict(value.partition("=")[::2] for value in self.init)
+
+    @property
+    def pretrain_seconds(self) -> float:
+        return self.minutes * 60 * PRETRAIN_SHARE
+
+    @property
+    def finetune_seconds(self) -> float:
+        """Per task, all architectures together."""
+        return self.minutes * 60 * FINETUNE_SHARE / (len(self.tasks) + len(self.task_files))
 
 
 @dataclass
 class UnitRecord:
-    """How far one unit got: its probes (per precision), its plan, and what its training spent."""
+    """How far one unit got: its probe, its plan, what its training spent, and (fine-tuning) its score."""
 
-    status: str = "pending"  # "pending", "training", then "done", "interrupted" or "deadline"
-    probes: dict[str, Probe] = field(default_factory=dict)
+    status: str = "pending"  # "pending", "training", then "done", "interrupted" or "deadline"; "n/a"
+    probe: Probe | None = None
     plan: Plan | None = None
     steps: int | None = None  # None until it trained
     tokens: int = 0
     flops: float = 0.0
     loss_tokens: int = 0
     seconds: float = 0.0  # its training clock
-    peak_memory_bytes: int | None = None
+    score: float | None = None
+    eval_seconds: float | None = None
+    reason: str | None = None  # why it is n/a
 
     @property
     def finished(self) -> bool:
-        return self.status in ("done", "deadline")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        return self.status in ("done", "deadline", "n/a")
 
     @classmethod
     def from_dict(cls, data: dict) -> UnitRecord:
-        probes = {precision: Probe(**probe) for precision, probe in data.get("probes", {}).items()}
+        probe = Probe(**data["probe"]) if data.get("probe") else None
         plan = Plan(**data["plan"]) if data.get("plan") else None
-        return cls(**{**data, "probes": probes, "plan": plan})
+        return cls(**{**data, "probe": probe, "plan": plan})
 
 
 @dataclass
 class Budget:
-    """Each family's quota in its measure, and the seconds of training the plan expects in all."""
+    """The FLOPs each architecture gets: in pre-training, and per task in fine-tuning."""
 
-    kind: str  # --budget
-    measure: str  # what it counts: "flops", "tokens" or "seconds"
-    per_family: float
+    pretrain_flops: float | None
+    task_flops: dict[str, float]
     planned_seconds: float
 
 
 @dataclass
 class DemoState:
-    """Everything a demo decided and reached, saved as demo.json after each change so that ``--resume``
-    continues from there."""
+    """Everything a demo decided and reached, saved as demo.json after each change."""
 
     options: DemoOptions
-    units: dict[str, UnitRecord] = field(default_factory=lambda: {unit.name: UnitRecord() for unit in UNITS})
-    precision: str | None = None  # chosen after the probe
+    units: dict[str, UnitRecord] = field(default_factory=dict)
+    precision: str | None = None
     budget: Budget | None = None
 
+    def unit(self, name: str) -> UnitRecord:
+        return self.units.setdefault(name, UnitRecord())
+
     def to_dict(self) -> dict:
-        data: dict = {"options": asdict(self.options), "units": {k: u.to_dict() for k, u in self.units.items()}}
-        if self.precision is not None:
-            data["precision"] = self.precision
-        if self.budget is not None:
-            data["budget"] = asdict(self.budget)
-        return data
+        return {"options": asdict(self.options), "units": {k: asdict(u) for k, u in self.units.items()},
+                "precision": self.precision, "budget": asdict(self.budget) if self.budget else None}
 
     @classmethod
     def from_dict(cls, data: dict) -> DemoState:
-        units = {unit.name: UnitRecord.from_dict(data.get("units", {}).get(unit.name, {})) for unit in UNITS}
+        units = {name: UnitRecord.from_dict(unit) for name, unit in data.get("units", {}).items()}
         budget = Budget(**data["budget"]) if data.get("budget") else None
         return cls(DemoOptions(**data["options"]), units, data.get("precision"), budget)
-
-    def probes(self, precision: str) -> dict[str, Probe]:
-        return {name: record.probes[precision] for name, record in self.units.items()}
 
 
 def load_state(out: Path) -> DemoState:

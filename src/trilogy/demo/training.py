@@ -1,9 +1,9 @@
-"""One unit's training: probe its cost on this machine, plan its steps for its quota, then run
+"""One unit's training: probe its cost on this machine, plan its steps for its quota of FLOPs, then run
 ``trilogy.train.loop.train`` on it until the quota is spent, resumable, stoppable between steps.
 
 The unit's folder is the loop's output folder: a checkpoint ``trilogy.from_pretrained`` loads (config.json,
 model.safetensors, tokenizer.json), ``checkpoints/``, ``metrics.jsonl``, plus the demo's ``timeline.jsonl``
-(tokens and seconds at the end of each step).
+(tokens, FLOPs and seconds at the end of each step).
 """
 
 from __future__ import annotations
@@ -14,71 +14,49 @@ import math
 import shutil
 import statistics
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..objectives import Batches, compute_loss
 from ..sizing import batch_rows, training_flops
 from ..train.distributed import Distributed
-from ..train.evaluate import evaluate
 from ..train.loop import TrainSettings, tokens_seen, train
 from ..train.state import latest_checkpoint
 from .budget import OVERRUN, BudgetedBatches, StopRequest, StopTraining, read_timeline
-from .families import Unit
-from .memory import peak_from_now
 
 CALIBRATION_STEPS = 6  # the first is a warm-up; the median of the others is the step time
 PROBE_BATCHES = 16  # the mean FLOPs and tokens per step are taken over the unit's first batches
-PLAN_SHARE = 0.85  # of a unit's seconds planned as training steps; the rest covers evaluations and checkpoints
-DEADLINE_SLACK_S = 30  # a unit's deadline also leaves this for its first step's warm-up and its evaluations
+PLAN_SHARE = 0.85  # of a unit's seconds planned as training steps; the rest covers checkpoints
+DEADLINE_SLACK_S = 30  # a unit's deadline also leaves this for its first step's warm-up
 CHECKPOINT_EVERY_S = 20  # checkpoints at least this often and at least CHECKPOINTS_PER_UNIT times: a resumed
 CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does not spend its time writing them
-EVALUATIONS_PER_UNIT = 3  # on the validation split, for the curves; never more often than every EVAL_GAP_S
-EVAL_GAP_S = 20
+#: the masked LM's rate in the MLM recipe (docs/training.md); at 2e-3 it sat at the unigram guess; T5's, the
+#: docstring recipe's (``make recipe-t5-docstrings``)
+LEARNING_RATES = {"mlm": 1e-3, "span": 3e-3}
 LEARNING_RATE = 2e-3
-#: the masked LM's rate in the MLM recipe (docs/training.md); at 2e-3 (learned positions) it sat at the unigram guess;
-#: T5's, the docstring recipe's (``make recipe-t5-docstrings``)
-LEARNING_RATES = {"mlm": 1e-3, "denoise": 3e-3, "seq2seq": 3e-3}
-#: T5's docstrings are decoded greedily with Hugging Face's repetition penalty: it stops the "Return the
-#: return the ..." loops a small model falls into (the docstring recipe's +0.05 word F1)
-REPETITION_PENALTY = 1.3
+FINE_TUNING_RATE = 1e-3
 
 
 @dataclass
 class Job:
-    """Everything one unit's training needs."""
+    """Everything one unit's training needs: its model (with ``.tokenizer``), a seeded resumable batch stream,
+    the loss the loop minimises."""
 
-    unit: Unit
+    name: str
     folder: Path
-    model: torch.nn.Module  # with .tokenizer set
-    corpus: object  # trilogy.data.Corpus of the unit's data kind
-    seq_len: int
-    batch_size: int
-    eval_batches: int
+    model: torch.nn.Module
+    batches: Callable[[int], object]  # seed -> resumable batches (``trilogy.objectives.Batches`` or the like)
+    loss: Callable  # the loop's loss_fn
+    learning_rate: float
     seed: int
     dist: Distributed
     precision: str = "fp32"  # "fp32" or "bf16" (autocast)
 
-    @property
-    def learning_rate(self) -> float:
-        return LEARNING_RATES.get(self.unit.objective, LEARNING_RATE)
-
-    def batches(self, seed: int) -> Batches:
-        return Batches(self.unit.objective, self.corpus.train, self.model.tokenizer, self.seq_len, self.batch_size,
-                       seed)
-
-    def loss(self, model, batch):
-        return compute_loss(self.unit.objective, model, batch)
-
-    def evaluate(self, model) -> dict:
-        return evaluate(model, self.unit.objective, self.corpus, self.model.tokenizer, self.seq_len,
-                        self.batch_size, self.eval_batches, self.dist, repetition_penalty=REPETITION_PENALTY)
-
 
 def _save(model, folder) -> None:
-    with warnings.catch_warnings():  # BERT's rotary positions have no transformers class (docs/checkpoints.md)
+    with warnings.catch_warnings():  # rotary encoders have no transformers class (docs/checkpoints.md)
         warnings.filterwarnings("ignore", message="no Hugging Face equivalent")
         model.save_pretrained(folder)
 
@@ -92,9 +70,6 @@ class Probe:
     flops_per_step: float
     tokens_per_step: float
 
-    def per_step(self, measure: str) -> float:
-        return {"flops": self.flops_per_step, "tokens": self.tokens_per_step, "seconds": self.step_seconds}[measure]
-
 
 def probe(job: Job) -> Probe:
     """A few steps of the real loop on a copy of the model, in a scratch folder that is removed afterwards;
@@ -106,7 +81,8 @@ def probe(job: Job) -> Probe:
                               StopRequest(), scratch / "timeline.jsonl")
     settings = TrainSettings(max_steps=CALIBRATION_STEPS, lr=job.learning_rate, warmup_steps=1,
                              precision=job.precision)
-    train(copy.deepcopy(job.model), batches, job.loss, settings, scratch, _save, None, job.dist)
+    train(copy.deepcopy(job.model), batches, job.loss, settings, scratch, lambda model, folder: None, None,
+          job.dist)
     batches.finish()
     seconds = [r["seconds"] for r in read_timeline(scratch / "timeline.jsonl")]
     shutil.rmtree(scratch)
@@ -119,10 +95,9 @@ def probe(job: Job) -> Probe:
 
 @dataclass
 class Plan:
-    """How a unit spends its quota: the loop's step count and the seconds that should take."""
+    """How a unit spends its quota of FLOPs: the loop's step count and the seconds that should take."""
 
-    measure: str
-    quota: float | None  # None for a time budget: its steps are the plan, its deadline the limit
+    quota: float
     max_steps: int
     planned_seconds: float
 
@@ -131,28 +106,24 @@ class Plan:
         return OVERRUN * self.planned_seconds / PLAN_SHARE + DEADLINE_SLACK_S
 
 
-def plan(probed: Probe, measure: str, quota: float) -> Plan:
-    """Steps for ``quota`` of ``measure``: as many as the quota pays for at the probe's mean cost (a time budget
-    leaves room for the evaluations and checkpoints). Where batches vary (seq2seq), the unit also stops at the
-    step that brings it nearest its quota."""
-    if measure == "seconds":
-        steps = max(1, int(PLAN_SHARE * quota / probed.step_seconds))
-        return Plan(measure, None, steps, PLAN_SHARE * quota)
-    steps = max(1, round(quota / probed.per_step(measure)))
-    return Plan(measure, quota, steps, steps * probed.step_seconds)
+def plan(probed: Probe, quota: float) -> Plan:
+    """Steps for ``quota`` FLOPs at the probe's mean cost. Where batches vary (padded rows), the unit also stops
+    at the step that brings it nearest its quota."""
+    steps = max(1, round(quota / probed.flops_per_step))
+    return Plan(quota, steps, steps * probed.step_seconds)
+
+
+def equal_quota(seconds: float, probes: list[Probe]) -> float:
+    """The FLOPs each unit can get so that all of them together train for ``seconds`` at the probed costs."""
+    return seconds / sum(p.step_seconds / p.flops_per_step for p in probes)
 
 
 def settings_for(max_steps: int, step_seconds: float, lr: float, precision: str) -> TrainSettings:
-    """The loop's settings: warmup a tenth of the steps (at most 100), checkpoints and evaluations spaced in
-    time (an interval past ``max_steps`` means only at the end)."""
-
-    def steps_in(seconds: float) -> int:
-        return max(1, round(seconds / step_seconds))
-
+    """The loop's settings: warmup a tenth of the steps (at most 100), checkpoints spaced in time."""
     return TrainSettings(
         max_steps=max_steps, lr=lr, warmup_steps=min(100, max(1, max_steps // 10)),
-        save_every=min(steps_in(CHECKPOINT_EVERY_S), max(1, max_steps // CHECKPOINTS_PER_UNIT)), keep_last=1,
-        eval_every=max(max_steps // EVALUATIONS_PER_UNIT, steps_in(EVAL_GAP_S)), precision=precision,
+        save_every=min(max(1, round(CHECKPOINT_EVERY_S / step_seconds)), max(1, max_steps // CHECKPOINTS_PER_UNIT)),
+        keep_last=1, precision=precision,
     )
 
 
@@ -161,7 +132,7 @@ def train_unit(job: Job, planned: Plan, step_seconds: float, stop: StopRequest, 
 
     Returns:
         ``status`` ("done", "interrupted" or "deadline"), ``steps``, ``tokens``, ``flops``, ``loss_tokens``,
-        ``seconds`` (its training clock), ``peak_memory_bytes`` (None where it cannot be measured).
+        ``seconds`` (its training clock).
     """
     resume = resume and latest_checkpoint(job.folder) is not None
     if not resume:  # a fresh start: nothing of an earlier attempt may leak into the curves
@@ -169,19 +140,16 @@ def train_unit(job: Job, planned: Plan, step_seconds: float, stop: StopRequest, 
             (job.folder / name).unlink(missing_ok=True)
         shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)
     job.folder.mkdir(parents=True, exist_ok=True)
-    batches = BudgetedBatches(job.batches(job.seed), job.model.config, planned.measure,
-                              math.inf if planned.quota is None else planned.quota, planned.deadline_s, stop,
-                              job.folder / "timeline.jsonl")
-    peak = peak_from_now(job.dist.device)
+    batches = BudgetedBatches(job.batches(job.seed), job.model.config, "flops", planned.quota, planned.deadline_s,
+                              stop, job.folder / "timeline.jsonl")
     torch.manual_seed(job.seed)
     try:
         settings = settings_for(planned.max_steps, step_seconds, job.learning_rate, job.precision)
-        train(job.model, batches, job.loss, settings, job.folder, _save, job.evaluate, job.dist, resume=resume,
-              run_info={"demo_unit": job.unit.name})
+        train(job.model, batches, job.loss, settings, job.folder, _save, None, job.dist, resume=resume,
+              run_info={"demo_unit": job.name})
         status = "done"
     except StopTraining as stopped:
         status = stopped.reason
         _save(job.model, job.folder)  # what was trained up to the last complete step
     batches.finish()
-    return dict(status=status, steps=batches.steps, **batches.counts, seconds=round(batches.seconds, 2),
-                peak_memory_bytes=peak())
+    return dict(status=status, steps=batches.steps, **batches.counts, seconds=round(batches.seconds, 2))
