@@ -48,6 +48,9 @@ def test_cells_are_means_and_spreads_and_the_best_must_stand_clear():
     results = {"a": {"score": 2.0, "spread": 0.0}, "b": {"score": 1.0, "spread": 0.0}}
     assert best_of(results, higher_is_better=False) == ("b", ["b"])
     assert verdict("decoder", "b", ["b"]) == "does not" and verdict(None, "b", ["b"]) is None
+    # one seed measures no spread: nothing is ranked and no claim is judged
+    single = aggregate([seed(0, {"encoder": 0.9, "decoder": 0.85, "prefix-lm": 0.6, "encoder-decoder": 0.1})])
+    assert (single["tasks"][0]["best"], single["tasks"][0]["tied"], single["tasks"][0]["verdict"]) == (None, [], None)
 
 
 @pytest.fixture(scope="module")

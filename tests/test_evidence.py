@@ -151,7 +151,7 @@ def broken(change) -> dict:
     (broken(lambda d: d["tasks"][0]["results"]["encoder"].update(score=True)),
      "tasks[0] (polarity): results.encoder.score must be a number or null, got true"),
     (broken(lambda d: d["tasks"][0]["results"]["decoder"].update(spread=-0.1)),
-     "results.decoder.spread must be a number >= 0, got -0.1"),
+     "results.decoder.spread must be a number >= 0, or null (one seed), got -0.1"),
     (broken(lambda d: d["tasks"][1]["results"]["encoder-decoder"].pop("reason")),
      "tasks[1] (pos): results.encoder-decoder.reason must be the reason it has no score, got null"),
 ])
@@ -170,3 +170,17 @@ def test_a_bad_report_is_one_line_and_exit_2(tmp_path, capsys, command, content,
     assert err.startswith(f"trilogy {command[0]}: error: {path}: ") and message in err
     with pytest.raises(TrilogyError, match=f"^{re.escape(str(path))}: "):
         read_report(path)
+
+
+def test_a_single_seed_report_is_cited_but_ranks_nothing(tmp_path):
+    data = json.loads((Path(__file__).parent / "data" / "example_report.json").read_text())
+    for task in data["tasks"]:
+        for cell in task["results"].values():
+            if cell.get("score") is not None:
+                cell["spread"] = None
+    (tmp_path / "report.json").write_text(json.dumps(data))
+    report = read_report(tmp_path / "report.json")
+    for task in report.tasks:
+        assert task.best is None and task.top == [] and task.notebook_verdict is None
+        assert task.outcome() == "not ranked: one seed measures no spread"
+        assert "(one seed)" in task.figures()

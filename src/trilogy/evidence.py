@@ -3,8 +3,9 @@
 
 A report holds ``tasks``: each ``{name, kind, metric, higher_is_better, baseline, notebook_says, results}``,
 ``results`` mapping an architecture (``encoder``, ``decoder``, ``prefix-lm``, ``encoder-decoder``) to
-``{score, spread, flops}``: the mean score over the seeds and its spread, or, for an architecture the task
-could not be run on, ``score`` null and a ``reason``. Other keys are allowed and ignored.
+``{score, spread, flops}``: the mean score over the seeds and its spread (null from a single seed, which
+measures none: such a report is cited but ranks nothing), or, for an architecture the task could not be run
+on, ``score`` null and a ``reason``. Other keys are allowed and ignored.
 
 Who won is computed here as the demo computes it: the architectures are ranked by mean score (in the metric's
 direction), and another is tied with the first when their means are no further apart than the larger of their
@@ -55,7 +56,9 @@ class Cell:
     reason: str | None
 
     def text(self) -> str:
-        return f"{self.score:.3f} ± {self.spread:.3f}" if self.score is not None else f"n/a ({self.reason})"
+        if self.score is None:
+            return f"n/a ({self.reason})"
+        return f"{self.score:.3f} ± {self.spread:.3f}" if self.spread is not None else f"{self.score:.3f} (one seed)"
 
     def to_dict(self) -> dict:
         return {"score": self.score, "spread": self.spread, "flops": self.flops, "reason": self.reason}
@@ -117,7 +120,10 @@ class MeasuredTask:
         """Who won, in words: "encoder best by more than the larger spread" or "tie: encoder, decoder (...)"."""
         if self.best is not None:
             return f"{self.best} best by more than the larger spread"
-        return f"tie: {', '.join(self.top)} (within the larger spread)" if self.top else "nothing measured"
+        if self.top:
+            return f"tie: {', '.join(self.top)} (within the larger spread)"
+        one_seed = any(cell.score is not None for cell in self.results.values())
+        return "not ranked: one seed measures no spread" if one_seed else "nothing measured"
 
     def figures(self) -> str:
         """"accuracy (higher is better): encoder 0.850 ± 0.010 vs ...; baseline 0.500", best first."""
@@ -215,7 +221,8 @@ def _task(path: Path, index: int, entry: Any) -> MeasuredTask:
             check(isinstance(reason, str) and bool(reason), f"results.{arch}.reason",
                   "the reason it has no score", reason)
         else:
-            check(_number(spread) and spread >= 0, f"results.{arch}.spread", "a number >= 0", spread)
+            check(spread is None or (_number(spread) and spread >= 0), f"results.{arch}.spread",
+                  "a number >= 0, or null (one seed)", spread)
         cells[arch] = Cell(score, spread if score is not None else None, flops, reason if score is None else None)
     return MeasuredTask(name, kind, metric, entry["higher_is_better"], entry.get("baseline"),
                         entry.get("notebook_says") or None, cells)

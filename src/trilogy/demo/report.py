@@ -45,7 +45,8 @@ def cell_text(task: dict, arch: str) -> str:
     result = task["results"][arch]
     if result["score"] is None:
         return f"n/a: {result['reason']}"
-    text = f"{result['score']:.3f} ± {result['spread']:.3f}"
+    spread = result["spread"]
+    text = f"{result['score']:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
     return text + " (best)" if task["best"] == arch else text
 
 
@@ -57,7 +58,8 @@ def matrix_rows(report: dict) -> list[list[str]]:
     rows = []
     for task in report["tasks"]:
         direction = "higher" if task["higher_is_better"] else "lower"
-        best = task["best"] or ("tie: " + ", ".join(task["tied"]) if task["tied"] else "n/a")
+        best = task["best"] or ("tie: " + ", ".join(task["tied"]) if task["tied"] else
+                                ("one seed: not ranked" if len(report["seeds"]) < 2 else "n/a"))
         rows.append([task["name"], f"{task['metric']} ({direction} is better)",
                      f"{task['baseline']:.3f} ({task['baseline_name']})",
                      *(cell_text(task, arch) for arch in ARCHITECTURES), best, task["notebook_says"] or "",
@@ -91,7 +93,8 @@ def blocks(report: dict) -> list[tuple]:
               f"fine-tuned on each task at the same FLOPs per task, then scored on the task's held-out rows. "
               f"Seeds {', '.join(map(str, seeds))}; each cell is the mean ± the spread (max - min) over them. "
               f"A cell is marked best only where it beats the next by more than either's spread, else the row is "
-              f"a tie. {report['device']}, {report['precision']}, {report['wall_seconds']:.0f} s in all."
+              f"a tie" + (" (one seed measures no spread, so nothing is ranked: run --seeds 3)"
+                          if len(seeds) < 2 else "") + f". {report['device']}, {report['precision']}, {report['wall_seconds']:.0f} s in all."
               + (" INTERRUPTED: partial results." if report["interrupted"] else "")),
         ("h2", "Task x architecture"),
         ("table", MATRIX_HEADERS, matrix_rows(report)),

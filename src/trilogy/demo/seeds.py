@@ -16,20 +16,24 @@ from .families import ARCHITECTURES
 
 
 def cell(values: list[dict]) -> dict:
-    """One architecture on one task over the seeds: the mean score and its spread (max - min), the mean
-    FLOPs; an n/a cell (any seed without a score) has score None and the reason."""
+    """One architecture on one task over the seeds: the mean score and its spread (max - min; None from one
+    seed, which measures none), the mean FLOPs; an n/a cell (any seed without a score) has score None and the
+    reason."""
     scores = [value["score"] for value in values]
     flops = statistics.fmean(value["flops"] for value in values)
     if any(score is None for score in scores):
         reason = next(value["reason"] for value in values if value["score"] is None)
         return {"score": None, "spread": None, "flops": flops, "values": scores, "reason": reason}
-    return {"score": statistics.fmean(scores), "spread": max(scores) - min(scores), "flops": flops,
+    spread = max(scores) - min(scores) if len(scores) > 1 else None
+    return {"score": statistics.fmean(scores), "spread": spread, "flops": flops,
             "values": scores, "reason": None}
 
 
-def best_of(results: dict, higher_is_better: bool) -> tuple[str | None, list[str]]:
+def best_of(results: dict, higher_is_better: bool, seeds: int = 2) -> tuple[str | None, list[str]]:
     """(the best architecture, or None when it does not stand clear of the next by more than either's spread;
-    the architectures tied at the top)."""
+    the architectures tied at the top). One seed measures no spread, so it names no best: ``(None, [])``."""
+    if seeds < 2:
+        return None, []
     scored = sorted((arch for arch in results if results[arch]["score"] is not None),
                     key=lambda arch: results[arch]["score"], reverse=higher_is_better)
     if not scored:
@@ -42,8 +46,8 @@ def best_of(results: dict, higher_is_better: bool) -> tuple[str | None, list[str
 
 def verdict(claimed: str | None, best: str | None, tied: list[str]) -> str | None:
     """"agrees" where the notebook's pick is the clear best, "tie" where it is among the tied best, else "does
-    not" (None where the notebook names no architecture)."""
-    if not claimed:
+    not" (None where the notebook names no architecture, or nothing was ranked: one seed)."""
+    if not claimed or (best is None and not tied):
         return None
     if best is not None:
         return "agrees" if best == claimed else "does not"
@@ -62,7 +66,7 @@ def aggregate(seeds: list[dict]) -> dict:
     for rows in zip(*(seed["tasks"] for seed in seeds), strict=True):
         first = rows[0]
         results = {arch: cell([row["results"][arch] for row in rows]) for arch in ARCHITECTURES}
-        best, tied = best_of(results, first["higher_is_better"])
+        best, tied = best_of(results, first["higher_is_better"], len(seeds))
         tasks.append({key: first[key] for key in ("name", "kind", "metric", "higher_is_better", "baseline",
                                                    "baseline_name", "notebook_says", "claim", "source",
                                                    "train_rows", "eval_rows")}
