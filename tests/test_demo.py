@@ -5,7 +5,6 @@ resume after an interruption."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -15,8 +14,6 @@ from trilogy.data.tasks import TASKS
 from trilogy.demo.families import ARCHITECTURES
 from trilogy.demo.seeds import aggregate, best_of, verdict
 
-ADAPTERS = importlib.util.find_spec("trilogy.objectives.task_adapters") is not None
-needs_adapters = pytest.mark.skipif(not ADAPTERS, reason="trilogy.objectives.task_adapters is not merged yet")
 TINY = ["--minutes", "0.3", "--max-train", "24", "--max-eval", "6"]
 
 
@@ -66,7 +63,6 @@ def demo(tmp_path_factory):
     return dict(code=code, out=out, report=json.loads((out / "report.json").read_text()))
 
 
-@needs_adapters
 def test_every_task_and_architecture_is_in_the_report(demo):
     assert demo["code"] == 0
     report = demo["report"]
@@ -83,7 +79,6 @@ def test_every_task_and_architecture_is_in_the_report(demo):
         assert "Task x architecture" in (demo["out"] / name).read_text()
 
 
-@needs_adapters
 def test_a_bad_row_in_a_task_file_is_one_line_naming_file_and_line(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine", "label": "a"}\n{"text": "no label"}\n')
@@ -91,3 +86,28 @@ def test_a_bad_row_in_a_task_file_is_one_line_naming_file_and_line(tmp_path, cap
                  str(tmp_path / "out")])
     error = capsys.readouterr().err.strip()
     assert code != 0 and f"{bad}:2" in error and "\n" not in error
+
+
+def test_init_starts_an_architecture_from_a_hugging_face_checkpoint(tmp_path):
+    """--init decoder=FOLDER: a GPT-2 written by transformers (with a tokenizer.json beside it) is fine-tuned as
+    it is, not pre-trained; the report says where it came from."""
+    import transformers
+
+    from trilogy.data import train_tokenizer
+    from trilogy.data.pretraining import pretraining_corpus
+
+    tokenizer = train_tokenizer("decoder", pretraining_corpus(max_bytes=100_000), 300)
+    config = transformers.GPT2Config(vocab_size=tokenizer.get_vocab_size(), n_embd=32, n_layer=1, n_head=2,
+                                     n_positions=128, bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    folder = tmp_path / "gpt2"
+    transformers.GPT2LMHeadModel(config).save_pretrained(folder)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    out = tmp_path / "out"
+    code = main(["demo", "--minutes", "0.1", "--max-train", "16", "--max-eval", "4", "--tasks", "polarity",
+                 "--init", f"decoder={folder}", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0
+    [decoder] = [row for row in report["pretraining"] if row["arch"] == "decoder"]
+    assert decoder["init"] == str(folder) and decoder["params"] == sum(
+        p.numel() for p in transformers.GPT2LMHeadModel(config).parameters())
+    assert report["tasks"][0]["results"]["decoder"]["score"] is not None

@@ -35,8 +35,9 @@ def seed_results(setup: Setup, state: DemoState, interrupted: bool) -> dict:
 
     pretraining = []
     for arch in ARCHITECTURES:
-        row = dict(arch=arch, label=LABELS[arch], objective=PRETRAINING[arch],
-                   params=count_parameters(setup.configs[arch]), init=setup.options.checkpoints.get(arch))
+        init = setup.options.checkpoints.get(arch)  # a checkpoint's own size, else the demo's
+        params = setup.pretrained(arch).num_parameters() if init else count_parameters(setup.configs[arch])
+        row = dict(arch=arch, label=LABELS[arch], objective=PRETRAINING[arch], params=params, init=init)
         if row["init"] is None:
             record = state.unit(pretrain_unit(arch))
             row.update(status=record.status, steps=record.steps, flops=record.flops, tokens=record.tokens,
