@@ -141,6 +141,17 @@ def test_option_fields_positional_list_choices_aliases_exclusive_and_a_nested_da
             parser.parse_args(argv)
 
 
+def test_a_list_flag_given_again_adds_its_values():
+    @dataclasses.dataclass
+    class Files:
+        task: list[str] = option(None, "task files")
+
+    parser = argparse.ArgumentParser()
+    option_fields.add_options(parser, Files)
+    assert option_fields.parse(parser.parse_args(["--task", "a", "b", "--task", "c"]), Files).task == ["a", "b", "c"]
+    assert option_fields.parse(parser.parse_args([]), Files).task is None
+
+
 def test_a_nested_dataclass_may_be_named_for_a_late_import():
     @dataclasses.dataclass
     class Late:

@@ -54,7 +54,7 @@ def options_of(cls: type | str, **more: dict[str, Any]) -> Any:
 
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add one argument per field of the dataclass ``cls``, in order: booleans as switches, ``X | None`` as X,
-    ``list[X]`` as one or more X; an ``options_of`` field as the options of its dataclass, none of them required
+    ``list[X]`` as one or more X (a repeated flag adds to them); an ``options_of`` field as the options of its dataclass, none of them required
     (the command decides what it needs of them)."""
     _add_fields(parser, cls, {}, in_group=False)
 
@@ -78,6 +78,8 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, more: dict[str, dict
             settings.update(type=kind, metavar=meta.get("metavar"), choices=meta.get("choices"))
             if typing.get_origin(hints[field.name]) is list:
                 settings["nargs"] = "+"
+                if not meta.get("positional"):  # a flag given again adds its values: --task a.jsonl --task b.jsonl
+                    settings["action"] = "extend"
         if meta.get("positional"):
             parser.add_argument(field.name, **settings)
             continue
