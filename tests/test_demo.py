@@ -111,3 +111,17 @@ def test_init_starts_an_architecture_from_a_hugging_face_checkpoint(tmp_path):
     assert decoder["init"] == str(folder) and decoder["params"] == sum(
         p.numel() for p in transformers.GPT2LMHeadModel(config).parameters())
     assert report["tasks"][0]["results"]["decoder"]["score"] is not None
+
+
+def test_every_seed_keeps_the_first_seed_s_budget(tmp_path):
+    """Seeds differ only in their random draws: the later seeds train to the first seed's FLOP quotas, and the
+    report's cells carry spreads."""
+    out = tmp_path / "out"
+    code = main(["demo", "--minutes", "0.1", "--max-train", "16", "--max-eval", "4", "--tasks", "polarity",
+                 "--seeds", "2", "--out", str(out)])
+    report = json.loads((out / "report.json").read_text())
+    assert code == 0 and report["seeds"] == [0, 1]
+    first, second = report["budgets"]
+    assert first["pretrain_flops"] == second["pretrain_flops"] and first["task_flops"] == second["task_flops"]
+    assert all(cell["spread"] is not None for cell in report["tasks"][0]["results"].values()
+               if cell["score"] is not None)

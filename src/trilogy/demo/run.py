@@ -221,16 +221,18 @@ def probe_units(setup: Setup, state: DemoState) -> None:
             save_state(setup.out, state)
 
 
-def plan_budget(setup: Setup, state: DemoState) -> None:
+def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) -> None:
     """Equal pre-training FLOPs for the architectures, equal fine-tuning FLOPs for each on each task, and each
-    unit's plan (once: a resumed demo keeps its own)."""
+    unit's plan (once: a resumed demo keeps its own). ``shared``: the quotas of the demo's first seed, which the
+    later seeds keep, so that seeds differ only in their random draws."""
     if state.budget is None:
         options = setup.options
         archs = setup.pretraining_archs()
         pretrain = None
         if archs:
             records = [state.units[pretrain_unit(arch)] for arch in archs]
-            pretrain = equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe])
+            pretrain = (shared.pretrain_flops if shared is not None and shared.pretrain_flops else
+                        equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe]))
             for record in records:
                 assert record.probe is not None
                 record.plan = plan(record.probe, pretrain)
@@ -240,7 +242,9 @@ def plan_budget(setup: Setup, state: DemoState) -> None:
             trained = [r for r in records if r.status != "n/a"]
             if not trained:
                 continue
-            task_flops[task.name] = equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe])
+            task_flops[task.name] = (shared.task_flops[task.name] if shared is not None and task.name in
+                                     shared.task_flops else
+                                     equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe]))
             for record in trained:
                 assert record.probe is not None
                 record.plan = plan(record.probe, task_flops[task.name])
@@ -310,8 +314,10 @@ def evaluate(setup: Setup, state: DemoState) -> None:
             print(f"{name}: {task.metric} {record.score:.3f} ({record.eval_seconds:.0f} s)", flush=True)
 
 
-def run_seed(options: DemoOptions, out: Path, stop: StopRequest, resume: bool = False) -> dict:
-    """Run (or continue) one seed of the demo in ``out``; returns its results (``findings.seed_results``)."""
+def run_seed(options: DemoOptions, out: Path, stop: StopRequest, resume: bool = False,
+             budget: Budget | None = None) -> dict:
+    """Run (or continue) one seed of the demo in ``out``, with the first seed's ``budget`` when given; returns
+    its results (``findings.seed_results``)."""
     from .findings import seed_results
 
     out = Path(out)
@@ -323,7 +329,7 @@ def run_seed(options: DemoOptions, out: Path, stop: StopRequest, resume: bool = 
     setup = prepare(options, out, stop)
     probe_units(setup, state)
     if not stop.requested:
-        plan_budget(setup, state)
+        plan_budget(setup, state, budget)
         pretrain(setup, state)
         fine_tune(setup, state)
         print("evaluating the fine-tuned models on their tasks' held-out rows", flush=True)

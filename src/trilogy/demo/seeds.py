@@ -96,10 +96,12 @@ def run_demo(options, out: Path, seeds: int = 1, resume: bool = False) -> dict:
     Ctrl-C stopped it (the report is then partial)."""
     from .report import write_reports
     from .run import run_seed
+    from .state import load_state
 
     out = Path(out)
     started = time.perf_counter()
     results = []
+    shared = None
     with first_ctrl_c_requests_stop() as stop:
         for seed in range(options.seed, options.seed + seeds):
             folder = out if seeds == 1 else out / f"seed-{seed}"
@@ -107,7 +109,8 @@ def run_demo(options, out: Path, seeds: int = 1, resume: bool = False) -> dict:
                 print(f"=== seed {seed} ({seed - options.seed + 1} of {seeds}) ===", flush=True)
             print(f"trilogy demo: {options.minutes:g} minutes, size {options.size}; the four architectures get "
                   "the same pre-training FLOPs, and the same fine-tuning FLOPs on each task", flush=True)
-            results.append(run_seed(replace(options, seed=seed), folder, stop, resume=resume))
+            results.append(run_seed(replace(options, seed=seed), folder, stop, resume=resume, budget=shared))
+            shared = shared or load_state(folder).budget  # the first seed's quotas serve every seed
             if stop.requested:
                 break
     print("writing the report", flush=True)
