@@ -37,3 +37,13 @@ def _no_hub(monkeypatch, tmp_path_factory):
 def tiny(name: str, **changes) -> trilogy.TransformerModel:
     """A tiny preset in eval mode (dropout off)."""
     return trilogy.build(name, **changes).eval()
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for a test of tiny models, where a second thread only adds synchronisation (costly on a
+    busy machine); a module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -33,13 +33,7 @@ from .train_helpers import train_args, write_text
 PRESETS = ["tiny-prefix-lm", "tiny-llama"]  # learned positions; rotary (with grouped-query attention)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: a second thread only adds synchronisation, which costs a lot on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def prefix_lm(preset: str, seed: int = 0, **changes) -> trilogy.DecoderOnlyTransformer:

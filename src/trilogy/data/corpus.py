@@ -215,7 +215,7 @@ def _read_documents(path: Path, start: int = 0, stop: int | None = None) -> Iter
 
 def _jsonl_corpus(name: str, path: Path, fraction: float, seed: int, group_key: str | None = None) -> Corpus:
     kinds, groups = set(), []
-    for number, record in _jsonl_records(path):
+    for number, record in jsonl_records(path):
         kinds.add(_record_kind(record, path, number))
         groups.append(record[group_key] if group_key else number)
     if not groups:
@@ -226,7 +226,7 @@ def _jsonl_corpus(name: str, path: Path, fraction: float, seed: int, group_key: 
     validation = held_out(groups, fraction, seed)
 
     def read(in_validation: bool) -> Iterator[Document]:
-        for number, record in _jsonl_records(path):
+        for number, record in jsonl_records(path):
             group = record[group_key] if group_key else number
             if (group in validation) == in_validation:
                 yield record["text"] if kind == "text" else (record["source"], str(record["target"]))
@@ -234,7 +234,9 @@ def _jsonl_corpus(name: str, path: Path, fraction: float, seed: int, group_key: 
     return Corpus(name, kind, Split(lambda: read(False)), Split(lambda: read(True)))
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSONL file; a line that is not a JSON object is a
+    one-line error naming ``path:line``."""
     with path.open(encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
             if not line.strip():
@@ -244,7 +246,8 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
             except json.JSONDecodeError as error:
                 raise TrilogyError(f"{path}:{number}: not JSON ({error.msg})") from None
             if not isinstance(record, dict):
-                raise TrilogyError(f"{path}:{number}: expected a JSON object")
+                kind = "null" if record is None else type(record).__name__
+                raise TrilogyError(f"{path}:{number}: expected a JSON object, got {kind}")
             yield number, record
 
 

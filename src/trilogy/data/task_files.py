@@ -19,11 +19,11 @@ naming the file and the line. Rows come back as plain dicts, span rows always wi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ..errors import TrilogyError
+from .corpus import jsonl_records
 
 Row = dict[str, Any]
 
@@ -69,25 +69,16 @@ def read_task_file(path: str | Path) -> tuple[str, list[Row]]:
     path = Path(path)
     kind: str | None = None
     rows: list[Row] = []
-    with path.open(encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise TrilogyError(f"expected a JSON object, got {_type(row)}")
+    for number, row in jsonl_records(path):
+        try:
+            if kind is None:
+                kind = row_kind(set(row))
                 if kind is None:
-                    kind = row_kind(set(row))
-                    if kind is None:
-                        raise TrilogyError(f"keys {', '.join(sorted(row)) or '(none)'} match no task format "
-                                           "(text+label, tokens+tags, context+question+answer, "
-                                           "source+target, text)")
-                rows.append(check_row(kind, row))
-            except json.JSONDecodeError as error:
-                raise TrilogyError(f"{path}:{number}: not JSON ({error.msg})") from None
-            except TrilogyError as error:
-                raise TrilogyError(f"{path}:{number}: {error}") from None
+                    raise TrilogyError(f"keys {', '.join(sorted(row)) or '(none)'} match no task format "
+                                       "(text+label, tokens+tags, context+question+answer, source+target, text)")
+            rows.append(check_row(kind, row))
+        except TrilogyError as error:
+            raise TrilogyError(f"{path}:{number}: {error}") from None
     if kind is None:
         raise TrilogyError(f"{path}: holds no rows")
     return kind, rows
