@@ -17,6 +17,7 @@ import torch
 import trilogy
 from trilogy import build
 from trilogy.demo.budget import BudgetedBatches, StopRequest, StopTraining, read_timeline
+from trilogy.demo.families import SIZES
 from trilogy.demo.state import DemoOptions
 from trilogy.demo.training import Probe, equal_quota, plan
 from trilogy.objectives import Batches
@@ -170,3 +171,14 @@ with denormals_flushed():
     env = {**os.environ, "PYTHONPATH": str(Path(trilogy.__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
     assert (int(out.stdout) > 0) == workers_first
+
+
+def test_without_minutes_the_budget_is_fixed_flops():
+    """The default budget does not depend on the machine: the size's FLOPs, or those given."""
+    tiny = SIZES["tiny"]
+    assert DemoOptions().budget_flops(tiny) == (tiny.pretrain_flops, tiny.finetune_steps)
+    assert DemoOptions(pretrain_flops=5e9, finetune_steps=3).budget_flops(tiny) == (5e9, 3)
+    with pytest.raises(ValueError, match="cannot be given with --pretrain-flops"):
+        DemoOptions(minutes=2, finetune_steps=3)
+    with pytest.raises(ValueError, match="--pretrain-flops must be positive"):
+        DemoOptions(pretrain_flops=0)

@@ -15,8 +15,12 @@ if TYPE_CHECKING:
 
 # DemoOptions' fields, documented for --help
 DOCS = {
-    "minutes": "total time to aim for on this machine: about 40% pre-training, 40% fine-tuning split equally over "
-               "the tasks, the rest probing and evaluation",
+    "minutes": "plan the budget from step times measured on this machine to take about this long (40% "
+               "pre-training, 40% fine-tuning split equally over the tasks) instead of the size's fixed FLOPs "
+               "(the default, the same on every machine and run)",
+    "pretrain_flops": "each architecture's pre-training FLOPs (default: the size's; tiny 3.6e12)",
+    "finetune_steps": "each task's fine-tuning FLOPs, as this many of the decoder's steps on it (default: the "
+                      "size's; tiny 2000)",
     "size": "model and data sizes: tiny (2 CPU cores), small or base (a GPU)",
     "device": "auto (cuda when there is one), cpu or cuda",
     "precision": "fp32, bf16 (autocast) or auto: bf16 on a GPU, else fp32",
@@ -41,7 +45,7 @@ class DemoCommandOptions:
     demo: dict[str, Any] = options_of("trilogy.demo.state:DemoOptions", **FIELDS)
     out: str = option("runs/demo", "output folder")
     seeds: int = option(1, "run the demo for N seeds (from --seed on, in OUT/seed-K) and report each cell as mean "
-                           "± spread (max - min); each seed takes the full --minutes")
+                           "± spread (max - min); every seed trains on the first seed's FLOP budget")
     resume: bool = option(False, "continue the demo in --out where it stopped")
     json: bool = option(False, "print the results as one JSON line at the end")
 

@@ -133,7 +133,7 @@ class BudgetedBatches:
 
     def _record(self) -> None:
         with self.timeline.open("a") as file:
-            file.write(json.dumps({"step": self.steps, **self.counts, "seconds": round(self.seconds, 3)}) + "\n")
+            file.write(json.dumps({"step": self.steps, **self.counts, "seconds": round(self.seconds, 6)}) + "\n")
 
     def state_dict(self) -> dict:
         self._tick()

@@ -53,12 +53,14 @@ class Size:
     batch_size: int
     vocab_size: int
     corpus_bytes: int  # of the pre-training corpus
+    pretrain_flops: float  # each architecture's pre-training budget (without --minutes)
+    finetune_steps: int  # each task's fine-tuning budget: the FLOPs of this many of the decoder's steps on it
 
 
 SIZES = {
-    "tiny": Size(64, 2, 4, 64, 16, 1024, 1_000_000),  # 2 CPU cores, about 15 minutes
-    "small": Size(128, 4, 4, 128, 32, 4096, 4_000_000),  # a GPU, or a patient CPU
-    "base": Size(256, 6, 8, 256, 64, 8192, 4_000_000),  # a GPU
+    "tiny": Size(64, 2, 4, 64, 16, 1024, 1_000_000, 3.6e12, 2000),  # 2 CPU cores, about 12 minutes
+    "small": Size(128, 4, 4, 128, 32, 4096, 4_000_000, 1e14, 4000),  # a GPU, or a patient CPU
+    "base": Size(256, 6, 8, 256, 64, 8192, 4_000_000, 1e15, 8000),  # a GPU
 }
 
 

@@ -223,16 +223,23 @@ def probe_units(setup: Setup, state: DemoState) -> None:
 
 def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) -> None:
     """Equal pre-training FLOPs for the architectures, equal fine-tuning FLOPs for each on each task, and each
-    unit's plan (once: a resumed demo keeps its own). ``shared``: the quotas of the demo's first seed, which the
-    later seeds keep, so that seeds differ only in their random draws."""
+    unit's plan (once: a resumed demo keeps its own). The quotas are the size's (``Size.pretrain_flops``; per task
+    ``Size.finetune_steps`` of the decoder's steps), or with ``--minutes`` what fits that time at the probed step
+    costs. ``shared``: the quotas of the demo's first seed, which the later seeds keep, so that seeds differ only
+    in their random draws."""
     if state.budget is None:
         options = setup.options
+        pretrain_flops, finetune_steps = options.budget_flops(setup.size)
         archs = setup.pretraining_archs()
         pretrain = None
         if archs:
             records = [state.units[pretrain_unit(arch)] for arch in archs]
-            pretrain = (shared.pretrain_flops if shared is not None and shared.pretrain_flops else
-                        equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe]))
+            if shared is not None and shared.pretrain_flops:
+                pretrain = shared.pretrain_flops
+            elif options.minutes is None:
+                pretrain = pretrain_flops
+            else:
+                pretrain = equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe])
             for record in records:
                 assert record.probe is not None
                 record.plan = plan(record.probe, pretrain)
@@ -242,9 +249,14 @@ def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) ->
             trained = [r for r in records if r.status != "n/a"]
             if not trained:
                 continue
-            task_flops[task.name] = (shared.task_flops[task.name] if shared is not None and task.name in
-                                     shared.task_flops else
-                                     equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe]))
+            if shared is not None and task.name in shared.task_flops:
+                task_flops[task.name] = shared.task_flops[task.name]
+            elif options.minutes is None:
+                reference = state.units[finetune_unit(task.name, "decoder")].probe
+                assert reference is not None
+                task_flops[task.name] = finetune_steps * reference.flops_per_step
+            else:
+                task_flops[task.name] = equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe])
             for record in trained:
                 assert record.probe is not None
                 record.plan = plan(record.probe, task_flops[task.name])

@@ -107,7 +107,8 @@ def run_demo(options, out: Path, seeds: int = 1, resume: bool = False) -> dict:
             folder = out if seeds == 1 else out / f"seed-{seed}"
             if seeds > 1:
                 print(f"=== seed {seed} ({seed - options.seed + 1} of {seeds}) ===", flush=True)
-            print(f"trilogy demo: {options.minutes:g} minutes, size {options.size}; the four architectures get "
+            budget = f"planned for {options.minutes:g} minutes" if options.minutes else "the size's FLOP budget"
+            print(f"trilogy demo: size {options.size}, {budget}; the four architectures get "
                   "the same pre-training FLOPs, and the same fine-tuning FLOPs on each task", flush=True)
             results.append(run_seed(replace(options, seed=seed), folder, stop, resume=resume, budget=shared))
             shared = shared or load_state(folder).budget  # the first seed's quotas serve every seed

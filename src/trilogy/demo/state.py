@@ -28,7 +28,9 @@ DEVICES = ("auto", "cpu", "cuda")
 class DemoOptions:
     """What decides what a demo computes; saved in demo.json so that ``--resume`` continues the same demo."""
 
-    minutes: float = 12.0
+    minutes: float | None = None  # None: FLOP budgets; else a plan from the probe for this long
+    pretrain_flops: float | None = None  # per architecture; None: the size's
+    finetune_steps: int | None = None  # per task, in the decoder's steps on it; None: the size's
     size: str = "tiny"
     device: str = "auto"
     precision: str = "auto"
@@ -40,7 +42,7 @@ class DemoOptions:
     max_eval: int = 200
 
     def __post_init__(self) -> None:
-        if not self.minutes > 0:
+        if self.minutes is not None and not self.minutes > 0:
             raise TrilogyError(f"--minutes must be positive, got {self.minutes}")
         if self.size not in SIZES:
             raise TrilogyError(f"--size must be one of {', '.join(SIZES)}, got {self.size!r}")
@@ -58,8 +60,11 @@ class DemoOptions:
             if not sep or not source or arch not in ARCHITECTURES:
                 raise TrilogyError(f"--init takes ARCH=PATH_OR_NAME with ARCH one of {', '.join(ARCHITECTURES)}, "
                                    f"got {value!r}")
-        for name in ("max_train", "max_eval"):
-            if getattr(self, name) <= 0:
+        if self.minutes is not None and (self.pretrain_flops is not None or self.finetune_steps is not None):
+            raise TrilogyError("--minutes plans the budget from the time; it cannot be given with --pretrain-flops "
+                               "or --finetune-steps")
+        for name in ("max_train", "max_eval", "pretrain_flops", "finetune_steps"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise TrilogyError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
 
     @property
@@ -67,13 +72,22 @@ class DemoOptions:
         """Architecture -> the checkpoint it starts from (``--init``)."""
         return dict(value.partition("=")[::2] for value in self.init)
 
+    def budget_flops(self, size) -> tuple[float, int]:
+        """Without ``--minutes``: (each architecture's pre-training FLOPs, each task's fine-tuning budget in the
+        decoder's steps), given or the ``size``'s."""
+        return (self.pretrain_flops if self.pretrain_flops is not None else size.pretrain_flops,
+                self.finetune_steps if self.finetune_steps is not None else size.finetune_steps)
+
     @property
     def pretrain_seconds(self) -> float:
+        """With ``--minutes``: the seconds of pre-training, all architectures together."""
+        assert self.minutes is not None
         return self.minutes * 60 * PRETRAIN_SHARE
 
     @property
     def finetune_seconds(self) -> float:
-        """Per task, all architectures together."""
+        """With ``--minutes``: the seconds of fine-tuning per task, all architectures together."""
+        assert self.minutes is not None
         return self.minutes * 60 * FINETUNE_SHARE / (len(self.tasks) + len(self.task_files))
 
 
