@@ -38,8 +38,8 @@ class DemoOptions:
     tasks: list[str] = field(default_factory=lambda: list(TASKS))
     task_files: list[str] = field(default_factory=list)
     init: list[str] = field(default_factory=list)  # "ARCH=PATH_OR_NAME": a checkpoint folder or a HF name
-    max_train: int = 1000  # rows per task
-    max_eval: int = 200
+    max_train: int = 4000  # rows per task
+    max_eval: int = 400
 
     def __post_init__(self) -> None:
         if self.minutes is not None and not self.minutes > 0:

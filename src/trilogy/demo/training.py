@@ -36,7 +36,7 @@ CHECKPOINTS_PER_UNIT = 4  # unit repeats little training, and a long one does no
 #: docstring recipe's (``make recipe-t5-docstrings``)
 LEARNING_RATES = {"mlm": 1e-3, "span": 3e-3}
 LEARNING_RATE = 2e-3
-FINE_TUNING_RATE = 1e-3
+FINE_TUNING_RATE = 3e-3  # against 1e-3: plurals 0.645 -> 0.70 (decoder), span 0.45 -> 0.49 (encoder)
 
 
 @dataclass
