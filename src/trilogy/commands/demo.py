@@ -70,8 +70,10 @@ def demo(options: DemoCommandOptions) -> int:
 def _demo(options: DemoCommandOptions) -> int:
     try:
         from ..demo.report import MATRIX_HEADERS, matrix_rows, text_table
+        from ..demo.run import join
         from ..demo.seeds import run_demo
         from ..demo.state import load_state
+        from ..train.distributed import teardown
     except ModuleNotFoundError as missing:
         if missing.name == "trilogy.objectives.task_adapters":
             raise UserError("trilogy demo needs trilogy.objectives.task_adapters, which this install lacks") from None
@@ -80,7 +82,13 @@ def _demo(options: DemoCommandOptions) -> int:
     out = Path(options.out)
     first = out if options.seeds == 1 else out / f"seed-{options.demo.get('seed', 0)}"
     demo_options = _demo_options(asdict(load_state(first).options) if options.resume else None, options.demo)
-    report = run_demo(demo_options, out, options.seeds, resume=options.resume)
+    dist = join(demo_options)  # under torchrun: this process's rank
+    try:
+        report = run_demo(demo_options, out, dist, options.seeds, resume=options.resume)
+    finally:
+        teardown()
+    if report is None:  # a rank other than the main one, which reports
+        return 0
     if options.json:
         print(json.dumps({"out": str(out), "interrupted": report["interrupted"], "tasks": report["tasks"],
                           "pretraining": report["pretraining"]}))

@@ -10,6 +10,11 @@ normal end), when Ctrl-C was pressed, or when the unit has run well past the sec
 machine got slower than the probe measured). It records, at the end of each step, the tokens, FLOPs,
 loss-bearing tokens and seconds so far, for the loss curves, and saves those counts and the clock with the
 data position, so a resumed run continues them.
+
+Under ``torchrun`` each rank's stream serves its rows of each global batch: the counts are summed over the
+ranks at each step, and every rank keeps the main rank's clock, so that all of them stop at the same step (one
+rank stopping alone would leave the others waiting on it) with the counts of one process; the main rank writes
+the timeline.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from ..errors import TrilogyError
 from ..sizing import batch_rows, training_flops
+from ..train.distributed import Distributed
 from ..train.loop import tokens_seen
 
 OVERRUN = 1.25  # a unit is stopped once it has used this multiple of the seconds planned for it
@@ -80,14 +88,16 @@ class BudgetedBatches:
         stop: the Ctrl-C flag.
         timeline: a JSONL file that gets ``{"step", "tokens", "flops", "loss_tokens", "seconds"}`` when each
             step has ended.
+        dist: the ranks under torchrun (default: one process); ``batches`` then serves this rank's rows.
     """
 
     def __init__(self, batches, config, measure: str, quota: float, deadline_s: float, stop: StopRequest,
-                 timeline: Path):
+                 timeline: Path, dist: Distributed | None = None):
         if measure not in MEASURES:
             raise TrilogyError(f"a budget counts one of {', '.join(MEASURES)}, got {measure!r}")
         self.batches, self.config, self.measure, self.quota = batches, config, measure, quota
         self.deadline_s, self.stop, self.timeline = deadline_s, stop, Path(timeline)
+        self.dist = dist or Distributed(0, 1, torch.device("cpu"))
         self.steps, self.seconds = 0, 0.0
         self.counts = dict.fromkeys(COUNTS, 0)
         self._last_tick: float | None = None
@@ -103,6 +113,7 @@ class BudgetedBatches:
 
     def __next__(self):
         self._tick()
+        self.seconds = main_rank_value(self.dist, self.seconds)  # one clock: the ranks stop at the same step
         if self.steps:
             self._record()
         if self.stop.requested:
@@ -114,9 +125,10 @@ class BudgetedBatches:
         batch = next(self.batches)
         spent = self.spent
         self.steps += 1
-        self.counts["tokens"] += tokens_seen(batch)
-        self.counts["flops"] += training_flops(self.config, batch_rows(batch))
-        self.counts["loss_tokens"] += int((batch["labels"] != -100).sum())
+        counts = [tokens_seen(batch), training_flops(self.config, batch_rows(batch)),
+                  int((batch["labels"] != -100).sum())]
+        for name, total in zip(COUNTS, self.dist.sum(torch.tensor(counts)).tolist(), strict=True):
+            self.counts[name] += int(total)  # all ranks' rows: the global batch's
         self._last_cost = self.spent - spent  # 0 for seconds: the clock counts them after the step
         return batch
 
@@ -132,6 +144,8 @@ class BudgetedBatches:
         self._last_tick = now
 
     def _record(self) -> None:
+        if not self.dist.is_main:
+            return
         with self.timeline.open("a") as file:
             file.write(json.dumps({"step": self.steps, **self.counts, "seconds": round(self.seconds, 6)}) + "\n")
 
@@ -147,8 +161,14 @@ class BudgetedBatches:
         self.steps, self.seconds = state["steps"], state["seconds"]
         self.counts = {name: state[name] for name in COUNTS}
         self._last_tick = None
-        kept = [r for r in read_timeline(self.timeline) if r["step"] < self.steps]
-        self.timeline.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        if self.dist.is_main:
+            kept = [r for r in read_timeline(self.timeline) if r["step"] < self.steps]
+            self.timeline.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def main_rank_value(dist: Distributed, value: float) -> float:
+    """The main rank's ``value`` on every rank (a collective under torchrun: every rank takes part)."""
+    return float(dist.sum(torch.tensor(value if dist.is_main else 0.0)))
 
 
 def read_timeline(path: Path) -> list[dict]:

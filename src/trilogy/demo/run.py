@@ -6,6 +6,10 @@ pre-train -> fine-tune -> evaluate (each fine-tuned model on its task's held-out
 A seed's folder holds ``demo.json`` (the options, the probes, the budget, how far each unit got and its score),
 ``tokenizers/``, ``pretrain/ARCH/`` and ``finetune/TASK/ARCH/`` (each a checkpoint ``trilogy.from_pretrained``
 loads). ``--resume`` reads ``demo.json`` and goes on from there.
+
+Under ``torchrun`` every rank runs every phase with its rows of each global batch (the size's batch, split over
+the ranks), so the budget, the steps and the FLOPs are one process's; the main rank writes the folder and prints
+the progress, and the others wait for what it wrote where they read it (the tokenizers, each unit's weights).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from ..objectives.task_adapters import (
     task_batches,
     task_loss,
 )
-from ..train.distributed import Distributed
+from ..train.distributed import Distributed, setup
 from ..train.precision import resolve_precision
 from .budget import StopRequest
 from .families import ARCHITECTURES, LABELS, PRETRAINING, SIZES, TOKENIZER, Size, matched_configs
@@ -75,15 +79,35 @@ def load_tasks(options: DemoOptions) -> list[Task]:
     return tasks
 
 
-def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: set[str]) -> dict[str, Tokenizer]:
-    """Tokenizer family -> its tokenizer, trained on the start of the corpus, or read back from
-    ``tokenizers/`` when a resumed demo already trained it."""
+def say(dist: Distributed, text: str) -> None:
+    """A line of progress, from the main rank (the others would repeat it)."""
+    if dist.is_main:
+        print(text, flush=True)
+
+
+def join(options: DemoOptions) -> Distributed:
+    """This process's rank and device: under torchrun its place in the process group and, on GPUs, its own
+    one; else rank 0 of 1 on ``--device`` (``auto``: cuda when there is one)."""
+    gpu = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    dist = setup({"auto": None, "cuda": gpu}.get(options.device, options.device))
+    batch_size = SIZES[options.size].batch_size
+    if batch_size % dist.world_size:
+        raise TrilogyError(f"--size {options.size}'s batch of {batch_size} rows does not split over "
+                           f"{dist.world_size} processes; run a number of processes that divides it")
+    return dist
+
+
+def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: set[str],
+                       dist: Distributed) -> dict[str, Tokenizer]:
+    """Tokenizer family -> its tokenizer, trained on the start of the corpus (by the main rank: WordPiece and
+    Unigram training can differ from run to run), or read back from ``tokenizers/`` when a resumed demo
+    already trained it."""
     folder = out / "tokenizers"
     folder.mkdir(exist_ok=True)
     tokenizers = {}
     for family in sorted(families):
         path = folder / f"{family}.json"
-        if not path.is_file():
+        if dist.is_main and not path.is_file():
             started = time.perf_counter()
             texts, used = [], 0
             for document in corpus:
@@ -96,6 +120,7 @@ def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: 
             os.replace(path.with_suffix(".tmp"), path)
             print(f"  {family} tokenizer: {tokenizer.get_vocab_size():,} tokens "
                   f"({time.perf_counter() - started:.1f} s)", flush=True)
+        dist.barrier()  # the other ranks read what the main rank wrote
         tokenizers[family] = Tokenizer.from_file(str(path))
     return tokenizers
 
@@ -158,7 +183,8 @@ class Setup:
         seq_len, batch_size = self.size.seq_len, self.size.batch_size
 
         def batches(seed: int) -> Batches:
-            return Batches(objective, self.corpus, model.tokenizer, seq_len, batch_size, seed)
+            return Batches(objective, self.corpus, model.tokenizer, seq_len, batch_size, seed,
+                           rank=self.dist.rank, world_size=self.dist.world_size)
 
         def loss(model, batch):
             return compute_loss(objective, model, batch)
@@ -170,33 +196,34 @@ class Setup:
         seq_len, batch_size = self.size.seq_len, self.size.batch_size
 
         def batches(seed: int):
-            return task_batches(task, arch, model.tokenizer, seq_len, batch_size, seed)
+            return task_batches(task, arch, model.tokenizer, seq_len, batch_size, seed, self.dist.rank,
+                                self.dist.world_size)
 
         name = finetune_unit(task.name, arch)
         return Job(name, self.out / name, model.to(self.dist.device), batches, task_loss, FINE_TUNING_RATE,
                    self.options.seed, self.dist, self.precision)
 
+    def save(self, state: DemoState) -> None:
+        """``demo.json``, written by the main rank."""
+        if self.dist.is_main:
+            save_state(self.out, state)
+
     def pretraining_archs(self) -> list[str]:
         return [arch for arch in ARCHITECTURES if arch not in self.options.checkpoints]
 
 
-def prepare(options: DemoOptions, out: Path, stop: StopRequest) -> Setup:
+def prepare(options: DemoOptions, out: Path, stop: StopRequest, dist: Distributed) -> Setup:
     """The tasks, the corpus, the tokenizers (trained, or read back when resuming) and the configs."""
     size = SIZES[options.size]
-    print("loading the tasks and the pre-training corpus", flush=True)
+    say(dist, "loading the tasks and the pre-training corpus")
     tasks = load_tasks(options)
     corpus = pretraining_corpus(size.corpus_bytes)
-    print(f"  {len(tasks)} tasks; corpus: {len(corpus):,} documents, {sum(map(len, corpus)):,} characters",
-          flush=True)
+    say(dist, f"  {len(tasks)} tasks; corpus: {len(corpus):,} documents, {sum(map(len, corpus)):,} characters")
     families = {TOKENIZER[arch] for arch in ARCHITECTURES}
-    tokenizers = prepare_tokenizers(out, corpus, size.vocab_size, families)
+    tokenizers = prepare_tokenizers(out, corpus, size.vocab_size, families, dist)
     configs = matched_configs(tokenizers, size)
-    if options.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(options.device)
-    return Setup(options, out, size, tasks, corpus, tokenizers, configs, Distributed(0, 1, device),
-                 resolve_precision(options.precision, device), stop)
+    return Setup(options, out, size, tasks, corpus, tokenizers, configs, dist,
+                 resolve_precision(options.precision, dist.device), stop)
 
 
 def probe_units(setup: Setup, state: DemoState) -> None:
@@ -205,9 +232,9 @@ def probe_units(setup: Setup, state: DemoState) -> None:
     for arch in setup.pretraining_archs():
         record = state.unit(pretrain_unit(arch))
         if record.probe is None and not setup.stop.requested:
-            print(f"timing pre-training steps: {LABELS[arch]}", flush=True)
+            say(setup.dist, f"timing pre-training steps: {LABELS[arch]}")
             record.probe = probe(setup.pretrain_job(arch, setup.fresh_model(arch)))
-            save_state(setup.out, state)
+            setup.save(state)
     for task in setup.tasks:
         for arch in ARCHITECTURES:
             record = state.unit(finetune_unit(task.name, arch))
@@ -215,10 +242,10 @@ def probe_units(setup: Setup, state: DemoState) -> None:
             if adapted.unavailable is not None:
                 record.status, record.reason = "n/a", adapted.unavailable
             elif record.probe is None and not setup.stop.requested:
-                print(f"timing fine-tuning steps: {task.name}, {arch}", flush=True)
+                say(setup.dist, f"timing fine-tuning steps: {task.name}, {arch}")
                 model = fine_tune_model(setup.pretrained(arch, fresh=True), task, arch)
                 record.probe = probe(setup.finetune_job(task, arch, model))
-            save_state(setup.out, state)
+            setup.save(state)
 
 
 def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) -> None:
@@ -263,12 +290,12 @@ def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) ->
         planned = sum(r.plan.planned_seconds for r in state.units.values() if r.plan)
         state.budget = Budget(pretrain, task_flops, planned)
         state.precision = setup.precision
-        save_state(setup.out, state)
+        setup.save(state)
     budget = state.budget
     text = (f"{format_flops(budget.pretrain_flops)} of pre-training per architecture, "
             if budget.pretrain_flops else "")
-    print(f"budget: {text}{len(budget.task_flops)} tasks at their own equal fine-tuning FLOPs; about "
-          f"{budget.planned_seconds:.0f} s of training in all, in {state.precision}", flush=True)
+    say(setup.dist, f"budget: {text}{len(budget.task_flops)} tasks at their own equal fine-tuning FLOPs; about "
+                    f"{budget.planned_seconds:.0f} s of training in all, in {state.precision}")
 
 
 def run_unit(setup: Setup, state: DemoState, name: str, make_job) -> None:
@@ -277,17 +304,17 @@ def run_unit(setup: Setup, state: DemoState, name: str, make_job) -> None:
     if setup.stop.requested or record.finished or record.plan is None or record.probe is None:
         return
     job = make_job()
-    print(f"{name}: {job.model.num_parameters():,} parameters, {record.plan.max_steps} steps for "
-          f"{format_flops(record.plan.quota)} (about {record.plan.planned_seconds:.0f} s)", flush=True)
+    say(setup.dist, f"{name}: {job.model.num_parameters():,} parameters, {record.plan.max_steps} steps for "
+                    f"{format_flops(record.plan.quota)} (about {record.plan.planned_seconds:.0f} s)")
     was_started = record.status in ("training", "interrupted")
     record.status = "training"
-    save_state(setup.out, state)
+    setup.save(state)
     result = train_unit(job, record.plan, record.probe.step_seconds, setup.stop, resume=was_started)
     for key, value in result.items():
         setattr(record, key, value)
-    save_state(setup.out, state)
-    print(f"{name}: {record.status} after {record.steps} steps, {format_flops(record.flops)}, "
-          f"{record.seconds:.0f} s", flush=True)
+    setup.save(state)
+    say(setup.dist, f"{name}: {record.status} after {record.steps} steps, {format_flops(record.flops)}, "
+                    f"{record.seconds:.0f} s")
 
 
 def pretrain(setup: Setup, state: DemoState) -> None:
@@ -322,29 +349,31 @@ def evaluate(setup: Setup, state: DemoState) -> None:
                 record.score = score(model, task, arch, model.tokenizer, setup.size.seq_len,
                                               setup.size.batch_size)
             record.eval_seconds = round(time.perf_counter() - started, 2)
-            save_state(setup.out, state)
-            print(f"{name}: {task.metric} {record.score:.3f} ({record.eval_seconds:.0f} s)", flush=True)
+            setup.save(state)
+            say(setup.dist, f"{name}: {task.metric} {record.score:.3f} ({record.eval_seconds:.0f} s)")
 
 
-def run_seed(options: DemoOptions, out: Path, stop: StopRequest, resume: bool = False,
+def run_seed(options: DemoOptions, out: Path, stop: StopRequest, dist: Distributed, resume: bool = False,
              budget: Budget | None = None) -> dict:
-    """Run (or continue) one seed of the demo in ``out``, with the first seed's ``budget`` when given; returns
-    its results (``findings.seed_results``)."""
+    """Run (or continue) one seed of the demo in ``out`` as this rank (``join``), with the first seed's
+    ``budget`` when given; returns its results (``findings.seed_results``)."""
     from .findings import seed_results
 
     out = Path(out)
     if not resume and (out / STATE_FILE).exists():
         raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")
     state = load_state(out) if resume and (out / STATE_FILE).exists() else DemoState(options)
+    dist.barrier()  # every rank has read demo.json before the main rank writes it
     out.mkdir(parents=True, exist_ok=True)
-    save_state(out, state)
-    setup = prepare(options, out, stop)
+    if dist.is_main:
+        save_state(out, state)
+    setup = prepare(options, out, stop, dist)
     probe_units(setup, state)
     if not stop.requested:
         plan_budget(setup, state, budget)
         pretrain(setup, state)
         fine_tune(setup, state)
-        print("evaluating the fine-tuned models on their tasks' held-out rows", flush=True)
+        say(setup.dist, "evaluating the fine-tuned models on their tasks' held-out rows")
         evaluate(setup, state)
     return seed_results(setup, state, interrupted=stop.requested)
 

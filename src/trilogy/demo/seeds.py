@@ -5,13 +5,15 @@ checked against it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from .budget import first_ctrl_c_requests_stop
+from ..train.distributed import Distributed
+from .budget import StopRequest, first_ctrl_c_requests_stop
 from .families import ARCHITECTURES
 
 
@@ -90,30 +92,35 @@ def aggregate(seeds: list[dict]) -> dict:
             "folders": [seed["out"] for seed in seeds]}
 
 
-def run_demo(options, out: Path, seeds: int = 1, resume: bool = False) -> dict:
+def run_demo(options, out: Path, dist: Distributed, seeds: int = 1, resume: bool = False) -> dict | None:
     """The demo for seeds ``options.seed`` .. ``options.seed + seeds - 1`` (one seed: in ``out``; several: in
-    ``out/seed-K``), then the report in ``out``. Returns the report's data; its ``interrupted`` is True when
-    Ctrl-C stopped it (the report is then partial)."""
+    ``out/seed-K``) as this rank (``run.join``), then the report in ``out``. Returns the report's data; its
+    ``interrupted`` is True when Ctrl-C stopped it (the report is then partial). Under torchrun the main rank
+    writes the report and returns it, the others return None; Ctrl-C there is torchrun's: it ends every process
+    at once (ranks stopping at different steps would wait on each other), and ``--resume`` continues."""
     from .report import write_reports
-    from .run import run_seed
+    from .run import run_seed, say
     from .state import load_state
 
     out = Path(out)
     started = time.perf_counter()
     results = []
     shared = None
-    with first_ctrl_c_requests_stop() as stop:
+    with first_ctrl_c_requests_stop() if not dist.enabled else contextlib.nullcontext(StopRequest()) as stop:
         for seed in range(options.seed, options.seed + seeds):
             folder = out if seeds == 1 else out / f"seed-{seed}"
             if seeds > 1:
-                print(f"=== seed {seed} ({seed - options.seed + 1} of {seeds}) ===", flush=True)
+                say(dist, f"=== seed {seed} ({seed - options.seed + 1} of {seeds}) ===")
             budget = f"planned for {options.minutes:g} minutes" if options.minutes else "the size's FLOP budget"
-            print(f"trilogy demo: size {options.size}, {budget}; the four architectures get "
-                  "the same pre-training FLOPs, and the same fine-tuning FLOPs on each task", flush=True)
-            results.append(run_seed(replace(options, seed=seed), folder, stop, resume=resume, budget=shared))
+            say(dist, f"trilogy demo: size {options.size}, {budget}; the four architectures get "
+                      "the same pre-training FLOPs, and the same fine-tuning FLOPs on each task")
+            results.append(run_seed(replace(options, seed=seed), folder, stop, dist, resume=resume,
+                                    budget=shared))
             shared = shared or load_state(folder).budget  # the first seed's quotas serve every seed
             if stop.requested:
                 break
+    if not dist.is_main:
+        return None
     print("writing the report", flush=True)
     report = aggregate(results)
     report["options"] = json.loads(json.dumps(vars(options)))

@@ -3,7 +3,8 @@
 
 The unit's folder is the loop's output folder: a checkpoint ``trilogy.from_pretrained`` loads (config.json,
 model.safetensors, tokenizer.json), ``checkpoints/``, ``metrics.jsonl``, plus the demo's ``timeline.jsonl``
-(tokens, FLOPs and seconds at the end of each step).
+(tokens, FLOPs and seconds at the end of each step). Under ``torchrun`` every rank trains, the main rank writes
+the folder, and a probe's figures are the global batch's and the main rank's step time.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from ..sizing import batch_rows, training_flops
 from ..train.distributed import Distributed
 from ..train.loop import TrainSettings, tokens_seen, train
 from ..train.state import latest_checkpoint
-from .budget import OVERRUN, BudgetedBatches, StopRequest, StopTraining, read_timeline
+from .budget import OVERRUN, BudgetedBatches, StopRequest, StopTraining, main_rank_value, read_timeline
 
 CALIBRATION_STEPS = 6  # the first is a warm-up; the median of the others is the step time
 PROBE_BATCHES = 16  # the mean FLOPs and tokens per step are taken over the unit's first batches
@@ -63,8 +64,8 @@ def _save(model, folder) -> None:
 
 @dataclass
 class Probe:
-    """What one training step of a unit costs on this machine: seconds (measured), and FLOPs and tokens (the
-    mean over its first batches)."""
+    """What one training step of a unit costs on this machine: seconds (measured; under torchrun the main
+    rank's), and FLOPs and tokens (the mean over its first global batches)."""
 
     step_seconds: float
     flops_per_step: float
@@ -73,24 +74,30 @@ class Probe:
 
 def probe(job: Job) -> Probe:
     """A few steps of the real loop on a copy of the model, in a scratch folder that is removed afterwards;
-    the FLOPs and tokens of the unit's first ``PROBE_BATCHES`` batches."""
+    the FLOPs and tokens of the unit's first ``PROBE_BATCHES`` batches (all ranks' rows: every rank plans
+    the same steps)."""
+    dist = job.dist
     scratch = job.folder / ".calibration"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
+    if dist.is_main:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True, exist_ok=True)
     batches = BudgetedBatches(job.batches(job.seed + 1), job.model.config, "seconds", math.inf, math.inf,
-                              StopRequest(), scratch / "timeline.jsonl")
+                              StopRequest(), scratch / "timeline.jsonl", dist)
     settings = TrainSettings(max_steps=CALIBRATION_STEPS, lr=job.learning_rate, warmup_steps=1,
                              precision=job.precision)
-    train(copy.deepcopy(job.model), batches, job.loss, settings, scratch, lambda model, folder: None, None,
-          job.dist)
+    train(copy.deepcopy(job.model), batches, job.loss, settings, scratch, lambda model, folder: None, None, dist)
     batches.finish()
-    seconds = [r["seconds"] for r in read_timeline(scratch / "timeline.jsonl")]
-    shutil.rmtree(scratch)
-    durations = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
+    step_seconds = 0.0
+    if dist.is_main:  # the timeline is the main rank's
+        seconds = [r["seconds"] for r in read_timeline(scratch / "timeline.jsonl")]
+        shutil.rmtree(scratch)
+        durations = [b - a for a, b in zip(seconds, seconds[1:], strict=False)]
+        step_seconds = statistics.median(durations) if durations else seconds[-1]
     first = list(itertools.islice(job.batches(job.seed), PROBE_BATCHES))
-    return Probe(step_seconds=statistics.median(durations) if durations else seconds[-1],
-                 flops_per_step=statistics.mean(training_flops(job.model.config, batch_rows(b)) for b in first),
-                 tokens_per_step=statistics.mean(tokens_seen(b) for b in first))
+    flops, tokens = dist.sum(torch.tensor([sum(training_flops(job.model.config, batch_rows(b)) for b in first),
+                                           sum(tokens_seen(b) for b in first)])).tolist()
+    return Probe(step_seconds=main_rank_value(dist, step_seconds), flops_per_step=flops / len(first),
+                 tokens_per_step=tokens / len(first))
 
 
 @dataclass
@@ -135,13 +142,13 @@ def train_unit(job: Job, planned: Plan, step_seconds: float, stop: StopRequest, 
         ``seconds`` (its training clock).
     """
     resume = resume and latest_checkpoint(job.folder) is not None
-    if not resume:  # a fresh start: nothing of an earlier attempt may leak into the curves
+    if not resume and job.dist.is_main:  # a fresh start: nothing of an earlier attempt may leak into the curves
         for name in ("metrics.jsonl", "timeline.jsonl"):
             (job.folder / name).unlink(missing_ok=True)
         shutil.rmtree(job.folder / "checkpoints", ignore_errors=True)
     job.folder.mkdir(parents=True, exist_ok=True)
     batches = BudgetedBatches(job.batches(job.seed), job.model.config, "flops", planned.quota, planned.deadline_s,
-                              stop, job.folder / "timeline.jsonl")
+                              stop, job.folder / "timeline.jsonl", job.dist)
     torch.manual_seed(job.seed)
     try:
         settings = settings_for(planned.max_steps, step_seconds, job.learning_rate, job.precision)
@@ -150,6 +157,8 @@ def train_unit(job: Job, planned: Plan, step_seconds: float, stop: StopRequest, 
         status = "done"
     except StopTraining as stopped:
         status = stopped.reason
-        _save(job.model, job.folder)  # what was trained up to the last complete step
+        if job.dist.is_main:
+            _save(job.model, job.folder)  # what was trained up to the last complete step
     batches.finish()
+    job.dist.barrier()  # the other ranks read the unit's folder once the main rank has written it
     return dict(status=status, steps=batches.steps, **batches.counts, seconds=round(batches.seconds, 2))
