@@ -16,11 +16,13 @@ from .init import InitScheme
 
 
 class LMHead(nn.Module):
-    """Hidden states to vocabulary logits: (B, T, C) -> (B, T, V). ``scale`` multiplies the input (T5 v1.0)."""
+    """Hidden states to vocabulary logits: (B, T, C) -> (B, T, V). ``scale`` multiplies the input (T5 v1.0);
+    ``softcap`` caps the logits, tanh(z / softcap) * softcap (Gemma 2)."""
 
-    def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0):
+    def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0,
+                 softcap: float | None = None):
         super().__init__()
-        self.scale = scale
+        self.scale, self.softcap = scale, softcap
         self.proj = nn.Linear(d_model, vocab_size, bias=bias)
 
     @property
@@ -35,7 +37,8 @@ class LMHead(nn.Module):
         return hidden * self.scale if self.scale != 1.0 else hidden
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.proj(self.features(hidden))
+        logits = self.proj(self.features(hidden))  # (B, T, V)
+        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
 
 
 class MLMHead(nn.Module):

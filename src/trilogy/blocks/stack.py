@@ -56,7 +56,7 @@ class TransformerStack(nn.Module):
                                  bidirectional=not spec.causal)
             if config.position == "relative" else None
         )
-        self.rotary = RotaryEmbedding(config.d_head, config.rope_theta) if config.position == "rope" else None
+        self.rotary = RotaryEmbedding(config.rotary_dims, config.rope_theta) if config.position == "rope" else None
         self.final_norm = build_norm(config) if config.final_norm else None
         self.checkpoint_activations = checkpoint_activations
 

@@ -16,10 +16,11 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, gpt2, llama, t5
+from . import bert, gemma, gpt2, gpt_neox, llama, phi3, t5
 from .mapping import Rule, expand
 
-CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5,
+                                                                              gpt_neox, phi3, gemma)}
 
 
 def supported() -> str:
@@ -68,6 +69,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
+        "rotary_fraction": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
         "norm_bias": config.norm == "rmsnorm",
