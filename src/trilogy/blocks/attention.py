@@ -63,8 +63,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     scale = q.size(-1) ** -0.5 if scale is None else scale
     if scale != 1.0:  # T5 does not scale
         scores = scores * scale
-    if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
+    if softcap is not None:  # in two steps, so that at most two (B, H, T, S) tensors exist at once
+        scores = (scores / softcap).tanh_()
+        scores = scores * softcap
     if bias is not None:
         scores = scores + bias
     elif is_causal or mask is not None:

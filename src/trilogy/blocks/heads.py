@@ -38,7 +38,10 @@ class LMHead(nn.Module):
 
     def forward(self, hidden: Tensor) -> Tensor:
         logits = self.proj(self.features(hidden))  # (B, T, V)
-        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
+        if self.softcap is None:
+            return logits
+        logits = (logits / self.softcap).tanh_()  # at most two (B, T, V) tensors at once
+        return logits * self.softcap
 
 
 class MLMHead(nn.Module):

@@ -33,7 +33,8 @@ class _RMSNormFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         normed, inverse_rms, weight = ctx.saved_tensors
-        grad_weight = (grad * normed).reshape(-1, grad.size(-1)).sum(0).to(weight.dtype) \
+        # in the weight's dtype: fp32 for Gemma's (offset + weight), whatever the rows' dtype
+        grad_weight = (grad.to(weight.dtype) * normed.to(weight.dtype)).reshape(-1, grad.size(-1)).sum(0) \
             if ctx.needs_input_grad[1] else None
         wide = torch.promote_types(normed.dtype, torch.float32)
         grad_normed = (grad * weight).to(wide)  # (N, C)

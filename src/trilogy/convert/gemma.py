@@ -42,4 +42,5 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
     tanh = {"hidden_act": "gelu_pytorch_tanh"} if config.activation == "gelu_tanh" else {}  # Gemma's name for it
-    return llama_like.config_to_hf(config, dropped=("mlp_bias",), **tanh)
+    # no biases: written so, a model with biases differs from its reading in ``bias``
+    return llama_like.config_to_hf(config, dropped=("mlp_bias",), attention_bias=False, **tanh)

@@ -87,12 +87,13 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
 
 
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """GPT-NeoX's config.json for ``config``: always with biases (a model without them differs in ``bias``)."""
     return dict(
         vocab_size=config.vocab_size, hidden_size=config.d_model, num_attention_heads=config.n_heads,
         num_hidden_layers=config.n_layers, intermediate_size=config.d_ff,
         max_position_embeddings=config.max_seq_len, layer_norm_eps=config.norm_eps,
         hidden_act=ACTIVATIONS_TO_HF[config.activation], use_parallel_residual=config.parallel_residual,
-        attention_bias=config.bias, hidden_dropout=config.dropout, attention_dropout=config.dropout,
+        attention_bias=True, hidden_dropout=config.dropout, attention_dropout=config.dropout,
         **rope_to_hf(config), tie_word_embeddings=config.tie_embeddings, pad_token_id=config.pad_token_id,
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, **labels_to_hf(config),
     )
