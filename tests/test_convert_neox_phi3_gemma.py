@@ -6,6 +6,7 @@ does not reproduce is one line of CheckpointError."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -87,8 +88,7 @@ def test_bf16_loads_and_saves(saved, case, tmp_path):
     inputs = make_inputs(ours.config)
     with torch.no_grad():
         exact = reference(**inputs).logits
-        theirs = reference.to(torch.bfloat16)(**inputs).logits.float()
-        reference.float()
+        theirs = copy.deepcopy(reference).to(torch.bfloat16)(**inputs).logits.float()
         mine = ours.run(inputs["input_ids"], inputs["attention_mask"]).logits.float()
     real = inputs["attention_mask"].bool()
     our_error, their_error = ((x - exact)[real].abs().max().item() for x in (mine, theirs))
@@ -105,10 +105,9 @@ def test_gemma_embeddings_in_bf16_are_transformers_bitwise(saved):
     folder, reference = saved["GemmaForCausalLM"]
     ours = trilogy.from_pretrained(folder, dtype=torch.bfloat16).eval()
     ids = make_inputs(ours.config)["input_ids"]
-    embed = reference.model.embed_tokens.to(torch.bfloat16)
+    embed = copy.deepcopy(reference.model.embed_tokens).to(torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(ours.embeddings(ids), embed(ids))
-    reference.float()
 
 
 def rewrite_config(folder, **changes):
