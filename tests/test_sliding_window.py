@@ -114,6 +114,20 @@ def test_a_sliding_layer_cache_stays_bounded_far_past_the_window():
     assert generate(model, ids, mask, max_new_tokens=new, eos_token_id=None).equal(tokens)
 
 
+@pytest.mark.parametrize("name,changes", [
+    ("tiny-t5", dict(sliding_window=3, layer_attention=("sliding", "full", "full", "sliding"))),  # relative bias
+    ("tiny-gpt2", dict(sliding_window=3)),
+])
+def test_cached_decoding_with_windows_in_other_families(name, changes):
+    model = spread_weights(build_model(ModelConfig.from_preset(name, **changes)))
+    ids = torch.randint(4, 1000, (2, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, :3] = 0  # left padding for the decoder; the source's for T5
+    cached = generate(model, ids, mask, max_new_tokens=12, eos_token_id=None)
+    assert torch.equal(cached, uncached_greedy(model, ids, mask, 12))
+    assert len(set(cached[0, -12:].tolist())) > 3
+
+
 def test_a_sliding_cache_continued_twice_and_reordered_keeps_both_right():
     """Branching and in-place beam reordering over a sliding layer's moving view of its buffers."""
     model = spread_weights(build_model(ModelConfig.from_preset("tiny-llama", **MIXED)))
