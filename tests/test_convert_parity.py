@@ -16,7 +16,15 @@ import json
 import pytest
 import torch
 import transformers
-from transformers import BertConfig, GPT2Config, LlamaConfig, T5Config
+from transformers import (
+    BertConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Qwen2Config,
+    Qwen3Config,
+    T5Config,
+)
 
 import trilogy
 
@@ -35,6 +43,12 @@ T5_V11 = dict(T5_V10, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
 LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
              rope_parameters={"rope_type": "default", "rope_theta": 500.0})
+# sliding windows of 3 tokens, shorter than the 8-token rows: Qwen2's layers from max_window_layers on slide,
+# Qwen3's as layer_types says (and q/k norms over a head size that is not hidden_size / heads), every Mistral layer
+QWEN2 = dict(LLAMA, use_sliding_window=True, sliding_window=3, max_window_layers=1)
+QWEN3 = dict(LLAMA, head_dim=6, use_sliding_window=True, sliding_window=3,
+             layer_types=["sliding_attention", "full_attention"])
+MISTRAL = dict(LLAMA, sliding_window=3)
 
 # id -> (config class, config fields, model class)
 CASES = {
@@ -63,6 +77,26 @@ CASES = {
     "LlamaForSequenceClassification": (LlamaConfig, dict(LLAMA, num_labels=3, pad_token_id=0),
                                        "LlamaForSequenceClassification"),
     "LlamaForTokenClassification": (LlamaConfig, dict(LLAMA, num_labels=3), "LlamaForTokenClassification"),
+    "Qwen2ForCausalLM-sliding-upper-layers": (Qwen2Config, QWEN2, "Qwen2ForCausalLM"),
+    "Qwen2ForCausalLM-full-tied": (Qwen2Config, dict(LLAMA, tie_word_embeddings=True), "Qwen2ForCausalLM"),
+    "Qwen2Model": (Qwen2Config, QWEN2, "Qwen2Model"),
+    "Qwen2ForSequenceClassification": (Qwen2Config, dict(QWEN2, num_labels=3, pad_token_id=0),
+                                       "Qwen2ForSequenceClassification"),
+    "Qwen2ForTokenClassification": (Qwen2Config, dict(QWEN2, num_labels=3), "Qwen2ForTokenClassification"),
+    "Qwen3ForCausalLM-sliding-first-layer": (Qwen3Config, QWEN3, "Qwen3ForCausalLM"),
+    "Qwen3ForCausalLM-full-tied": (Qwen3Config, dict(LLAMA, tie_word_embeddings=True), "Qwen3ForCausalLM"),
+    "Qwen3Model": (Qwen3Config, QWEN3, "Qwen3Model"),
+    "Qwen3ForSequenceClassification": (Qwen3Config, dict(QWEN3, num_labels=3, pad_token_id=0),
+                                       "Qwen3ForSequenceClassification"),
+    "Qwen3ForTokenClassification": (Qwen3Config, dict(QWEN3, num_labels=3), "Qwen3ForTokenClassification"),
+    "MistralForCausalLM-sliding": (MistralConfig, MISTRAL, "MistralForCausalLM"),
+    "MistralForCausalLM-full-tied": (MistralConfig, dict(LLAMA, sliding_window=None, tie_word_embeddings=True),
+                                     "MistralForCausalLM"),
+    "MistralModel": (MistralConfig, MISTRAL, "MistralModel"),
+    "MistralForSequenceClassification": (MistralConfig, dict(MISTRAL, num_labels=3, pad_token_id=0),
+                                         "MistralForSequenceClassification"),
+    "MistralForTokenClassification": (MistralConfig, dict(MISTRAL, num_labels=3), "MistralForTokenClassification"),
+    "MistralForQuestionAnswering": (MistralConfig, MISTRAL, "MistralForQuestionAnswering"),
 }
 
 
@@ -163,7 +197,9 @@ def test_parity_both_directions(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["GPT2LMHeadModel", "LlamaForCausalLM-gqa-untied", "GPT2ForSequenceClassification",
                                   "GPT2ForQuestionAnswering", "LlamaForSequenceClassification",
-                                  "LlamaForTokenClassification"])
+                                  "LlamaForTokenClassification", "Qwen2ForCausalLM-sliding-upper-layers",
+                                  "Qwen3ForSequenceClassification", "MistralForCausalLM-sliding",
+                                  "MistralForQuestionAnswering"])
 def test_decoders_with_left_padding(tmp_path, case):
     """Left padding: the sequence classifiers read the last position, as transformers' rightmost non-pad token."""
     reference = hf_model(case)

@@ -16,10 +16,12 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, gpt2, llama, t5
+from . import bert, gpt2, llama, mistral, qwen2, qwen3, t5
 from .mapping import Rule, expand
 
-CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
+#: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module
+                                     for module in (bert, gpt2, llama, t5, mistral, qwen2, qwen3)}
 
 
 def supported() -> str:
@@ -64,6 +66,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     for name in ("extra", "dropout"):
         fields.pop(name)
     fields["attention_scale"] = config.scale
+    fields["layer_attention"], fields["sliding_window"] = config.layer_windows, None  # each layer's window
     fields["pooler"] = config.structure.pooler
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
