@@ -19,6 +19,7 @@ NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+POOLER_ACTIVATIONS = ("tanh", "relu")
 #: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
 #: over a summary of the sequence (``sequence-classification``: BERT's pooled first token, a causal model's
 #: last real token), one over every position (``token-classification``) and start/end logits per position
@@ -139,6 +140,10 @@ class ModelConfig:
     # positions and embeddings
     position: str = "learned"
     rope_theta: float = 10000.0
+    position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
+    #   the rows before it unused); the table has max_seq_len + position_offset rows
+    positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
+    #   starts at its first real token (RoBERTa, XLM-R; decoders always do); False: 0..T-1, padding or not (BERT)
     relative_buckets: int = 32
     relative_max_distance: int = 128
     type_vocab_size: int = 0  # BERT token types
@@ -150,6 +155,8 @@ class ModelConfig:
     head_scale: float = 1.0  # T5 v1.0 scales the decoder output by d_model ** -0.5 before the tied head
     head_bias: bool = False  # a bias on the LM head
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
+    pooler_activation: str = "tanh"  # the pooler's: tanh (BERT; RoBERTa's classification head), relu (DistilBERT's
+    #   pre_classifier)
     num_labels: int = 2
     # special tokens
     pad_token_id: int | None = None
@@ -165,6 +172,7 @@ class ModelConfig:
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("position", self.position, POSITIONS)
+        _check_choice("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
         _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
@@ -187,6 +195,14 @@ class ModelConfig:
             raise TrilogyError(f"prefix_lm makes a decoder a prefix LM; arch {self.arch!r} cannot be one")
         if self.arch == "encoder-decoder" and self.n_decoder_layers is None:
             self.n_decoder_layers = self.n_layers
+        if not isinstance(self.position_offset, int) or isinstance(self.position_offset, bool) \
+                or self.position_offset < 0:
+            raise TrilogyError(f"position_offset must be a non-negative integer, got {self.position_offset!r}")
+        if self.position_offset and self.position != "learned":
+            raise TrilogyError(f"position_offset shifts a learned position table; position is {self.position!r}")
+        if self.positions_from_mask and self.arch != "encoder":
+            raise TrilogyError("positions_from_mask is for an encoder-only model; decoders always number real "
+                               "tokens only")
         if self.position == "rope" and self.d_head % 2:
             raise TrilogyError(f"rotary positions need an even d_head, got {self.d_head}")
         if not 0.0 <= self.dropout < 1.0:

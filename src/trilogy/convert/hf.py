@@ -16,10 +16,11 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, gpt2, llama, t5
+from . import bert, distilbert, gpt2, llama, roberta, t5, xlm_roberta
 from .mapping import Rule, expand
 
-CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5)}
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5, roberta,
+                                                                               xlm_roberta, distilbert)}
 
 
 def supported() -> str:
@@ -75,6 +76,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "head_bias": config.structure.vocabulary != "lm",
         "head_scale": not (config.structure.has_source and config.structure.vocabulary == "lm"),
         "num_labels": config.structure.classifier in (None, "span"),
+        "pooler_activation": not config.structure.pooler,
     }
     fields.update({name: None for name, is_blank in blank.items() if is_blank})
     return fields
