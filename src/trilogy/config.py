@@ -143,7 +143,8 @@ class ModelConfig:
     position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
     #   the rows before it unused); the table has max_seq_len + position_offset rows
     positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
-    #   starts at its first real token (RoBERTa, XLM-R; decoders always do); False: 0..T-1, padding or not (BERT)
+    #   starts at its first real token, and padding reads the row before position 0 (RoBERTa, XLM-R: the padding
+    #   index's; needs position_offset >= 1); False: 0..T-1, padding or not (BERT). Decoders always count
     relative_buckets: int = 32
     relative_max_distance: int = 128
     type_vocab_size: int = 0  # BERT token types
@@ -200,9 +201,9 @@ class ModelConfig:
             raise TrilogyError(f"position_offset must be a non-negative integer, got {self.position_offset!r}")
         if self.position_offset and self.position != "learned":
             raise TrilogyError(f"position_offset shifts a learned position table; position is {self.position!r}")
-        if self.positions_from_mask and self.arch != "encoder":
-            raise TrilogyError("positions_from_mask is for an encoder-only model; decoders always number real "
-                               "tokens only")
+        if self.positions_from_mask and (self.arch != "encoder" or not self.position_offset):
+            raise TrilogyError("positions_from_mask is for an encoder-only model with a position_offset (padding "
+                               "reads the row before position 0); decoders always number real tokens only")
         if self.position == "rope" and self.d_head % 2:
             raise TrilogyError(f"rotary positions need an even d_head, got {self.d_head}")
         if not 0.0 <= self.dropout < 1.0:

@@ -65,7 +65,8 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     for name in ("extra", "dropout"):
         fields.pop(name)
     fields["attention_scale"] = config.scale
-    fields["pooler"] = config.structure.pooler
+    activation = fields.pop("pooler_activation")
+    fields["pooler"] = config.structure.pooler and activation  # False, or the pooler's activation
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
@@ -76,7 +77,6 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "head_bias": config.structure.vocabulary != "lm",
         "head_scale": not (config.structure.has_source and config.structure.vocabulary == "lm"),
         "num_labels": config.structure.classifier in (None, "span"),
-        "pooler_activation": not config.structure.pooler,
     }
     fields.update({name: None for name, is_blank in blank.items() if is_blank})
     return fields

@@ -2,11 +2,11 @@
 RobertaForTokenClassification, RobertaForQuestionAnswering.
 
 BERT's body under ``roberta.`` (``bert.body_key_map``) with three differences. Positions: the table starts
-past the padding index (position p reads row pad_token_id + 1 + p: ``position_offset``), and only real tokens
-are numbered (``positions_from_mask``), so a left-padded row starts at its first real token as in
-transformers. transformers finds the real tokens as those that are not ``pad_token_id`` and gives padding the
-row ``pad_token_id``; trilogy takes them from the attention mask and gives padding a position that no real
-token sees. The two agree on every real token as long as the padding is the pad id and no real token is.
+past the padding index (position p reads row pad_token_id + 1 + p: ``position_offset``), only real tokens are
+numbered, so a left-padded row starts at its first real token, and padding reads row ``pad_token_id``
+(``positions_from_mask``). transformers finds the padding as the tokens that are ``pad_token_id``, trilogy from
+the attention mask: the two agree, with left or right padding, as long as the padding is the pad id and no real
+token is.
 Token types: one (type_vocab_size 1), added to every token. Heads: the MLM head is ``lm_head`` (GELU whatever
 ``hidden_act`` says), and the sequence classifier is ``classifier.dense`` + tanh on the first token, then
 ``classifier.out_proj``: our pooler and classifier, without BERT's pooler (transformers' RoBERTa also drops
