@@ -11,11 +11,12 @@ import torch
 import transformers
 
 import trilogy
+from trilogy.cli import main
 from trilogy.convert import CheckpointError
 from trilogy.sizing import count_parameters
 
 from .convert_helpers import max_diff, perturb
-from .test_convert_parity import CASES, TOLERANCE, differences, hf_model, load_hf, make_inputs
+from .test_convert_parity import CASES, ROBERTA, TOLERANCE, differences, hf_model, load_hf, make_inputs
 
 ENCODERS = [case for case in CASES if case.startswith(("Roberta", "XLMRoberta", "DistilBert"))]
 MASKED_LMS = ["RobertaForMaskedLM", "XLMRobertaForMaskedLM", "DistilBertForMaskedLM"]
@@ -111,6 +112,17 @@ def test_parameter_count_matches_transformers(tmp_path, case):
     assert count_parameters(ours.config) == ours.num_parameters() == theirs
 
 
+@pytest.mark.parametrize("case", ["XLMRobertaForMaskedLM", "DistilBertForSequenceClassification"])
+def test_size_command_counts_the_checkpoint(tmp_path, capsys, case):
+    reference = hf_model(case)
+    reference.save_pretrained(tmp_path)
+    capsys.readouterr()
+    assert main(["size", str(tmp_path), "--seq", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["params"] == sum(p.numel() for p in reference.parameters())
+    assert report["params_breakdown"]["embeddings/positions"] == reference.config.max_position_embeddings * 32
+
+
 @pytest.mark.parametrize("case,changes,message", [
     ("RobertaModel", dict(is_decoder=True), "is_decoder=True is not supported"),
     ("RobertaModel", dict(position_embedding_type="relative_key"), "position_embedding_type='relative_key'"),
@@ -156,3 +168,14 @@ def test_saved_roberta_is_read_back_by_trilogy_bitwise(tmp_path):
     assert back.config == ours.config
     for (name, a), b in zip(back.state_dict().items(), ours.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_roberta_mlm_head_is_gelu_whatever_the_layers_use(tmp_path):
+    """RoBERTa's lm_head applies GELU even when hidden_act is another activation (unlike BERT's and DistilBERT's)."""
+    torch.manual_seed(0)
+    reference = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**ROBERTA, hidden_act="relu")).eval()
+    perturb(reference, seed=1)
+    reference.save_pretrained(tmp_path)
+    ours = trilogy.from_pretrained(tmp_path)
+    assert ours.config.activation == "relu"
+    assert max(differences(ours, reference, make_inputs(ours.config)).values()) <= TOLERANCE

@@ -141,7 +141,7 @@ class ModelConfig:
     position: str = "learned"
     rope_theta: float = 10000.0
     position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
-    #   the rows before it unused); the table has max_seq_len + position_offset rows
+    #   past the padding row); the table has position_offset + max_seq_len rows
     positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
     #   starts at its first real token, and padding reads the row before position 0 (RoBERTa, XLM-R: the padding
     #   index's; needs position_offset >= 1); False: 0..T-1, padding or not (BERT). Decoders always count

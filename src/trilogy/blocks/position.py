@@ -42,9 +42,8 @@ class PositionalEncoding(nn.Module):
 
 
 class LearnedPositions(nn.Module):
-    """A learned embedding per absolute position (BERT, GPT-2), added to the input. With an ``offset`` position
-    p reads row p + offset: RoBERTa's table starts past its padding index, whose row padding reads as position
-    -1."""
+    """A learned embedding per absolute position (BERT, GPT-2), added to the input. With an ``offset``, position
+    p reads row p + offset (RoBERTa's table starts past its padding row, which padding reads as position -1)."""
 
     def __init__(self, d_model: int, max_seq_len: int, offset: int = 0):
         super().__init__()
