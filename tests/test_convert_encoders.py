@@ -16,7 +16,7 @@ from trilogy.convert import CheckpointError
 from trilogy.sizing import count_parameters
 
 from .convert_helpers import max_diff, perturb
-from .test_convert_parity import CASES, ROBERTA, TOLERANCE, differences, hf_model, load_hf, make_inputs
+from .test_convert_parity import CASES, ROBERTA, TOLERANCE, VOCAB, differences, hf_model, load_hf, make_inputs
 
 ENCODERS = [case for case in CASES if case.startswith(("Roberta", "XLMRoberta", "DistilBert"))]
 MASKED_LMS = ["RobertaForMaskedLM", "XLMRobertaForMaskedLM", "DistilBertForMaskedLM"]
@@ -53,6 +53,29 @@ def test_roberta_left_padding_needs_positions_from_mask(tmp_path):
     every_position.load_state_dict(ours.state_dict())
     assert differences(every_position, reference, inputs)["hidden"] > 10 * TOLERANCE
     assert differences(every_position, reference, make_inputs(ours.config))["hidden"] <= TOLERANCE  # right padding
+
+
+@pytest.mark.parametrize("case,extras", [
+    ("RobertaForMaskedLM", {"roberta.pooler.dense.weight": (32, 32), "roberta.pooler.dense.bias": (32,),
+                            "roberta.embeddings.position_ids": (1, 66), "roberta.embeddings.token_type_ids": (1, 66),
+                            "lm_head.decoder.bias": (VOCAB,)}),
+    ("BertForMaskedLM", {"bert.pooler.dense.weight": (32, 32), "bert.pooler.dense.bias": (32,),
+                         "cls.seq_relationship.weight": (2, 32), "cls.seq_relationship.bias": (2,)}),
+])
+def test_files_with_the_extras_of_the_original_checkpoints_load(tmp_path, case, extras):
+    """roberta-base's and bert-base-uncased's own files (their MLM classes) also hold a pooler, the position-id
+    buffers, a copy of the decoder bias, or BERT's next-sentence head: not part of the class, they are skipped,
+    as transformers skips them."""
+    from safetensors.torch import load_file, save_file
+
+    reference = hf_model(case)
+    reference.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    tensors.update({name: torch.zeros(shape) for name, shape in extras.items()})
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours = trilogy.from_pretrained(tmp_path)
+    assert ours.pooler is None
+    assert max(differences(ours, reference, make_inputs(ours.config)).values()) <= TOLERANCE
 
 
 def test_roberta_positions_start_past_the_padding_rows(tmp_path):

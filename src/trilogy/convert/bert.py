@@ -38,6 +38,8 @@ PREFIX = "bert."
 IGNORED = (
     r"(bert\.)?embeddings\.position_ids",  # a buffer older checkpoints saved
     r"cls\.predictions\.decoder\.bias",  # the same tensor as cls.predictions.bias
+    # the pre-training parts that bert-base-uncased's own file (BertForMaskedLM) holds besides its class's
+    r"bert\.pooler\.dense\.(weight|bias)", r"cls\.seq_relationship\.(weight|bias)",
 )
 
 
