@@ -1,16 +1,20 @@
 """RoBERTa (``model_type: roberta``): RobertaModel, RobertaForMaskedLM, RobertaForSequenceClassification,
 RobertaForTokenClassification, RobertaForQuestionAnswering.
 
-BERT's body under ``roberta.`` (``bert.body_key_map``) with three differences. Positions: the table starts
-past the padding index (position p reads row pad_token_id + 1 + p: ``position_offset``), only real tokens are
-numbered, so a left-padded row starts at its first real token, and padding reads row ``pad_token_id``
-(``positions_from_mask``). transformers finds the padding as the tokens that are ``pad_token_id``, trilogy from
-the attention mask: the two agree, with left or right padding, as long as the padding is the pad id and no real
-token is.
-Token types: one (type_vocab_size 1), added to every token. Heads: the MLM head is ``lm_head`` (GELU whatever
-``hidden_act`` says), and the sequence classifier is ``classifier.dense`` + tanh on the first token, then
-``classifier.out_proj``: our pooler and classifier, without BERT's pooler (transformers' RoBERTa also drops
-the first token out before the dense layer in training; trilogy does not).
+BERT's body under ``roberta.`` (``bert.body_key_map``) with three differences.
+
+Positions: the table starts past the padding index (position p reads row pad_token_id + 1 + p:
+``position_offset``); only real tokens are numbered, so a left-padded row starts at its first real token, and
+padding reads row ``pad_token_id`` (``positions_from_mask``). transformers finds the padding as the tokens that
+are ``pad_token_id``, trilogy from the attention mask: the two agree, with left or right padding, as long as the
+padding is the pad id and no real token is.
+
+Token types: one in RoBERTa's checkpoints (type_vocab_size 1), its row added to every token.
+
+Heads: the MLM head is ``lm_head`` (GELU whatever ``hidden_act`` says). The sequence classifier is
+``classifier.dense`` + tanh on the first token, then ``classifier.out_proj``: our pooler and classifier, with no
+``roberta.pooler``. (In training transformers also drops the first token out before the dense layer; trilogy
+does not.)
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ IGNORED = (
 KEY_MAP = body_key_map(PREFIX) | mlm_head_map("lm_head.dense", "lm_head.layer_norm", "lm_head.decoder",
                                               "lm_head.bias")
 #: RobertaForSequenceClassification's head: dense + tanh on the first token (our pooler), then out_proj
-CLASSIFICATION_HEAD = weight_and_bias("pooler.dense", "classifier.dense") | weight_and_bias("head.proj",
-                                                                                           "classifier.out_proj")
+CLASSIFICATION_HEAD = {**weight_and_bias("pooler.dense", "classifier.dense"),
+                       **weight_and_bias("head.proj", "classifier.out_proj")}
 TASK_HEADS = {"token": "classifier", "span": "qa_outputs"}
 
 
