@@ -4,9 +4,11 @@ HF -> trilogy: a tiny random transformers model, weights perturbed away from the
 ``save_pretrained`` and loaded with ``trilogy.from_pretrained``. trilogy -> HF: that model perturbed again,
 saved with ``save_pretrained(format="hf")`` and loaded with transformers' own ``from_pretrained`` (which must
 report no missing, unexpected or mismatched keys). Padded batches (right padding; left padding with explicit
-positions for the decoders); only real positions are compared; fp32, max |delta| <= 1e-4. The decoders'
-sequence classifiers find the last real token from the pad id in transformers and from the attention mask in
-trilogy: the batches keep the pad id out of the real tokens, where the two agree.
+positions for the decoders, with each encoder's own in ``test_convert_encoders.py``); only real positions are
+compared; fp32, max |delta| <= 1e-4. The decoders' sequence classifiers find the last real token from the pad id
+in transformers and from the attention mask in trilogy, and RoBERTa numbers real tokens from the pad id in
+transformers and from the attention mask in trilogy: the batches pad with the pad id and keep it out of the real
+tokens, where the two agree.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import torch
 import transformers
 from transformers import (
     BertConfig,
+    DistilBertConfig,
     GPT2Config,
     LlamaConfig,
     MistralConfig,
     Qwen2Config,
     Qwen3Config,
+    RobertaConfig,
     T5Config,
+    XLMRobertaConfig,
 )
 
 import trilogy
@@ -40,6 +45,10 @@ T5_V10 = dict(vocab_size=VOCAB, d_model=32, d_kv=6, d_ff=37, num_layers=2, num_d
               relative_attention_num_buckets=8, relative_attention_max_distance=20, feed_forward_proj="relu",
               tie_word_embeddings=True, decoder_start_token_id=0)
 T5_V11 = dict(T5_V10, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+# RoBERTa's real layout: one token type, padding index 1, positions from row 2 (so 64 of them)
+ROBERTA = dict(BERT, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+DISTILBERT = dict(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64,
+                  num_labels=3)
 LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
              rope_parameters={"rope_type": "default", "rope_theta": 500.0})
@@ -97,24 +106,36 @@ CASES = {
                                          "MistralForSequenceClassification"),
     "MistralForTokenClassification": (MistralConfig, dict(MISTRAL, num_labels=3), "MistralForTokenClassification"),
     "MistralForQuestionAnswering": (MistralConfig, MISTRAL, "MistralForQuestionAnswering"),
+    **{name: (RobertaConfig, dict(ROBERTA, num_labels=2) if "Question" in name else ROBERTA, name) for name in (
+        "RobertaModel", "RobertaForMaskedLM", "RobertaForSequenceClassification", "RobertaForTokenClassification",
+        "RobertaForQuestionAnswering")},
+    **{name: (XLMRobertaConfig, dict(ROBERTA, num_labels=2) if "Question" in name else ROBERTA, name) for name in (
+        "XLMRobertaModel", "XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification",
+        "XLMRobertaForTokenClassification", "XLMRobertaForQuestionAnswering")},
+    **{name: (DistilBertConfig, dict(DISTILBERT, num_labels=2) if "Question" in name else DISTILBERT, name)
+       for name in ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+                    "DistilBertForTokenClassification", "DistilBertForQuestionAnswering")},
 }
 
 
 def make_inputs(config: trilogy.ModelConfig, left_padding: bool = False) -> dict:
-    """A padded batch: 3 rows of 8 tokens with 8, 6 and 3 real ones (targets: 5 with 5, 4, 2 real)."""
+    """A padded batch: 3 rows of 8 tokens with 8, 6 and 3 real ones (targets: 5 with 5, 4, 2 real), padded with
+    the pad id (0 without one), which no real token is."""
     generator = torch.Generator().manual_seed(7)
+    pad = config.pad_token_id or 0
 
     def padded(lengths: list[int], length: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.randint(1, VOCAB, (len(lengths), length), generator=generator)
+        ids = ids.masked_fill(ids == pad, pad + 1)
         mask = torch.zeros(len(lengths), length, dtype=torch.long)
         for row, n in enumerate(lengths):
             real = slice(length - n, length) if left_padding else slice(0, n)
             mask[row, real] = 1
-        return ids * mask, mask
+        return ids.masked_fill(mask == 0, pad), mask
 
     ids, mask = padded([8, 6, 3], 8)
     inputs = dict(input_ids=ids, attention_mask=mask)
-    if config.type_vocab_size:
+    if config.type_vocab_size > 1:
         inputs["token_type_ids"] = (torch.arange(8) >= 4).long().expand(3, 8) * mask
     if config.arch == "encoder-decoder":
         inputs["decoder_input_ids"], inputs["decoder_attention_mask"] = padded([5, 4, 2], 5)

@@ -20,6 +20,7 @@ NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 LAYER_ATTENTION = ("full", "sliding")  # a layer attends to every key its mask allows, or only to those nearby
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+POOLER_ACTIVATIONS = ("tanh", "relu")
 #: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
 #: over a summary of the sequence (``sequence-classification``: BERT's pooled first token, a causal model's
 #: last real token), one over every position (``token-classification``) and start/end logits per position
@@ -153,6 +154,11 @@ class ModelConfig:
     # positions and embeddings
     position: str = "learned"
     rope_theta: float = 10000.0
+    position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
+    #   past the padding row); the table has position_offset + max_seq_len rows
+    positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
+    #   starts at its first real token, and padding reads the row before position 0 (RoBERTa, XLM-R: the padding
+    #   index's; needs position_offset >= 1); False: 0..T-1, padding or not (BERT). Decoders always count
     relative_buckets: int = 32
     relative_max_distance: int = 128
     type_vocab_size: int = 0  # BERT token types
@@ -164,6 +170,8 @@ class ModelConfig:
     head_scale: float = 1.0  # T5 v1.0 scales the decoder output by d_model ** -0.5 before the tied head
     head_bias: bool = False  # a bias on the LM head
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
+    pooler_activation: str = "tanh"  # the pooler's: tanh (BERT; RoBERTa's classification head), relu (DistilBERT's
+    #   pre_classifier)
     num_labels: int = 2
     # special tokens
     pad_token_id: int | None = None
@@ -179,6 +187,7 @@ class ModelConfig:
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("position", self.position, POSITIONS)
+        _check_choice("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
         _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
@@ -204,6 +213,14 @@ class ModelConfig:
         if self.qkv_bias is None:
             self.qkv_bias = self.bias
         self._check_layer_attention()
+        if not isinstance(self.position_offset, int) or isinstance(self.position_offset, bool) \
+                or self.position_offset < 0:
+            raise TrilogyError(f"position_offset must be a non-negative integer, got {self.position_offset!r}")
+        if self.position_offset and self.position != "learned":
+            raise TrilogyError(f"position_offset shifts a learned position table; position is {self.position!r}")
+        if self.positions_from_mask and (self.arch != "encoder" or not self.position_offset):
+            raise TrilogyError("positions_from_mask is for an encoder-only model with a position_offset (padding "
+                               "reads the row before position 0); decoders always number real tokens only")
         if self.position == "rope" and self.d_head % 2:
             raise TrilogyError(f"rotary positions need an even d_head, got {self.d_head}")
         if not 0.0 <= self.dropout < 1.0:

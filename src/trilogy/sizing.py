@@ -143,7 +143,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     c, v = config.d_model, config.vocab_size
     parts = {"embeddings/tokens": v * c}
     if config.position == "learned":
-        parts["embeddings/positions"] = config.max_seq_len * c
+        parts["embeddings/positions"] = (config.position_offset + config.max_seq_len) * c
     if config.type_vocab_size:
         parts["embeddings/token_types"] = config.type_vocab_size * c
     if config.embedding_norm:

@@ -16,12 +16,12 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, gpt2, llama, mistral, qwen2, qwen3, t5
+from . import bert, distilbert, gpt2, llama, mistral, qwen2, qwen3, roberta, t5, xlm_roberta
 from .mapping import Rule, expand
 
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
-CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module
-                                     for module in (bert, gpt2, llama, t5, mistral, qwen2, qwen3)}
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert)}
 
 
 def supported() -> str:
@@ -67,7 +67,8 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         fields.pop(name)
     fields["attention_scale"] = config.scale
     fields["layer_attention"], fields["sliding_window"] = config.layer_windows, None  # each layer's window
-    fields["pooler"] = config.structure.pooler
+    activation = fields.pop("pooler_activation")
+    fields["pooler"] = config.structure.pooler and activation  # False, or the pooler's activation
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",

@@ -104,7 +104,7 @@ class TransformerModel(nn.Module):
         self.embeddings = Embeddings(config)
         for spec in structure.stacks:
             self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
-        self.pooler = Pooler(config.d_model) if structure.pooler else None
+        self.pooler = Pooler(config.d_model, config.pooler_activation) if structure.pooler else None
         self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale)
                         if structure.vocabulary == "lm" else None)
         self.head = None
