@@ -165,8 +165,7 @@ LONGROPE = {"rope_type": "longrope", "short_factor": [1.0] * 3, "long_factor": [
     ("Phi3ForCausalLM-partial-rotary", dict(rope_parameters=LONGROPE), "rope_type 'longrope' is not supported"),
     ("Phi3ForCausalLM-partial-rotary", dict(rope_parameters=None, rope_scaling={"type": "su"}),
      "rope_type 'su' is not supported"),
-    ("Phi3ForCausalLM-partial-rotary", dict(sliding_window=32), "sliding_window=32 is shorter than"),
-    ("GemmaForCausalLM", dict(attention_bias=True), "attention_bias=True with mlp_bias=False"),
+    ("GemmaForCausalLM", dict(attention_bias=True), "attention_bias=True is not supported"),
     ("GemmaForCausalLM", dict(use_bidirectional_attention=True), "use_bidirectional_attention=True"),
     ("GPTNeoXForCausalLM-parallel", dict(attention_bias=False), "attention_bias=False is not supported"),
     ("GPTNeoXForCausalLM-parallel", dict(rope_parameters={"rope_type": "linear", "factor": 2.0}),
@@ -232,24 +231,26 @@ GEMMA2_NAMES = {  # Gemma 2's names for the norms Gemma does not have (its post_
 }
 
 
-def test_gemma2_is_gemma_with_sandwich_norms_and_soft_caps_while_its_window_covers_the_input(tmp_path):
-    """transformers' Gemma2ForCausalLM, with a sliding window longer than the input (so that its alternating
-    sliding-window layers attend like the others), is computed by trilogy's Gemma config with
-    ``sandwich_norm``, ``attention_softcap``, ``logit_softcap`` and its query scale: what a gemma2 converter
-    would add is the names above and, for real checkpoints, sliding-window attention."""
+@pytest.mark.parametrize("window", [3, 64], ids=["sliding", "window-covers-the-input"])
+def test_gemma2_is_gemma_with_sandwich_norms_soft_caps_and_alternating_windows(window):
+    """transformers' Gemma2ForCausalLM is computed by trilogy's Gemma config with ``sandwich_norm``,
+    ``attention_softcap``, ``logit_softcap``, its query scale and its layers' alternating sliding windows
+    (``sliding_window``, ``layer_attention``): what a gemma2 converter would add is the names above and the
+    config fields."""
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
     from trilogy.convert import gemma
     from trilogy.convert.mapping import expand
 
     hf = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=12, max_position_embeddings=64, sliding_window=64,
+              num_key_value_heads=2, head_dim=12, max_position_embeddings=64, sliding_window=window,
               query_pre_attn_scalar=16, attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
     torch.manual_seed(0)
     reference = Gemma2ForCausalLM(Gemma2Config(**hf)).eval()
     perturb(reference, seed=1, std=0.3)  # scores and logits well past the caps
     config = gemma.config_from_hf(hf, "GemmaForCausalLM").replace(
-        sandwich_norm=True, attention_softcap=2.0, logit_softcap=3.0, attention_scale=16**-0.5)
+        sandwich_norm=True, attention_softcap=2.0, logit_softcap=3.0, attention_scale=16**-0.5,
+        sliding_window=window, layer_attention=("sliding", "full"))  # Gemma 2's: every other layer slides
     ours = build_model(config).eval()
     theirs = reference.state_dict()
     state = {}

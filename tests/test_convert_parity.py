@@ -4,9 +4,11 @@ HF -> trilogy: a tiny random transformers model, weights perturbed away from the
 ``save_pretrained`` and loaded with ``trilogy.from_pretrained``. trilogy -> HF: that model perturbed again,
 saved with ``save_pretrained(format="hf")`` and loaded with transformers' own ``from_pretrained`` (which must
 report no missing, unexpected or mismatched keys). Padded batches (right padding; left padding with explicit
-positions for the decoders); only real positions are compared; fp32, max |delta| <= 1e-4. The decoders'
-sequence classifiers find the last real token from the pad id in transformers and from the attention mask in
-trilogy: the batches keep the pad id out of the real tokens, where the two agree.
+positions for the decoders, with each encoder's own in ``test_convert_encoders.py``); only real positions are
+compared; fp32, max |delta| <= 1e-4. The decoders' sequence classifiers find the last real token from the pad id
+in transformers and from the attention mask in trilogy, and RoBERTa numbers real tokens from the pad id in
+transformers and from the attention mask in trilogy: the batches pad with the pad id and keep it out of the real
+tokens, where the two agree.
 """
 
 from __future__ import annotations
@@ -16,7 +18,21 @@ import json
 import pytest
 import torch
 import transformers
-from transformers import BertConfig, GemmaConfig, GPT2Config, GPTNeoXConfig, LlamaConfig, Phi3Config, T5Config
+from transformers import (
+    BertConfig,
+    DistilBertConfig,
+    GemmaConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    Phi3Config,
+    Qwen2Config,
+    Qwen3Config,
+    RobertaConfig,
+    T5Config,
+    XLMRobertaConfig,
+)
 
 import trilogy
 
@@ -32,9 +48,19 @@ T5_V10 = dict(vocab_size=VOCAB, d_model=32, d_kv=6, d_ff=37, num_layers=2, num_d
               relative_attention_num_buckets=8, relative_attention_max_distance=20, feed_forward_proj="relu",
               tie_word_embeddings=True, decoder_start_token_id=0)
 T5_V11 = dict(T5_V10, feed_forward_proj="gated-gelu", tie_word_embeddings=False)
+# RoBERTa's real layout: one token type, padding index 1, positions from row 2 (so 64 of them)
+ROBERTA = dict(BERT, max_position_embeddings=66, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)
+DISTILBERT = dict(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=64,
+                  num_labels=3)
 LLAMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
              rope_parameters={"rope_type": "default", "rope_theta": 500.0})
+# sliding windows of 3 tokens, shorter than the 8-token rows: Qwen2's layers from max_window_layers on slide,
+# Qwen3's as layer_types says (and q/k norms over a head size that is not hidden_size / heads), every Mistral layer
+QWEN2 = dict(LLAMA, use_sliding_window=True, sliding_window=3, max_window_layers=1)
+QWEN3 = dict(LLAMA, head_dim=6, use_sliding_window=True, sliding_window=3,
+             layer_types=["sliding_attention", "full_attention"])
+MISTRAL = dict(LLAMA, sliding_window=3)
 # partial rotary: 6 of each head's 12 dims
 NEOX = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=64,
@@ -72,6 +98,35 @@ CASES = {
     "LlamaForSequenceClassification": (LlamaConfig, dict(LLAMA, num_labels=3, pad_token_id=0),
                                        "LlamaForSequenceClassification"),
     "LlamaForTokenClassification": (LlamaConfig, dict(LLAMA, num_labels=3), "LlamaForTokenClassification"),
+    "Qwen2ForCausalLM-sliding-upper-layers": (Qwen2Config, QWEN2, "Qwen2ForCausalLM"),
+    "Qwen2ForCausalLM-full-tied": (Qwen2Config, dict(LLAMA, tie_word_embeddings=True), "Qwen2ForCausalLM"),
+    "Qwen2Model": (Qwen2Config, QWEN2, "Qwen2Model"),
+    "Qwen2ForSequenceClassification": (Qwen2Config, dict(QWEN2, num_labels=3, pad_token_id=0),
+                                       "Qwen2ForSequenceClassification"),
+    "Qwen2ForTokenClassification": (Qwen2Config, dict(QWEN2, num_labels=3), "Qwen2ForTokenClassification"),
+    "Qwen3ForCausalLM-sliding-first-layer": (Qwen3Config, QWEN3, "Qwen3ForCausalLM"),
+    "Qwen3ForCausalLM-full-tied": (Qwen3Config, dict(LLAMA, tie_word_embeddings=True), "Qwen3ForCausalLM"),
+    "Qwen3Model": (Qwen3Config, QWEN3, "Qwen3Model"),
+    "Qwen3ForSequenceClassification": (Qwen3Config, dict(QWEN3, num_labels=3, pad_token_id=0),
+                                       "Qwen3ForSequenceClassification"),
+    "Qwen3ForTokenClassification": (Qwen3Config, dict(QWEN3, num_labels=3), "Qwen3ForTokenClassification"),
+    "MistralForCausalLM-sliding": (MistralConfig, MISTRAL, "MistralForCausalLM"),
+    "MistralForCausalLM-full-tied": (MistralConfig, dict(LLAMA, sliding_window=None, tie_word_embeddings=True),
+                                     "MistralForCausalLM"),
+    "MistralModel": (MistralConfig, MISTRAL, "MistralModel"),
+    "MistralForSequenceClassification": (MistralConfig, dict(MISTRAL, num_labels=3, pad_token_id=0),
+                                         "MistralForSequenceClassification"),
+    "MistralForTokenClassification": (MistralConfig, dict(MISTRAL, num_labels=3), "MistralForTokenClassification"),
+    "MistralForQuestionAnswering": (MistralConfig, MISTRAL, "MistralForQuestionAnswering"),
+    **{name: (RobertaConfig, dict(ROBERTA, num_labels=2) if "Question" in name else ROBERTA, name) for name in (
+        "RobertaModel", "RobertaForMaskedLM", "RobertaForSequenceClassification", "RobertaForTokenClassification",
+        "RobertaForQuestionAnswering")},
+    **{name: (XLMRobertaConfig, dict(ROBERTA, num_labels=2) if "Question" in name else ROBERTA, name) for name in (
+        "XLMRobertaModel", "XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification",
+        "XLMRobertaForTokenClassification", "XLMRobertaForQuestionAnswering")},
+    **{name: (DistilBertConfig, dict(DISTILBERT, num_labels=2) if "Question" in name else DISTILBERT, name)
+       for name in ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
+                    "DistilBertForTokenClassification", "DistilBertForQuestionAnswering")},
     "GPTNeoXForCausalLM-parallel": (GPTNeoXConfig, NEOX, "GPTNeoXForCausalLM"),
     "GPTNeoXForCausalLM-sequential-tied": (GPTNeoXConfig, dict(NEOX, use_parallel_residual=False,
                                                                tie_word_embeddings=True), "GPTNeoXForCausalLM"),
@@ -81,6 +136,7 @@ CASES = {
     "GPTNeoXForTokenClassification": (GPTNeoXConfig, dict(NEOX, num_labels=3), "GPTNeoXForTokenClassification"),
     "GPTNeoXForQuestionAnswering": (GPTNeoXConfig, NEOX, "GPTNeoXForQuestionAnswering"),
     "Phi3ForCausalLM-partial-rotary": (Phi3Config, PHI3, "Phi3ForCausalLM"),
+    "Phi3ForCausalLM-sliding": (Phi3Config, dict(PHI3, sliding_window=3), "Phi3ForCausalLM"),
     "Phi3ForCausalLM-tied": (Phi3Config, dict(PHI3, rope_parameters=None, tie_word_embeddings=True),
                              "Phi3ForCausalLM"),
     "Phi3Model": (Phi3Config, PHI3, "Phi3Model"),
@@ -95,20 +151,23 @@ CASES = {
 
 
 def make_inputs(config: trilogy.ModelConfig, left_padding: bool = False) -> dict:
-    """A padded batch: 3 rows of 8 tokens with 8, 6 and 3 real ones (targets: 5 with 5, 4, 2 real)."""
+    """A padded batch: 3 rows of 8 tokens with 8, 6 and 3 real ones (targets: 5 with 5, 4, 2 real), padded with
+    the pad id (0 without one), which no real token is."""
     generator = torch.Generator().manual_seed(7)
+    pad = config.pad_token_id or 0
 
     def padded(lengths: list[int], length: int) -> tuple[torch.Tensor, torch.Tensor]:
         ids = torch.randint(1, VOCAB, (len(lengths), length), generator=generator)
+        ids = ids.masked_fill(ids == pad, pad + 1)
         mask = torch.zeros(len(lengths), length, dtype=torch.long)
         for row, n in enumerate(lengths):
             real = slice(length - n, length) if left_padding else slice(0, n)
             mask[row, real] = 1
-        return ids * mask, mask
+        return ids.masked_fill(mask == 0, pad), mask
 
     ids, mask = padded([8, 6, 3], 8)
     inputs = dict(input_ids=ids, attention_mask=mask)
-    if config.type_vocab_size:
+    if config.type_vocab_size > 1:
         inputs["token_type_ids"] = (torch.arange(8) >= 4).long().expand(3, 8) * mask
     if config.arch == "encoder-decoder":
         inputs["decoder_input_ids"], inputs["decoder_attention_mask"] = padded([5, 4, 2], 5)
@@ -191,9 +250,11 @@ def test_parity_both_directions(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["GPT2LMHeadModel", "LlamaForCausalLM-gqa-untied", "GPT2ForSequenceClassification",
                                   "GPT2ForQuestionAnswering", "LlamaForSequenceClassification",
-                                  "LlamaForTokenClassification", "GPTNeoXForCausalLM-parallel",
+                                  "LlamaForTokenClassification", "Qwen2ForCausalLM-sliding-upper-layers",
+                                  "Qwen3ForSequenceClassification", "MistralForCausalLM-sliding",
+                                  "MistralForQuestionAnswering", "GPTNeoXForCausalLM-parallel",
                                   "GPTNeoXForSequenceClassification", "Phi3ForCausalLM-partial-rotary",
-                                  "Phi3ForSequenceClassification", "GemmaForCausalLM",
+                                  "Phi3ForCausalLM-sliding", "GemmaForCausalLM",
                                   "GemmaForSequenceClassification"])
 def test_decoders_with_left_padding(tmp_path, case):
     """Left padding: the sequence classifiers read the last position, as transformers' rightmost non-pad token."""

@@ -115,7 +115,7 @@ def test_the_plan_gives_every_architecture_the_same_flops_and_fills_the_time():
     """``equal_quota`` is what the demo plans pre-training with, and each task's fine-tuning."""
     options = DemoOptions(minutes=10)
     quota = equal_quota(options.pretrain_seconds, PROBES)
-    plans = [plan(probe, quota) for probe in PROBES]
+    plans = [plan(probe, quota, timed=True) for probe in PROBES]
     assert sum(p.planned_seconds for p in plans) == pytest.approx(options.pretrain_seconds, rel=0.02)
     assert all(p.max_steps * probe.flops_per_step == pytest.approx(quota, rel=0.01)
                for p, probe in zip(plans, PROBES, strict=True))
@@ -182,3 +182,6 @@ def test_without_minutes_the_budget_is_fixed_flops():
         DemoOptions(minutes=2, finetune_steps=3)
     with pytest.raises(ValueError, match="--pretrain-flops must be positive"):
         DemoOptions(pretrain_flops=0)
+    # a slow or busy machine takes longer over a FLOP budget; only a plan made to fit a time has a deadline
+    assert plan(PROBES[0], 1e12, timed=False).deadline_s == math.inf
+    assert plan(PROBES[0], 1e12, timed=True).deadline_s < math.inf

@@ -181,8 +181,8 @@ def hf_models():
                                                      eos_token_id=2, pad_token_id=PAD)),
         "phi3": Phi3ForCausalLM(Phi3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
                                            num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                           partial_rotary_factor=0.5, bos_token_id=1, eos_token_id=2,
-                                           pad_token_id=PAD)),
+                                           partial_rotary_factor=0.5, sliding_window=4, bos_token_id=1,
+                                           eos_token_id=2, pad_token_id=PAD)),  # decodes past its window
         "gemma": GemmaForCausalLM(GemmaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
                                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                               head_dim=16, bos_token_id=1, eos_token_id=2, pad_token_id=PAD)),

@@ -213,3 +213,20 @@ def test_embedding_scale_is_rounded_to_the_embeddings_dtype():
     weight = embeddings.tokens.weight
     assert torch.equal(embeddings(ids)[0], weight * torch.tensor(3072**0.5).to(torch.bfloat16))
     assert not torch.equal(embeddings(ids)[0], (weight.float() * 3072**0.5).to(torch.bfloat16))
+
+
+@pytest.mark.parametrize("changes", [dict(), dict(attention_softcap=5.0)], ids=["return-attention", "softcap"])
+def test_a_right_padded_sliding_window_on_the_explicit_path_stays_finite(changes):
+    """A padded query whose window holds only padding sees no key; its row is opened as ``masks.combine``
+    opens the others, else its NaN reaches the real positions through the values (0 * NaN) on the explicit
+    path, which soft-capping, return_attention and CPU attention dropout take."""
+    model = trilogy.build(ModelConfig.from_preset("tiny-llama", sliding_window=3, **changes)).eval()
+    ids = torch.randint(3, 1000, (2, 8), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 3:] = 0
+    with torch.no_grad():
+        explicit = model.run(ids, mask, return_attention=True).logits
+    assert not explicit.isnan().any()
+    if not changes:
+        with torch.no_grad():
+            torch.testing.assert_close(explicit[mask.bool()], model.run(ids, mask).logits[mask.bool()])

@@ -40,9 +40,14 @@ def test_parameters_match_built_model(name):
 
 TASK_HEADS = [dict(head="sequence-classification", num_labels=3), dict(head="token-classification", num_labels=5),
               dict(head="question-answering")]
+#: RoBERTa's and DistilBERT's options on the BERT preset: a position table past the padding rows and one token
+#: type; no token types and a ReLU pooler
+ENCODER_OPTIONS = [dict(position_offset=2, positions_from_mask=True, type_vocab_size=1, head="sequence-classification"),
+                   dict(type_vocab_size=0, pooler_activation="relu", head="sequence-classification")]
 
 
-@pytest.mark.parametrize("name,changes", [("tiny-bert", c) for c in TASK_HEADS + [dict(head="pretraining")]] + [
+@pytest.mark.parametrize("name,changes", [("tiny-bert", c) for c in TASK_HEADS + ENCODER_OPTIONS + [
+    dict(head="pretraining")]] + [
     (name, c) for name in ("tiny-gpt2", "tiny-llama") for c in TASK_HEADS] + [
     ("tiny-gpt2", dict(tie_embeddings=False, head_bias=True)), ("tiny-gpt2", dict(gated_mlp=True, bias=False)),
 ])
@@ -76,6 +81,7 @@ def training_labels(config, ids):
 
 @pytest.mark.parametrize("name,changes", [(n, {}) for n in TINY] + [
     (name, c) for name in ("tiny-bert", "tiny-gpt2", "tiny-llama") for c in TASK_HEADS] + [
+    ("tiny-bert", c) for c in ENCODER_OPTIONS] + [
     ("tiny-bert", dict(head="pretraining")), ("tiny-t5", dict(n_decoder_layers=3, gated_mlp=True)),
 ])
 def test_flops_match_flop_counter(name, changes):

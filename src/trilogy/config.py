@@ -18,7 +18,9 @@ ARCHS = ("encoder", "decoder", "encoder-decoder")
 NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
+LAYER_ATTENTION = ("full", "sliding")  # a layer attends to every key its mask allows, or only to those nearby
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+POOLER_ACTIVATIONS = ("tanh", "relu")
 #: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
 #: over a summary of the sequence (``sequence-classification``: BERT's pooled first token, a causal model's
 #: last real token), one over every position (``token-classification``) and start/end logits per position
@@ -48,14 +50,21 @@ _HEAD_PARTS: dict[str, dict[str, Any]] = {
 class StackSpec:
     """One stack of layers: its role (``encoder`` reads the input, ``decoder`` writes the output), the model
     attribute that holds it, its depth, how its self-attention is masked (``bidirectional``, ``causal``, or
-    ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), and whether its
-    layers cross-attend to the encoder's output."""
+    ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), whether its
+    layers cross-attend to the encoder's output, and which of its layers attend through a sliding window."""
 
     name: str
     module: str
     n_layers: int
     attention: str
     cross_attention: bool = False
+    layer_windows: tuple[int | None, ...] = ()  # each layer's sliding window (None: full attention); (): all full
+
+    @property
+    def windows(self) -> tuple[int | None, ...]:
+        """Each layer's sliding window: a query reaches the keys less than ``window`` positions away (see
+        ``ModelConfig.sliding_window``); None = every key its mask allows."""
+        return self.layer_windows or (None,) * self.n_layers
 
     @property
     def causal(self) -> bool:
@@ -139,6 +148,12 @@ class ModelConfig:
     activation: str = "gelu"
     gated_mlp: bool = False  # GEGLU / SwiGLU / T5 v1.1 gated-GELU
     bias: bool = True  # biases of the attention and MLP projections
+    qkv_bias: bool | None = None  # biases of the q/k/v projections alone; default ``bias`` (Qwen2: True, bias False)
+    qk_norm: bool = False  # the config's norm over each head's d_head, on q and k before rotary (Qwen3)
+    sliding_window: int | None = None  # a sliding layer's query reaches the keys less than this many positions
+    #   away: itself and the window - 1 before it (bidirectional stacks: and after it); its KV cache keeps those
+    layer_attention: tuple[str, ...] | None = None  # per layer "full" | "sliding" (encoder-decoder: the encoder's
+    #   layers, then the decoder's); None: every layer "sliding" when sliding_window is set, else "full"
     attention_scale: float | None = None  # default d_head ** -0.5; T5 uses 1.0
     attention_softcap: float | None = None  # scaled scores become tanh(s / cap) * cap before masking (Gemma 2);
     #   attention then takes the explicit path, not SDPA
@@ -148,6 +163,11 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rotary_fraction: float = 1.0  # rotary on the first int(d_head * fraction) dims of each head, the rest
     #   unrotated (GPT-NeoX's rotary_pct, Phi-3's partial_rotary_factor); see ``rotary_dims``
+    position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
+    #   past the padding row); the table has position_offset + max_seq_len rows
+    positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
+    #   starts at its first real token, and padding reads the row before position 0 (RoBERTa, XLM-R: the padding
+    #   index's; needs position_offset >= 1); False: 0..T-1, padding or not (BERT). Decoders always count
     relative_buckets: int = 32
     relative_max_distance: int = 128
     type_vocab_size: int = 0  # BERT token types
@@ -161,6 +181,8 @@ class ModelConfig:
     logit_softcap: float | None = None  # the LM head's logits become tanh(z / cap) * cap (Gemma 2's
     #   final_logit_softcapping), in the fused loss too
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
+    pooler_activation: str = "tanh"  # the pooler's: tanh (BERT; RoBERTa's classification head), relu (DistilBERT's
+    #   pre_classifier)
     num_labels: int = 2
     # special tokens
     pad_token_id: int | None = None
@@ -176,6 +198,7 @@ class ModelConfig:
         _check_choice("norm_position", self.norm_position, NORM_POSITIONS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("position", self.position, POSITIONS)
+        _check_choice("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
         _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
@@ -198,6 +221,17 @@ class ModelConfig:
             raise TrilogyError(f"prefix_lm makes a decoder a prefix LM; arch {self.arch!r} cannot be one")
         if self.arch == "encoder-decoder" and self.n_decoder_layers is None:
             self.n_decoder_layers = self.n_layers
+        if self.qkv_bias is None:
+            self.qkv_bias = self.bias
+        self._check_layer_attention()
+        if not isinstance(self.position_offset, int) or isinstance(self.position_offset, bool) \
+                or self.position_offset < 0:
+            raise TrilogyError(f"position_offset must be a non-negative integer, got {self.position_offset!r}")
+        if self.position_offset and self.position != "learned":
+            raise TrilogyError(f"position_offset shifts a learned position table; position is {self.position!r}")
+        if self.positions_from_mask and (self.arch != "encoder" or not self.position_offset):
+            raise TrilogyError("positions_from_mask is for an encoder-only model with a position_offset (padding "
+                               "reads the row before position 0); decoders always number real tokens only")
         if not 0.0 < self.rotary_fraction <= 1.0:
             raise TrilogyError(f"rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
         if self.rotary_fraction != 1.0 and self.position != "rope":
@@ -220,6 +254,30 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise TrilogyError(f"dropout must be in [0, 1), got {self.dropout}")
 
+    def _check_layer_attention(self) -> None:
+        window = self.sliding_window
+        if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window <= 0):
+            raise TrilogyError(f"sliding_window must be a positive integer or None, got {window!r}")
+        if self.layer_attention is None:
+            return
+        self.layer_attention = tuple(self.layer_attention)  # a JSON list
+        for kind in self.layer_attention:
+            _check_choice("layer_attention entries", kind, LAYER_ATTENTION)
+        layers = self.n_layers + (self.n_decoder_layers or 0)
+        if len(self.layer_attention) != layers:
+            raise TrilogyError(f"layer_attention has {len(self.layer_attention)} entries, the model has {layers} "
+                               "layers")
+        if window is None and "sliding" in self.layer_attention:
+            raise TrilogyError("layer_attention has sliding layers but sliding_window is not set")
+
+    @property
+    def layer_windows(self) -> tuple[int | None, ...]:
+        """Each layer's sliding window, None for full attention (encoder-decoder: the encoder's, then the
+        decoder's)."""
+        layers = self.n_layers + (self.n_decoder_layers or 0)
+        kinds = self.layer_attention or ("sliding" if self.sliding_window else "full",) * layers
+        return tuple(self.sliding_window if kind == "sliding" else None for kind in kinds)
+
     @property
     def scale(self) -> float:
         """The factor applied to q.k scores."""
@@ -238,13 +296,18 @@ class ModelConfig:
     @property
     def structure(self) -> Structure:
         """Which stacks this config's family has and what sits on them (see ``Structure``)."""
+        windows = self.layer_windows
+        first, second = (_sliding_only(part) for part in (windows[:self.n_layers], windows[self.n_layers:]))
         if self.arch == "encoder":
-            stacks: tuple[StackSpec, ...] = (StackSpec("encoder", "stack", self.n_layers, "bidirectional"),)
+            stacks: tuple[StackSpec, ...] = (StackSpec("encoder", "stack", self.n_layers, "bidirectional",
+                                                       layer_windows=first),)
         elif self.arch == "decoder":
-            stacks = (StackSpec("decoder", "stack", self.n_layers, "prefix" if self.prefix_lm else "causal"),)
+            stacks = (StackSpec("decoder", "stack", self.n_layers, "prefix" if self.prefix_lm else "causal",
+                                layer_windows=first),)
         else:
-            stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional"),
-                      StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True))
+            stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional", layer_windows=first),
+                      StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True,
+                                layer_windows=second))
         parts = _HEAD_PARTS[self.head]
         # BERT checkpoints carry a pooler whatever their head; only an encoder reads its first token, a causal
         # stack sums a sequence up in its last real token
@@ -288,6 +351,8 @@ class ModelConfig:
             data["n_kv_heads"] = None
         if "n_layers" in changes:
             data["n_decoder_layers"] = None
+        if "bias" in changes and self.qkv_bias == self.bias:
+            data["qkv_bias"] = None  # it followed bias, and still does
         if "d_model" in changes and self.head_scale != 1.0 and abs(self.head_scale - self.d_model**-0.5) < 1e-12:
             data["head_scale"] = changes["d_model"] ** -0.5  # T5 v1.0's scale follows the width
         data.update(changes)
@@ -319,6 +384,11 @@ class ModelConfig:
             norm_position="pre" if arch == "decoder" else "post", final_norm=True,
             head="none" if arch == "encoder" else "lm", dropout=0.1, extra={"preset": "notebook"},
         )
+
+
+def _sliding_only(windows: tuple[int | None, ...]) -> tuple[int | None, ...]:
+    """A stack's ``layer_windows``: () when every layer attends fully."""
+    return windows if any(w is not None for w in windows) else ()
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

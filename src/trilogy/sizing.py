@@ -8,7 +8,7 @@ memory against the measured peak of a real training or inference step (see ``tes
 Conventions:
 - FLOPs per token divide a step's FLOPs by the tokens it processes (source + target for encoder-decoder).
   Attention FLOPs count every query-key pair (SDPA and the explicit path compute the full T x S scores even
-  when half of them are masked). Training = forward + backward = 3 x forward (the backward pass computes a
+  when half of them are masked, or all but a sliding window of them). Training = forward + backward = 3 x forward (the backward pass computes a
   gradient for each matmul's input and for its weight).
 - Memory, inference: weights and the largest set of tensors alive at once. ``attention="sdpa"`` assumes a
   fused kernel that never materialises the (B, H, T, S) scores; ``"math"`` and ``"explicit"`` keep them
@@ -112,18 +112,23 @@ def _task_head_key(config: ModelConfig) -> str:
 def layer_parameters(config: ModelConfig, cross: bool) -> dict[str, int]:
     """One layer's parameters keyed by part."""
     c, a, g, f = _widths(config)
+    qkv_bias = bool(config.qkv_bias)
     parts = {
-        "attention/qkv": _linear(c, a + 2 * g, config.bias),
+        "attention/qkv": _linear(c, a + 2 * g, qkv_bias),
         "attention/out": _linear(a, c, config.bias),
         "attention/norm": _norm(config),
     }
+    if config.qk_norm:
+        parts["attention/qk_norm"] = 2 * _norm(config, config.d_head)
     if cross:
         parts.update({
-            "cross_attention/q": _linear(c, a, config.bias),
-            "cross_attention/kv": _linear(c, 2 * g, config.bias),
+            "cross_attention/q": _linear(c, a, qkv_bias),
+            "cross_attention/kv": _linear(c, 2 * g, qkv_bias),
             "cross_attention/out": _linear(a, c, config.bias),
             "cross_attention/norm": _norm(config),
         })
+        if config.qk_norm:
+            parts["cross_attention/qk_norm"] = 2 * _norm(config, config.d_head)
     parts["mlp/up"] = _linear(c, f, config.bias)
     if config.gated_mlp:
         parts["mlp/gate"] = _linear(c, f, config.bias)
@@ -141,7 +146,7 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     c, v = config.d_model, config.vocab_size
     parts = {"embeddings/tokens": v * c}
     if config.position == "learned":
-        parts["embeddings/positions"] = config.max_seq_len * c
+        parts["embeddings/positions"] = (config.position_offset + config.max_seq_len) * c
     if config.type_vocab_size:
         parts["embeddings/token_types"] = config.type_vocab_size * c
     if config.embedding_norm:
@@ -281,6 +286,8 @@ def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: i
     kv_width = a if grouped else g  # grouped keys and values are repeated to every query head before attending
     scores = batch * config.n_heads * query_len * key_len
     out = n * a * precision.compute  # the output, which the out-projection keeps as its input
+    if config.qk_norm:  # each head's q and k normalised: the norms keep their outputs and an inverse RMS per row
+        out += (n * a + kv * g) * precision.compute + (n * config.n_heads + kv * config.n_kv_heads) * FP32
     if path == "sdpa":  # a fused kernel: q, k, v, the output and a log-sum-exp per query (fp32)
         rope = config.position == "rope" and not cross
         if cross:  # q: the q-projection's output; k, v: views of the kv-projection's output, or repeated copies
@@ -467,13 +474,16 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
 
 def kv_cache_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int
                    ) -> dict[str, int]:
-    """Keys and values a generation cache holds after ``seq`` target tokens (and ``src`` source tokens)."""
+    """Keys and values a generation cache holds after ``seq`` target tokens (and ``src`` source tokens); a
+    sliding layer's buffers, at most 2 * window positions."""
     output = config.structure.output  # the stack that decoding runs step by step
     if not output.causal:
         return {"self": 0, "cross": 0}
     g = config.n_kv_heads * config.d_head
     cross = 2 * batch * g * (src or seq) * output.n_layers if output.cross_attention else 0
-    return {"self": dtype_bytes * 2 * batch * g * seq * output.n_layers, "cross": dtype_bytes * cross}
+    # a sliding layer's buffers hold at most twice its window (blocks/kv_cache.py)
+    positions = sum(seq if window is None else min(seq, 2 * window) for window in output.windows)
+    return {"self": dtype_bytes * 2 * batch * g * positions, "cross": dtype_bytes * cross}
 
 
 def check_modes(precision: str, training: bool, attention: str, checkpointing: bool, fsdp_shards: int,

@@ -24,6 +24,7 @@ from .dropout import dropout
 from .init import InitScheme
 from .kv_cache import KeyValues
 from .masks import causal_mask
+from .norm import build_norm
 from .position import apply_rotary
 
 #: SDPA attends each group of query heads to its key/value head itself from torch 2.5 (``enable_gqa``)
@@ -78,22 +79,27 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
 
 class Attention(nn.Module):
     """Multi-head attention. Self-attention projects q, k, v with one matrix; cross-attention projects q from
-    the input and k, v from the context (the encoder output), which a cache computes only once."""
+    the input and k, v from the context (the encoder output), which a cache computes only once. With
+    ``qk_norm`` each head's q and k are normalised before rotary (Qwen3); with a sliding ``window`` the
+    cache keeps only the keys the next query reaches (the mask that hides the others comes from the stack)."""
 
-    def __init__(self, config: ModelConfig, cross: bool = False):
+    def __init__(self, config: ModelConfig, cross: bool = False, window: int | None = None):
         super().__init__()
         self.cross = cross
+        self.window = window
         self.n_heads, self.n_kv_heads, self.d_head = config.n_heads, config.n_kv_heads, config.d_head
         self.scale = config.scale
         self.softcap = config.attention_softcap
         self.dropout = config.dropout
         q_width, kv_width = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
         if cross:
-            self.q = nn.Linear(config.d_model, q_width, bias=config.bias)
-            self.kv = nn.Linear(config.d_model, 2 * kv_width, bias=config.bias)
+            self.q = nn.Linear(config.d_model, q_width, bias=config.qkv_bias)
+            self.kv = nn.Linear(config.d_model, 2 * kv_width, bias=config.qkv_bias)
         else:
-            self.qkv = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=config.bias)
+            self.qkv = nn.Linear(config.d_model, q_width + 2 * kv_width, bias=config.qkv_bias)
         self.out = nn.Linear(q_width, config.d_model, bias=config.bias)
+        self.q_norm = build_norm(config, self.d_head) if config.qk_norm else None
+        self.k_norm = build_norm(config, self.d_head) if config.qk_norm else None
 
     def init_weights(self, scheme: InitScheme) -> None:
         """The query rows as queries, the output as a projection into the residual stream."""
@@ -108,6 +114,12 @@ class Attention(nn.Module):
         """(B, T, n_heads * D) -> (B, n_heads, T, D)"""
         return x.view(x.size(0), x.size(1), n_heads, self.d_head).transpose(1, 2)
 
+    def _normed(self, q: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """q (B, H, T, D) and k (B, K, S, D), each head's vectors normalised when the config has ``qk_norm``."""
+        if self.q_norm is None or self.k_norm is None:
+            return q, k
+        return self.q_norm(q), self.k_norm(k)
+
     def project(self, x: Tensor, context: Tensor | None = None, rotary: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:
         """The queries, keys and values this attention compares, with rotary angles applied (self-attention).
@@ -119,7 +131,8 @@ class Attention(nn.Module):
         if self.cross:
             q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
             k, v = self.kv(context).split(kv_width, dim=-1)
-            return q, self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, S, D)
+            q, k = self._normed(q, self._heads(k, self.n_kv_heads))
+            return q, k, self._heads(v, self.n_kv_heads)  # (B, K, S, D)
         qkv = self.qkv(x)  # (B, T, (H + 2K) * D)
         if self.n_kv_heads == self.n_heads:  # one view for the three: fewer calls per decoded token
             q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
@@ -127,6 +140,7 @@ class Attention(nn.Module):
             q, k, v = qkv.split([self.n_heads * self.d_head, kv_width, kv_width], dim=-1)
             q = self._heads(q, self.n_heads)  # (B, H, T, D)
             k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, T, D)
+        q, k = self._normed(q, k)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         return q, k, v
@@ -143,20 +157,25 @@ class Attention(nn.Module):
             mask, bias, is_causal: see ``attend``.
             rotary: (cos, sin), each (B, 1, T, D), applied to q and k (self-attention).
             past: cached keys and values, each (B, K, S_past, D). Self-attention extends them by the new ones;
-                cross-attention reuses them as they are.
+                cross-attention reuses them as they are. A sliding layer's hold its last window - 1 positions,
+                and ``mask`` covers those and the new ones.
         Returns:
             output (B, T, C); the keys and values to cache, each (B, K, S, D); weights (B, H, T, S) or None.
         """
         if self.cross and past is not None:  # cross-attention's keys and values, cached
-            q, k, v = self._heads(self.q(x), self.n_heads), past.keys, past.values
+            q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
+            if self.q_norm is not None:
+                q = self.q_norm(q)
+            k, v = past.keys, past.values
         else:
             q, k, v = self.project(x, context, rotary)
             if past is not None:
-                past = past.extend(k, v)  # written into the cache's room (see cache.py)
+                past = past.extend(k, v, self.window)  # written into the cache's room (see kv_cache.py)
                 k, v = past.keys, past.values  # (B, K, S, D)
         out, weights = attend(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=self.scale,
             dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention, softcap=self.softcap,
         )
         out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, H * D)
-        return self.out(out), past if past is not None else KeyValues(k, v), weights
+        kept = past.slide(self.window) if past is not None else KeyValues(k, v)  # a sliding layer: its last keys
+        return self.out(out), kept, weights

@@ -26,7 +26,7 @@ class Embeddings(nn.Module):
         self.scale = config.embedding_scale
         self.positions: nn.Module | None = None
         if config.position == "learned":
-            self.positions = LearnedPositions(config.d_model, config.max_seq_len)
+            self.positions = LearnedPositions(config.d_model, config.max_seq_len, config.position_offset)
         elif config.position == "sinusoidal":
             self.positions = PositionalEncoding(config.d_model, config.max_seq_len)
         self.token_types = (

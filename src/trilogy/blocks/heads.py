@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ..errors import TrilogyError
 from .dropout import Dropout
 from .init import InitScheme
+from .mlp import Activation
 
 
 class LMHead(nn.Module):
@@ -72,17 +73,19 @@ class MLMHead(nn.Module):
 
 
 class Pooler(nn.Module):
-    """BERT's pooler: dense + tanh on the first token. (B, T, C) -> (B, C)."""
+    """BERT's pooler: dense + tanh on the first token, (B, T, C) -> (B, C). The same layer starts RoBERTa's
+    classification head (its ``classifier.dense``) and, with ReLU, DistilBERT's (``pre_classifier``)."""
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, activation: str = "tanh"):
         super().__init__()
         self.dense = nn.Linear(d_model, d_model)
+        self.act = Activation(activation)
 
     def init_weights(self, scheme: InitScheme) -> None:
         scheme.linear(self.dense)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.dense(hidden[:, 0]).tanh()
+        return self.act(self.dense(hidden[:, 0]))
 
 
 def last_token(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:

@@ -11,6 +11,9 @@ the same point: branching, speculative decoding) first copies it into buffers of
 every cache keeps giving the logits it gave. ``select`` (beam search) reorders the rows in place when it may,
 and the caches it overwrote then refuse to be continued instead of attending to reordered rows.
 
+A sliding layer (Mistral, Qwen2's upper layers) keeps only the last ``window - 1`` positions, all that its next
+query reaches (``KeyValues.slide``), in buffers of at most 2 * window positions, however long the sequence gets.
+
 Legend: B batch, K key/value heads, S cached length, T new length, D head size.
 """
 
@@ -26,7 +29,7 @@ from ..errors import TrilogyError
 
 class _Buffers:
     """Key and value buffers, (B, K, capacity, D) each, shared by every cache that views them; ``written`` is how
-    many positions hold values, ``reorders`` how often ``select`` rewrote them in place."""
+    far they hold values, ``reorders`` how often ``select`` rewrote them in place."""
 
     def __init__(self, keys: Tensor, values: Tensor, written: int):
         self.keys, self.values, self.written, self.reorders = keys, values, written, 0
@@ -43,52 +46,93 @@ class _Buffers:
 
         return cls(copy(keys), copy(values), length)
 
-    def view(self, length: int) -> KeyValues:
-        """The first ``length`` positions, as the cache of one layer."""
-        return KeyValues(self.keys[:, :, :length], self.values[:, :, :length], self, self.reorders)
+    def view(self, start: int, end: int, dropped: int = 0) -> KeyValues:
+        """Positions ``start`` to ``end`` of the buffers, as the cache of one layer that has let ``dropped``
+        earlier positions go."""
+        return KeyValues(self.keys[:, :, start:end], self.values[:, :, start:end], self, self.reorders, start,
+                         dropped)
+
+
+def kept_positions(seen: int, window: int | None) -> int:
+    """How many of the ``seen`` positions a layer's cache keeps: all of them, or for a sliding layer the
+    ``window - 1`` last, which are all the next query reaches besides itself."""
+    return seen if window is None else min(seen, window - 1)
 
 
 @dataclass(frozen=True, eq=False)
 class KeyValues:
     """One attention's cached keys and values, (B, K, S, D) each, and the buffers they view (None: tensors with
-    no room, such as cross-attention's, computed once from the encoder output)."""
+    no room, such as cross-attention's, computed once from the encoder output). A sliding layer's cache keeps
+    only its last positions (``slide``): ``dropped`` counts those it let go."""
 
     keys: Tensor
     values: Tensor
     buffers: _Buffers | None = None
     reorders: int = 0  # the buffers' count when this view was made
+    start: int = 0  # where the view starts in the buffers
+    dropped: int = 0
 
     @property
     def length(self) -> int:
+        """The positions this cache holds."""
         return self.keys.size(2)
 
-    def extend(self, keys: Tensor, values: Tensor) -> KeyValues:
+    @property
+    def seen(self) -> int:
+        """The positions this cache has seen: those it holds, and those a sliding window let go."""
+        return self.dropped + self.length
+
+    def extend(self, keys: Tensor, values: Tensor, window: int | None = None) -> KeyValues:
         """These keys and values followed by ``keys``, ``values`` (B, K, T, D): (B, K, S + T, D) each. Written
         into the spare room when this cache ends where its buffers are written, else (another continuation has
-        written there, or there is no room) into new buffers, so that no other cache changes."""
+        written there, or there is no room) into new buffers, so that no other cache changes. A sliding layer's
+        (``window``) new buffers hold 2 * window positions: the kept ones move to the front of new buffers
+        once every window or so steps, not at every step. What does not fit them (a long prompt) is attended
+        as one temporary tensor, of which ``slide`` keeps the end."""
         self._check_current()
-        length, total = self.length, self.length + keys.size(2)
-        buffers = self.buffers
-        if buffers is None or buffers.written != length or buffers.keys.size(2) < total:
-            capacity = max(2 * total, buffers.keys.size(2) if buffers is not None else 0)
-            buffers = _Buffers.holding(self.keys, self.values, capacity)
-        buffers.keys[:, :, length:total].copy_(keys)
-        buffers.values[:, :, length:total].copy_(values)
-        buffers.written = total
-        return buffers.view(total)
+        end, total = self.start + self.length, self.length + keys.size(2)
+        buffers, start = self.buffers, self.start
+        if buffers is None or buffers.written != end or buffers.keys.size(2) < end + keys.size(2):
+            if window is None:
+                capacity = max(2 * total, buffers.keys.size(2) if buffers is not None else 0)
+            elif total > 2 * window:
+                return KeyValues(torch.cat([self.keys, keys], dim=2), torch.cat([self.values, values], dim=2),
+                                 dropped=self.dropped)
+            else:
+                capacity = 2 * window
+            buffers, start = _Buffers.holding(self.keys, self.values, capacity), 0
+        written = start + total
+        buffers.keys[:, :, written - keys.size(2):written].copy_(keys)
+        buffers.values[:, :, written - values.size(2):written].copy_(values)
+        buffers.written = written
+        return buffers.view(start, written, self.dropped)
+
+    def slide(self, window: int | None) -> KeyValues:
+        """What a layer with this ``window`` keeps for the next step (``kept_positions``): everything without
+        one; else the last window - 1 positions, viewed where they are in the buffers, or (after a temporary
+        from ``extend``) copied into buffers of 2 * window positions."""
+        keep = kept_positions(self.length, window)
+        if window is None or (keep == self.length and self.buffers is not None):
+            return self
+        drop = self.length - keep
+        if self.buffers is None:
+            kept = _Buffers.holding(self.keys[:, :, drop:], self.values[:, :, drop:], 2 * window)
+            return kept.view(0, keep, self.dropped + drop)
+        return self.buffers.view(self.start + drop, self.start + self.length, self.dropped + drop)
 
     def select(self, index: Tensor) -> KeyValues:
         """Rows ``index`` (B',) of the batch. In place when they are as many as the rows and this cache ends
         where its buffers are written (beam search); the earlier caches of these buffers can then no longer be
         continued. Otherwise into new tensors."""
         self._check_current()
-        buffers = self.buffers
-        if buffers is None or buffers.written != self.length or index.numel() != self.keys.size(0):
-            return KeyValues(self.keys.index_select(0, index), self.values.index_select(0, index))
+        buffers, end = self.buffers, self.start + self.length
+        if buffers is None or buffers.written != end or index.numel() != self.keys.size(0):
+            return KeyValues(self.keys.index_select(0, index), self.values.index_select(0, index),
+                             dropped=self.dropped)
         self.keys.copy_(self.keys.index_select(0, index))
         self.values.copy_(self.values.index_select(0, index))
         buffers.reorders += 1
-        return buffers.view(self.length)
+        return buffers.view(self.start, end, self.dropped)
 
     def _check_current(self) -> None:
         if self.buffers is not None and self.buffers.reorders != self.reorders:
@@ -116,21 +160,26 @@ class KVCache:
 
     @classmethod
     def allocate(cls, n_layers: int, batch: int, n_kv_heads: int, capacity: int, d_head: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> KVCache:
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 windows: tuple[int | None, ...] = ()) -> KVCache:
         """An empty cache whose self-attention buffers already hold ``capacity`` positions, (B, K, capacity, D)
-        per layer for keys and for values, so that no step up to that length copies the cache."""
+        per layer for keys and for values, so that no step up to that length copies the cache. The layers
+        with a sliding window (``windows``, one per layer, None = full; () = all full) get at most 2 * window
+        positions, the room ``KeyValues.extend`` gives them."""
 
-        def room() -> Tensor:
-            return torch.empty(batch, n_kv_heads, capacity, d_head, dtype=dtype, device=device)
+        def room(window: int | None) -> Tensor:
+            positions = capacity if window is None else min(capacity, 2 * window)
+            return torch.empty(batch, n_kv_heads, positions, d_head, dtype=dtype, device=device)
 
-        return cls([LayerCache(self_kv=_Buffers(room(), room(), 0).view(0)) for _ in range(n_layers)])
+        windows = windows or (None,) * n_layers
+        return cls([LayerCache(self_kv=_Buffers(room(w), room(w), 0).view(0, 0)) for w in windows])
 
     @property
     def length(self) -> int:
-        """How many positions the self-attention cache holds."""
+        """How many positions the self-attention cache has seen (a sliding layer holds only the last ones)."""
         if not self.layers or self.layers[0].self_kv is None:
             return 0
-        return self.layers[0].self_kv.length
+        return self.layers[0].self_kv.seen
 
     def select(self, index: Tensor) -> KVCache:
         """Reorder / pick batch rows (beam search): every cached tensor is indexed along dim 0, the

@@ -21,11 +21,12 @@ from .norm import build_norm
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, config: ModelConfig, cross_attention: bool = False):
+    def __init__(self, config: ModelConfig, cross_attention: bool = False, window: int | None = None):
+        """``window``: this layer's sliding window (None: full self-attention)."""
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
         self.parallel = config.parallel_residual
-        self.self_attn = Attention(config)
+        self.self_attn = Attention(config, window=window)
         self.self_attn_norm = build_norm(config)
         self.cross_attn = Attention(config, cross=True) if cross_attention else None
         self.cross_attn_norm = build_norm(config) if cross_attention else None

@@ -32,6 +32,18 @@ def causal_mask(query_len: int, key_len: int, device: torch.device | None = None
     return (key_pos <= query_pos)[None, None]
 
 
+def window_mask(query_len: int, key_len: int, window: int, device: torch.device | None = None) -> Tensor:
+    """A sliding window, aligned to the end as ``causal_mask``: query i reaches the keys less than ``window``
+    positions away from it, before or after (AND it with the causal mask for a causal window).
+
+    Returns:
+        (1, 1, T, S) bool.
+    """
+    query_pos = torch.arange(query_len, device=device)[:, None] + key_len - query_len
+    key_pos = torch.arange(key_len, device=device)[None, :]
+    return ((query_pos - key_pos).abs() < window)[None, None]
+
+
 def combine(*masks: Tensor | None) -> Tensor | None:
     """AND of the given masks (None = no constraint); rows left with no key to attend to are opened fully,
     so that padded queries produce finite (ignored) values instead of NaN."""

@@ -43,17 +43,19 @@ class PositionalEncoding(nn.Module):
 
 
 class LearnedPositions(nn.Module):
-    """A learned embedding per absolute position (BERT, GPT-2), added to the input."""
+    """A learned embedding per absolute position (BERT, GPT-2), added to the input. With an ``offset``, position
+    p reads row p + offset (RoBERTa's table starts past its padding row, which padding reads as position -1)."""
 
-    def __init__(self, d_model: int, max_seq_len: int):
+    def __init__(self, d_model: int, max_seq_len: int, offset: int = 0):
         super().__init__()
-        self.embedding = nn.Embedding(max_seq_len, d_model)
+        self.offset = offset
+        self.embedding = nn.Embedding(offset + max_seq_len, d_model)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns (B, T, C)."""
         if positions is None:
-            return x + self.embedding.weight[: x.size(1)]
-        return x + self.embedding(positions)
+            return x + self.embedding.weight[self.offset: self.offset + x.size(1)]
+        return x + self.embedding(positions + self.offset if self.offset else positions)
 
 
 class RelativePositionBias(nn.Module):

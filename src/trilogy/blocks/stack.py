@@ -1,5 +1,6 @@
-"""TransformerStack: N layers plus what they share, computed once per forward: the masks, T5's relative
-bias, the rotary angles, and the final norm. Encoder, decoder and the two halves of T5 are all stacks.
+"""TransformerStack: N layers plus what they share, computed once per forward: the masks (one set per kind of
+layer: full, or a sliding window), T5's relative bias, the rotary angles, and the final norm. Encoder, decoder
+and the two halves of T5 are all stacks.
 
 Legend: B batch, T length, S key length (cached + new), H heads, C model width.
 """
@@ -15,9 +16,16 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from ..config import ModelConfig, StackSpec
 from .dropout import is_mask_draw
-from .kv_cache import KVCache
+from .kv_cache import KVCache, kept_positions
 from .layer import TransformerLayer
-from .masks import causal_mask, cross_attention_mask, prefix_lm_mask, self_attention_mask
+from .masks import (
+    causal_mask,
+    combine,
+    cross_attention_mask,
+    prefix_lm_mask,
+    self_attention_mask,
+    window_mask,
+)
 from .norm import build_norm
 from .position import RelativePositionBias, RotaryEmbedding, positions_from_mask
 
@@ -50,7 +58,7 @@ class TransformerStack(nn.Module):
         super().__init__()
         self.spec = spec
         self.causal = spec.causal
-        self.layers = nn.ModuleList(TransformerLayer(config, spec.cross_attention) for _ in range(spec.n_layers))
+        self.layers = nn.ModuleList(TransformerLayer(config, spec.cross_attention, window) for window in spec.windows)
         self.relative_bias = (
             RelativePositionBias(config.n_heads, config.relative_buckets, config.relative_max_distance,
                                  bidirectional=not spec.causal)
@@ -61,14 +69,18 @@ class TransformerStack(nn.Module):
         self.checkpoint_activations = checkpoint_activations
 
     def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int,
-              prefix_length: Tensor | None = None) -> tuple[Tensor | None, Tensor | None, bool]:
-        """The self-attention mask, bias and causal flag every layer of this stack receives.
+              prefix_length: Tensor | None = None, window: int | None = None
+              ) -> tuple[Tensor | None, Tensor | None, bool]:
+        """The self-attention mask, bias and causal flag the layers of this stack with this sliding ``window``
+        (None: the full-attention layers) receive.
 
         Returns (mask (B|1, 1, T, S) bool or None, bias (1|B, H, T, S) float or None, is_causal). ``is_causal``
         lets SDPA apply causality itself when there is no padding and no cache offset. ``attention_mask`` is
         None when no row has padding: the models check that once per call (``inputs.attention_mask_from``),
         so no layer reads the mask back from the device. ``prefix_length`` (B,) (a prefix LM's) opens each
-        row's prefix both ways (``masks.prefix_lm_mask``).
+        row's prefix both ways (``masks.prefix_lm_mask``). A sliding layer also hides the keys ``window`` or more
+        positions from each query (``masks.window_mask``), and attends only to those its cache keeps: the mask
+        and bias cover the last ``kept_positions(S - T, window) + T`` keys of the S.
         """
         mask: Tensor | None
         if prefix_length is not None:
@@ -77,6 +89,18 @@ class TransformerStack(nn.Module):
             is_causal = self.causal and attention_mask is None and query_len == key_len
             needs_mask = attention_mask is not None or (self.causal and 1 < query_len < key_len)
             mask = self_attention_mask(attention_mask, query_len, key_len, self.causal) if needs_mask else None
+        if window is not None:
+            kept = kept_positions(key_len - query_len, window) + query_len  # the keys this layer attends
+            if kept > window:  # some query does not reach every key
+                device = mask.device if mask is not None else self.layers[0].self_attn.out.weight.device
+                reach = window_mask(query_len, key_len, window, device)
+                if mask is None and self.causal:
+                    mask = causal_mask(query_len, key_len, device)
+                # combined as the other masks are: a padded query whose window holds only padding is opened (its
+                # output is ignored), so that no NaN reaches the real positions through the explicit path
+                mask, is_causal = combine(mask, reach), False
+            mask = mask[..., key_len - kept:] if mask is not None else None
+            key_len = kept
         if self.relative_bias is None:
             return mask, None, is_causal
         bias = self.relative_bias(query_len, key_len, offset=key_len - query_len)  # (1, H, T, S)
@@ -100,7 +124,8 @@ class TransformerStack(nn.Module):
             prefix_length: (B,) a prefix LM's prefix per row, in real tokens (see ``masks``); None = causal.
         """
         past = cache.length if cache is not None else 0
-        mask, bias, is_causal = self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length)
+        masks = {window: self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length, window)
+                 for window in dict.fromkeys(self.spec.windows)}  # (mask, bias, is_causal) per kind of layer
         rotary = None
         if self.rotary is not None:
             if positions is None:
@@ -110,8 +135,9 @@ class TransformerStack(nn.Module):
         layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
         new_caches, self_attentions, cross_attentions = [], [], []
         recompute = self.checkpoint_activations and self.training and torch.is_grad_enabled() and cache is None
-        for layer, layer_cache in zip(self.layers, layer_caches, strict=True):
+        for layer, window, layer_cache in zip(self.layers, self.spec.windows, layer_caches, strict=True):
             run_layer = _checkpointed(layer) if recompute else layer
+            mask, bias, is_causal = masks[window]
             x, new_cache, (self_w, cross_w) = run_layer(
                 x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
                 context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,

@@ -18,9 +18,9 @@ DOCS = {
     "minutes": "plan the budget from step times measured on this machine to take about this long (40% "
                "pre-training, 40% fine-tuning split equally over the tasks) instead of the size's fixed FLOPs "
                "(the default, the same on every machine and run)",
-    "pretrain_flops": "each architecture's pre-training FLOPs (default: the size's; tiny 3.6e12)",
+    "pretrain_flops": "each architecture's pre-training FLOPs (default: the size's; tiny 2.6e12)",
     "finetune_steps": "each task's fine-tuning FLOPs, as this many of the decoder's steps on it (default: the "
-                      "size's; tiny 2000)",
+                      "size's; tiny 600)",
     "size": "model and data sizes: tiny (2 CPU cores), small or base (a GPU)",
     "device": "auto (cuda when there is one), cpu or cuda",
     "precision": "fp32, bf16 (autocast) or auto: bf16 on a GPU, else fp32",

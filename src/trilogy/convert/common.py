@@ -64,3 +64,8 @@ def task_head_map(config: ModelConfig, names: dict[str, str]) -> dict[str, str]:
     classifier (``names``: by the structure's ``classifier``, e.g. ``{"span": "qa_outputs"}``)."""
     name = names.get(config.structure.classifier or "")
     return {} if name is None else {"head.proj.weight": f"{name}.weight", "head.proj.bias": f"{name}.bias"}
+
+
+def weight_and_bias(ours: str, theirs: str) -> dict[str, str]:
+    """KEY_MAP entries of a layer with a weight and a bias (a linear layer, a LayerNorm), ours -> theirs."""
+    return {f"{ours}.weight": f"{theirs}.weight", f"{ours}.bias": f"{theirs}.bias"}

@@ -16,11 +16,26 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, gemma, gpt2, gpt_neox, llama, phi3, t5
+from . import (
+    bert,
+    distilbert,
+    gemma,
+    gpt2,
+    gpt_neox,
+    llama,
+    mistral,
+    phi3,
+    qwen2,
+    qwen3,
+    roberta,
+    t5,
+    xlm_roberta,
+)
 from .mapping import Rule, expand
 
-CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (bert, gpt2, llama, t5,
-                                                                              gpt_neox, phi3, gemma)}
+#: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
+CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma)}
 
 
 def supported() -> str:
@@ -65,7 +80,9 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     for name in ("extra", "dropout"):
         fields.pop(name)
     fields["attention_scale"] = config.scale
-    fields["pooler"] = config.structure.pooler
+    fields["layer_attention"], fields["sliding_window"] = config.layer_windows, None  # each layer's window
+    activation = fields.pop("pooler_activation")
+    fields["pooler"] = config.structure.pooler and activation  # False, or the pooler's activation
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",

@@ -67,23 +67,24 @@ def rope_theta(hf: dict[str, Any]) -> float:
     return float(params.get("rope_theta", field(hf, "rope_theta", 10000.0)))
 
 
-def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
-    attention_bias, mlp_bias = field(hf, "attention_bias", False), field(hf, "mlp_bias", False)
-    if attention_bias != mlp_bias:
-        raise CheckpointError(f"config.json: attention_bias={attention_bias} with mlp_bias={mlp_bias} is not "
-                              "supported; trilogy's `bias` covers both")
+def common_fields(hf: dict[str, Any], architecture: dict[str, str], head_dim: int | None = None,
+                  max_positions: int = 2048) -> dict[str, Any]:
+    """The ModelConfig fields that Llama and the decoders built like it (Mistral, Qwen2, Qwen3) read alike:
+    everything but their biases, q/k norms and sliding windows. ``head_dim`` and ``max_positions`` are the
+    class's defaults where config.json has none (``head_dim`` None: d_model // n_heads)."""
     if field(hf, "pretraining_tp", 1) != 1:
         raise CheckpointError("config.json: pretraining_tp != 1 is not supported")
     d_model, n_heads = field(hf, "hidden_size", required=True), field(hf, "num_attention_heads", required=True)
-    return ModelConfig(
-        **ARCHITECTURES[architecture],
+    return dict(
+        **architecture,
         vocab_size=field(hf, "vocab_size", required=True), d_model=d_model, n_heads=n_heads,
         n_layers=field(hf, "num_hidden_layers", required=True), d_ff=field(hf, "intermediate_size", required=True),
-        max_seq_len=field(hf, "max_position_embeddings", 2048), d_head=field(hf, "head_dim", d_model // n_heads),
+        max_seq_len=field(hf, "max_position_embeddings", max_positions),
+        d_head=field(hf, "head_dim", head_dim or d_model // n_heads),
         n_kv_heads=field(hf, "num_key_value_heads", n_heads), norm="rmsnorm", norm_eps=field(hf, "rms_norm_eps", 1e-6),
         norm_bias=False, norm_position="pre", final_norm=True,
         activation=activation_from_hf(field(hf, "hidden_act", "silu"), "hidden_act"), gated_mlp=True,
-        bias=attention_bias, attention_scale=None, dropout=field(hf, "attention_dropout", 0.0), position="rope",
+        attention_scale=None, dropout=field(hf, "attention_dropout", 0.0), position="rope",
         rope_theta=rope_theta(hf), type_vocab_size=0, embedding_norm=False, embedding_scale=1.0,
         tie_embeddings=field(hf, "tie_word_embeddings", False), head_scale=1.0, head_bias=False, pooler=False,
         pad_token_id=field(hf, "pad_token_id"), bos_token_id=field(hf, "bos_token_id"),
@@ -91,13 +92,26 @@ def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     )
 
 
-def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
+    attention_bias, mlp_bias = field(hf, "attention_bias", False), field(hf, "mlp_bias", False)
+    if attention_bias != mlp_bias:
+        raise CheckpointError(f"config.json: attention_bias={attention_bias} with mlp_bias={mlp_bias} is not "
+                              "supported; trilogy's `bias` covers both")
+    return ModelConfig(**common_fields(hf, ARCHITECTURES[architecture]), bias=attention_bias)
+
+
+def common_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """The config.json fields of ``common_fields``."""
     return dict(
         vocab_size=config.vocab_size, hidden_size=config.d_model, num_attention_heads=config.n_heads,
         num_key_value_heads=config.n_kv_heads, head_dim=config.d_head, num_hidden_layers=config.n_layers,
         intermediate_size=config.d_ff, max_position_embeddings=config.max_seq_len, rms_norm_eps=config.norm_eps,
-        hidden_act=ACTIVATIONS_TO_HF[config.activation], attention_bias=config.bias, mlp_bias=config.bias,
-        attention_dropout=config.dropout, rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        hidden_act=ACTIVATIONS_TO_HF[config.activation], attention_dropout=config.dropout,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
         tie_word_embeddings=config.tie_embeddings, pad_token_id=config.pad_token_id,
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, **labels_to_hf(config),
     )
+
+
+def config_to_hf(config: ModelConfig) -> dict[str, Any]:
+    return common_to_hf(config) | dict(attention_bias=config.bias, mlp_bias=config.bias)

@@ -10,6 +10,7 @@ from ..data.tasks import baseline_score
 from ..train.metrics import MetricsLog
 from .budget import read_timeline
 from .families import ARCHITECTURES, LABELS, PRETRAINING, count_parameters
+from .state import finetune_unit, pretrain_unit
 
 if TYPE_CHECKING:
     from .run import Setup
@@ -31,8 +32,6 @@ def curve(folder: Path) -> list[dict]:
 def seed_results(setup: Setup, state: DemoState, interrupted: bool) -> dict:
     """The seed's pre-training rows and task results (``tasks``: one entry per task, ``results`` per
     architecture: score, FLOPs, steps, seconds, status, and the reason of an n/a cell)."""
-    from .run import finetune_unit, pretrain_unit
-
     pretraining = []
     for arch in ARCHITECTURES:
         init = setup.options.checkpoints.get(arch)  # a checkpoint's own size, else the demo's

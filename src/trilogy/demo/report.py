@@ -201,7 +201,7 @@ def _write(path: Path, text: str) -> None:
 
 def write_reports(out: Path, report: dict) -> None:
     """report.md, report.html and report.json in ``out`` (each replaced atomically)."""
-    if any(report["curves"].values()):
+    if any(any(seeds) for seeds in report["curves"].values()):
         draw_loss_curves(report["curves"], out / "loss_curves.png")
         report["loss_chart"] = "loss_curves.png"
     items = blocks(report)

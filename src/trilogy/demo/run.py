@@ -41,8 +41,18 @@ from ..train.distributed import Distributed, setup
 from ..train.precision import resolve_precision
 from .budget import StopRequest
 from .families import ARCHITECTURES, LABELS, PRETRAINING, SIZES, TOKENIZER, Size, matched_configs
+from .findings import seed_results
 from .report import format_flops
-from .state import STATE_FILE, Budget, DemoOptions, DemoState, load_state, save_state
+from .state import (
+    STATE_FILE,
+    Budget,
+    DemoOptions,
+    DemoState,
+    finetune_unit,
+    load_state,
+    pretrain_unit,
+    save_state,
+)
 from .training import (
     FINE_TUNING_RATE,
     LEARNING_RATE,
@@ -55,14 +65,6 @@ from .training import (
 )
 
 TOKENIZER_CHARS = 2_000_000  # of the corpus each tokenizer trains on
-
-
-def pretrain_unit(arch: str) -> str:
-    return f"pretrain/{arch}"
-
-
-def finetune_unit(task: str, arch: str) -> str:
-    return f"finetune/{task}/{arch}"
 
 
 def load_tasks(options: DemoOptions) -> list[Task]:
@@ -269,7 +271,7 @@ def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) ->
                 pretrain = equal_quota(options.pretrain_seconds, [r.probe for r in records if r.probe])
             for record in records:
                 assert record.probe is not None
-                record.plan = plan(record.probe, pretrain)
+                record.plan = plan(record.probe, pretrain, timed=options.minutes is not None)
         task_flops = {}
         for task in setup.tasks:
             records = [state.units[finetune_unit(task.name, arch)] for arch in ARCHITECTURES]
@@ -286,7 +288,7 @@ def plan_budget(setup: Setup, state: DemoState, shared: Budget | None = None) ->
                 task_flops[task.name] = equal_quota(options.finetune_seconds, [r.probe for r in trained if r.probe])
             for record in trained:
                 assert record.probe is not None
-                record.plan = plan(record.probe, task_flops[task.name])
+                record.plan = plan(record.probe, task_flops[task.name], timed=options.minutes is not None)
         planned = sum(r.plan.planned_seconds for r in state.units.values() if r.plan)
         state.budget = Budget(pretrain, task_flops, planned)
         state.precision = setup.precision
@@ -357,8 +359,6 @@ def run_seed(options: DemoOptions, out: Path, stop: StopRequest, dist: Distribut
              budget: Budget | None = None) -> dict:
     """Run (or continue) one seed of the demo in ``out`` as this rank (``join``), with the first seed's
     ``budget`` when given; returns its results (``findings.seed_results``)."""
-    from .findings import seed_results
-
     out = Path(out)
     if not resume and (out / STATE_FILE).exists():
         raise TrilogyError(f"{out} already holds a demo; continue it with --resume, or choose another --out")

@@ -77,7 +77,7 @@ def aggregate(seeds: list[dict]) -> dict:
                         "flops_gap": gap([results[arch]["flops"] for arch in ARCHITECTURES
                                           if results[arch]["score"] is not None])})
     pretraining = []
-    for rows in zip(*(seed["pretraining"] for seed in seeds), strict=True):
+    for rows in by_arch(seeds).values():
         row = {key: value for key, value in rows[0].items() if key != "curve"}
         if row["init"] is None:
             for key in ("flops", "tokens", "seconds", "steps"):
@@ -88,8 +88,14 @@ def aggregate(seeds: list[dict]) -> dict:
             "precision": seeds[0]["precision"], "budgets": [seed["budget"] for seed in seeds],
             "pretraining": pretraining,
             "pretraining_flops_gap": gap([row["flops"] for row in pretraining if row["init"] is None]),
-            "tasks": tasks, "curves": {row["arch"]: row.get("curve") or [] for row in seeds[0]["pretraining"]},
+            "tasks": tasks, "curves": {arch: [row.get("curve") or [] for row in rows]
+                                        for arch, rows in by_arch(seeds).items()},
             "folders": [seed["out"] for seed in seeds]}
+
+
+def by_arch(seeds: list[dict]) -> dict[str, list[dict]]:
+    """Architecture -> its pre-training row in each seed."""
+    return {rows[0]["arch"]: list(rows) for rows in zip(*(seed["pretraining"] for seed in seeds), strict=True)}
 
 
 def run_demo(options, out: Path, dist: Distributed, seeds: int = 1, resume: bool = False) -> dict | None:

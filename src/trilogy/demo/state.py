@@ -19,6 +19,16 @@ from .families import ARCHITECTURES, SIZES
 from .training import Plan, Probe
 
 STATE_FILE = "demo.json"
+
+
+def pretrain_unit(arch: str) -> str:
+    """The unit (and its folder) that pre-trains ``arch``."""
+    return f"pretrain/{arch}"
+
+
+def finetune_unit(task: str, arch: str) -> str:
+    """The unit (and its folder) that fine-tunes ``arch`` on ``task``."""
+    return f"finetune/{task}/{arch}"
 PRETRAIN_SHARE = 0.4  # of --minutes planned as pre-training steps, all architectures together
 FINETUNE_SHARE = 0.4  # of --minutes planned as fine-tuning steps, split equally over the tasks
 DEVICES = ("auto", "cpu", "cuda")

@@ -107,17 +107,20 @@ class Plan:
     quota: float
     max_steps: int
     planned_seconds: float
+    timed: bool = False  # planned to fit a time (``--minutes``): then it also stops at a deadline
 
     @property
     def deadline_s(self) -> float:
-        return OVERRUN * self.planned_seconds / PLAN_SHARE + DEADLINE_SLACK_S
+        """Past this many seconds of training the unit stops; a FLOP budget has none, so that a busy machine
+        changes how long it takes, not what it computes."""
+        return OVERRUN * self.planned_seconds / PLAN_SHARE + DEADLINE_SLACK_S if self.timed else math.inf
 
 
-def plan(probed: Probe, quota: float) -> Plan:
+def plan(probed: Probe, quota: float, timed: bool) -> Plan:
     """Steps for ``quota`` FLOPs at the probe's mean cost. Where batches vary (padded rows), the unit also stops
-    at the step that brings it nearest its quota."""
+    at the step that brings it nearest its quota. ``timed``: the quota was planned to fit a time."""
     steps = max(1, round(quota / probed.flops_per_step))
-    return Plan(quota, steps, steps * probed.step_seconds)
+    return Plan(quota, steps, steps * probed.step_seconds, timed)
 
 
 def equal_quota(seconds: float, probes: list[Probe]) -> float:

@@ -104,7 +104,7 @@ class TransformerModel(nn.Module):
         self.embeddings = Embeddings(config)
         for spec in structure.stacks:
             self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
-        self.pooler = Pooler(config.d_model) if structure.pooler else None
+        self.pooler = Pooler(config.d_model, config.pooler_activation) if structure.pooler else None
         self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale,
                                config.logit_softcap) if structure.vocabulary == "lm" else None)
         self.head = None
@@ -263,11 +263,13 @@ class TransformerModel(nn.Module):
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer of the output
-        stack (the one ``step`` runs), so that no step up to that length copies it."""
+        stack (the one ``step`` runs), so that no step up to that length copies it (a sliding layer's: at most
+        twice its window)."""
         self._check_generates()
         weight = self.embeddings.tokens.weight
-        return KVCache.allocate(self.structure.output.n_layers, batch, self.config.n_kv_heads, capacity,
-                                self.config.d_head, weight.dtype, weight.device)
+        output = self.structure.output
+        return KVCache.allocate(output.n_layers, batch, self.config.n_kv_heads, capacity, self.config.d_head,
+                                weight.dtype, weight.device, output.layer_windows)
 
     @property
     def _output_stack(self) -> TransformerStack:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..blocks.position import positions_from_mask
 from ..blocks.stack import TransformerStack
 from .base import ModelOutput, TransformerModel
 
@@ -23,6 +24,8 @@ class EncoderOnlyTransformer(TransformerModel):
             ) -> ModelOutput:
         """Args:
             input_ids: (B, T); attention_mask: (B, T), 1 = real token; token_type_ids: (B, T) segment ids;
+            positions: (B, T) position ids (default 0..T-1; with the config's ``positions_from_mask``, counting
+                each row's real tokens, -1 for padding);
             labels: MLM targets (B, T) with -100 where not masked (the logits are then not computed), class ids
                 (B,) for sequence classification, (B, T) tags with -100 to skip for token classification, or
                 (B, 2) each row's start and end token index for question answering.
@@ -31,6 +34,9 @@ class EncoderOnlyTransformer(TransformerModel):
             (question answering: (B, T, 2) start and end), and the loss when labels are given.
         """
         attention_mask = self._check(input_ids, "input_ids", attention_mask)
+        if positions is None and self.config.positions_from_mask and attention_mask is not None:
+            # (B, T): each row's real tokens 0, 1, ..., its padding -1 (the row before 0 in the position table)
+            positions = positions_from_mask(attention_mask, input_ids.size(1)).masked_fill(~attention_mask, -1)
         x = self.embeddings(input_ids, positions, token_type_ids)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions=positions, return_attention=return_attention)
         return ModelOutput(
