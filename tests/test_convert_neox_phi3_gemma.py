@@ -11,7 +11,7 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import trilogy
@@ -127,6 +127,21 @@ def test_pythia_style_config_json_loads(tmp_path):
     rewrite_config(tmp_path, rope_parameters=None, rotary_pct=0.5, rotary_emb_base=500, torch_dtype="float32")
     ours = trilogy.from_pretrained(tmp_path)
     assert (ours.config.rotary_fraction, ours.config.rope_theta, ours.config.rotary_dims) == (0.5, 500.0, 6)
+    assert max(differences(ours, reference, make_inputs(ours.config)).values()) <= TOLERANCE
+
+
+def test_pythia_files_buffers_are_skipped(tmp_path):
+    """Pythia's files (written by transformers 4) also hold each layer's causal-mask buffers and rotary
+    frequencies; transformers skips them, and so does trilogy."""
+    reference = hf_model("GPTNeoXForCausalLM-parallel")
+    reference.save_pretrained(tmp_path)
+    tensors = load_file(tmp_path / "model.safetensors")
+    for i in range(2):
+        layer = f"gpt_neox.layers.{i}.attention."
+        tensors |= {layer + "bias": torch.ones(1, 1, 64, 64, dtype=torch.bool).tril(),
+                    layer + "masked_bias": torch.tensor(-1e9), layer + "rotary_emb.inv_freq": torch.ones(3)}
+    save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    ours = trilogy.from_pretrained(tmp_path)
     assert max(differences(ours, reference, make_inputs(ours.config)).values()) <= TOLERANCE
 
 

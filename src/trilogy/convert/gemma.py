@@ -33,7 +33,7 @@ HEAD_DIM, MAX_POSITIONS = 256, 8192
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
-    refuse(hf, "attention_bias", (False,), "Gemma's MLP has no biases, and trilogy's `bias` covers both")
+    refuse(hf, "attention_bias", (False, None), "Gemma's MLP has no biases, and trilogy's `bias` covers both")
     refuse(hf, "use_bidirectional_attention", (False, None), "trilogy's Gemma is causal")
     theta, _ = rope_from_hf(hf)  # Gemma rotates whole heads, whatever partial_rotary_factor says
     activation = field(hf, "hidden_act", DEFAULTS["hidden_act"])
