@@ -23,7 +23,6 @@ from trilogy.convert.mapping import checkpoint_tensors
 from trilogy.models import build_model
 from trilogy.sizing import count_parameters, flops_breakdown
 
-from .convert_helpers import perturb
 from .test_convert_parity import TOLERANCE, differences, hf_model, load_hf, make_inputs
 from .test_sizing import check_memory
 
@@ -235,50 +234,3 @@ def test_size_predicts_the_memory_of_the_options(name):
     preset, changes = OPTIONS[name]
     check_memory(ModelConfig.from_preset(preset, dropout=0.0, **changes), batch=2, seq=128, src=None,
                  attention="sdpa")
-
-
-# --- how far Gemma 2 is: its layers are Gemma's plus sandwich norms and soft-caps -----------------------------
-
-GEMMA2_NAMES = {  # Gemma 2's names for the norms Gemma does not have (its post_attention_layernorm moves)
-    "stack.layers.{}.self_attn_post_norm.weight": "model.layers.{}.post_attention_layernorm.weight",
-    "stack.layers.{}.mlp_norm.weight": "model.layers.{}.pre_feedforward_layernorm.weight",
-    "stack.layers.{}.mlp_post_norm.weight": "model.layers.{}.post_feedforward_layernorm.weight",
-}
-
-
-@pytest.mark.parametrize("window", [3, 64], ids=["sliding", "window-covers-the-input"])
-def test_gemma2_is_gemma_with_sandwich_norms_soft_caps_and_alternating_windows(window):
-    """transformers' Gemma2ForCausalLM is computed by trilogy's Gemma config with ``sandwich_norm``,
-    ``attention_softcap``, ``logit_softcap``, its query scale and its layers' alternating sliding windows
-    (``sliding_window``, ``layer_attention``): what a gemma2 converter would add is the names above and the
-    config fields."""
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    from trilogy.convert import gemma
-    from trilogy.convert.mapping import expand
-
-    hf = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, head_dim=12, max_position_embeddings=64, sliding_window=window,
-              query_pre_attn_scalar=16, attn_logit_softcapping=2.0, final_logit_softcapping=3.0)
-    torch.manual_seed(0)
-    reference = Gemma2ForCausalLM(Gemma2Config(**hf)).eval()
-    perturb(reference, seed=1, std=0.3)  # scores and logits well past the caps
-    config = gemma.config_from_hf(hf, "GemmaForCausalLM").replace(
-        sandwich_norm=True, attention_softcap=2.0, logit_softcap=3.0, attention_scale=16**-0.5,
-        sliding_window=window, layer_attention=("sliding", "full"))  # Gemma 2's: every other layer slides
-    ours = build_model(config).eval()
-    theirs = reference.state_dict()
-    state = {}
-    for rule in expand(gemma.key_map(config) | GEMMA2_NAMES, list(ours.state_dict())):
-        if rule.ours != "lm_head.proj.weight":  # tied
-            state[rule.ours] = rule.to_ours([theirs[name] for name in rule.theirs], config)
-    assert ours.load_state_dict(state, strict=False).missing_keys == ["lm_head.proj.weight"]
-    ours.tie_weights()
-    inputs = make_inputs(config)
-    worst = differences(ours, reference, inputs)
-    assert max(worst.values()) <= TOLERANCE, worst
-    with torch.no_grad():
-        assert reference(**inputs).logits.abs().max() < 3.0  # the cap bites
-    without = build_model(config.replace(attention_softcap=None)).eval()
-    without.load_state_dict(ours.state_dict())
-    assert max(differences(without, reference, inputs).values()) > 10 * TOLERANCE

@@ -21,6 +21,8 @@ import transformers
 from transformers import (
     BertConfig,
     DistilBertConfig,
+    Gemma2Config,
+    Gemma3TextConfig,
     GemmaConfig,
     GPT2Config,
     GPTNeoXConfig,
@@ -70,6 +72,15 @@ PHI3 = dict(NEOX, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_tok
 GEMMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, head_dim=12, max_position_embeddings=64,
              rope_parameters={"rope_type": "default", "rope_theta": 500.0})
+# every other layer sliding (Gemma2Config's rule) through 3 tokens, queries scaled by 16 ** -0.5, scores and
+# logits soft-capped low enough to bite
+GEMMA2 = dict(GEMMA, sliding_window=3, query_pre_attn_scalar=16, attn_logit_softcapping=1.0,
+              final_logit_softcapping=2.0)
+# Gemma 2's layers with q/k norms, a rotary base of their own for the sliding layers and linearly scaled
+# rotary in the full ones
+GEMMA3 = dict(GEMMA2, attn_logit_softcapping=None, layer_types=["sliding_attention", "full_attention"],
+              rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 500.0},
+                               "sliding_attention": {"rope_type": "default", "rope_theta": 50.0}})
 
 # id -> (config class, config fields, model class)
 CASES = {
@@ -147,6 +158,21 @@ CASES = {
     "GemmaModel": (GemmaConfig, GEMMA, "GemmaModel"),
     "GemmaForSequenceClassification": (GemmaConfig, dict(GEMMA, num_labels=3), "GemmaForSequenceClassification"),
     "GemmaForTokenClassification": (GemmaConfig, dict(GEMMA, num_labels=3), "GemmaForTokenClassification"),
+    "Gemma2ForCausalLM": (Gemma2Config, GEMMA2, "Gemma2ForCausalLM"),
+    "Gemma2ForCausalLM-untied-uncapped-full": (Gemma2Config, dict(
+        GEMMA2, tie_word_embeddings=False, attn_logit_softcapping=None, final_logit_softcapping=None,
+        layer_types=["full_attention", "full_attention"]), "Gemma2ForCausalLM"),
+    "Gemma2Model": (Gemma2Config, GEMMA2, "Gemma2Model"),
+    "Gemma2ForSequenceClassification": (Gemma2Config, dict(GEMMA2, num_labels=3), "Gemma2ForSequenceClassification"),
+    "Gemma2ForTokenClassification": (Gemma2Config, dict(GEMMA2, num_labels=3), "Gemma2ForTokenClassification"),
+    "Gemma3ForCausalLM": (Gemma3TextConfig, GEMMA3, "Gemma3ForCausalLM"),
+    "Gemma3ForCausalLM-untied-unscaled": (Gemma3TextConfig, dict(
+        GEMMA3, tie_word_embeddings=False, final_logit_softcapping=None,
+        rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 500.0},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 50.0}}), "Gemma3ForCausalLM"),
+    "Gemma3TextModel": (Gemma3TextConfig, GEMMA3, "Gemma3TextModel"),
+    "Gemma3TextForSequenceClassification": (Gemma3TextConfig, dict(GEMMA3, num_labels=3),
+                                            "Gemma3TextForSequenceClassification"),
 }
 
 
@@ -255,7 +281,9 @@ def test_parity_both_directions(tmp_path, case):
                                   "MistralForQuestionAnswering", "GPTNeoXForCausalLM-parallel",
                                   "GPTNeoXForSequenceClassification", "Phi3ForCausalLM-partial-rotary",
                                   "Phi3ForCausalLM-sliding", "GemmaForCausalLM",
-                                  "GemmaForSequenceClassification"])
+                                  "GemmaForSequenceClassification", "Gemma2ForCausalLM",
+                                  "Gemma2ForSequenceClassification", "Gemma3ForCausalLM",
+                                  "Gemma3TextForSequenceClassification"])
 def test_decoders_with_left_padding(tmp_path, case):
     """Left padding: the sequence classifiers read the last position, as transformers' rightmost non-pad token."""
     reference = hf_model(case)

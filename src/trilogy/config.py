@@ -161,6 +161,10 @@ class ModelConfig:
     # positions and embeddings
     position: str = "learned"
     rope_theta: float = 10000.0
+    rope_linear_factor: float = 1.0  # linear RoPE scaling: the rope_theta table turns position p by p / factor's
+    #   angles (rope_type "linear"; Gemma 3 4B+'s global layers: 8)
+    rope_theta_local: float | None = None  # the sliding-window layers' own rotary base, unscaled (Gemma 3's
+    #   rope_local_base_freq, ModernBERT's local_rope_theta); None: they share rope_theta's table
     rotary_fraction: float = 1.0  # rotary on the first int(d_head * fraction) dims of each head, the rest
     #   unrotated (GPT-NeoX's rotary_pct, Phi-3's partial_rotary_factor); see ``rotary_dims``
     position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
@@ -232,6 +236,11 @@ class ModelConfig:
         if self.positions_from_mask and (self.arch != "encoder" or not self.position_offset):
             raise TrilogyError("positions_from_mask is for an encoder-only model with a position_offset (padding "
                                "reads the row before position 0); decoders always number real tokens only")
+        if (self.rope_theta_local is not None or self.rope_linear_factor != 1.0) and self.position != "rope":
+            raise TrilogyError(f"rope_theta_local and rope_linear_factor apply to rotary positions; position is "
+                               f"{self.position!r}")
+        if not self.rope_linear_factor > 0:
+            raise TrilogyError(f"rope_linear_factor must be positive, got {self.rope_linear_factor!r}")
         if not 0.0 < self.rotary_fraction <= 1.0:
             raise TrilogyError(f"rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
         if self.rotary_fraction != 1.0 and self.position != "rope":

@@ -103,17 +103,21 @@ class RelativePositionBias(nn.Module):
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE), in the half-split layout Llama checkpoints use, over the first
-    ``rotary_dims`` dims of each head (all of them but in GPT-NeoX and some Phi-3s)."""
+    ``rotary_dims`` dims of each head (all of them but in GPT-NeoX and some Phi-3s). With ``linear_factor``
+    position p turns by the angles of p / factor (linear RoPE scaling)."""
 
-    def __init__(self, rotary_dims: int, theta: float = 10000.0):
+    def __init__(self, rotary_dims: int, theta: float = 10000.0, linear_factor: float = 1.0):
         super().__init__()
-        self.rotary_dims, self.theta = rotary_dims, theta
+        self.rotary_dims, self.theta, self.linear_factor = rotary_dims, theta, linear_factor
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
         """(Re)compute the frequencies, as ``PositionalEncoding.reset_buffers`` computes its table."""
         exponents = torch.arange(0, self.rotary_dims, 2, dtype=torch.float32, device="cpu") / self.rotary_dims
-        inv_freq = (1.0 / self.theta**exponents).to(torch.get_default_device())
+        inv_freq = 1.0 / self.theta**exponents
+        if self.linear_factor != 1.0:
+            inv_freq = inv_freq / self.linear_factor
+        inv_freq = inv_freq.to(torch.get_default_device())
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (R/2,)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,5 +1,6 @@
 """TransformerStack: N layers plus what they share, computed once per forward: the masks (one set per kind of
-layer: full, or a sliding window), T5's relative bias, the rotary angles, and the final norm. Encoder, decoder
+layer: full, or a sliding window), T5's relative bias, the rotary angles (the sliding layers' from a table of
+their own when the config gives them a base: Gemma 3, ModernBERT), and the final norm. Encoder, decoder
 and the two halves of T5 are all stacks.
 
 Legend: B batch, T length, S key length (cached + new), H heads, C model width.
@@ -64,7 +65,12 @@ class TransformerStack(nn.Module):
                                  bidirectional=not spec.causal)
             if config.position == "relative" else None
         )
-        self.rotary = RotaryEmbedding(config.rotary_dims, config.rope_theta) if config.position == "rope" else None
+        rope = config.position == "rope"
+        self.rotary = RotaryEmbedding(config.rotary_dims, config.rope_theta, config.rope_linear_factor) if rope \
+            else None
+        slides = any(window is not None for window in spec.windows)  # the sliding layers' own table (Gemma 3)
+        self.rotary_local = RotaryEmbedding(config.rotary_dims, config.rope_theta_local) \
+            if rope and slides and config.rope_theta_local is not None else None
         self.final_norm = build_norm(config) if config.final_norm else None
         self.checkpoint_activations = checkpoint_activations
 
@@ -126,11 +132,13 @@ class TransformerStack(nn.Module):
         past = cache.length if cache is not None else 0
         masks = {window: self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length, window)
                  for window in dict.fromkeys(self.spec.windows)}  # (mask, bias, is_causal) per kind of layer
-        rotary = None
+        rotary = {}  # (cos, sin) per kind of layer
         if self.rotary is not None:
             if positions is None:
                 positions = positions_from_mask(attention_mask, x.size(1), past, x.device)
-            rotary = self.rotary(positions)
+            angles = self.rotary(positions)
+            local = self.rotary_local(positions) if self.rotary_local is not None else angles
+            rotary = {window: angles if window is None else local for window in masks}
         cross_mask = cross_attention_mask(context_mask)
         layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
         new_caches, self_attentions, cross_attentions = [], [], []
@@ -139,7 +147,7 @@ class TransformerStack(nn.Module):
             run_layer = _checkpointed(layer) if recompute else layer
             mask, bias, is_causal = masks[window]
             x, new_cache, (self_w, cross_w) = run_layer(
-                x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary, context=context,
+                x, mask=mask, bias=bias, is_causal=is_causal, rotary=rotary.get(window), context=context,
                 context_mask=cross_mask, cache=layer_cache, return_attention=return_attention,
             )
             if cache is not None:  # without a cache, let each layer's keys and values go as soon as possible

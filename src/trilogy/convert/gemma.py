@@ -3,7 +3,8 @@ GemmaForTokenClassification. Llama's names and layout without biases (see ``llam
 RMSNorm scales by 1 + weight (``norm_weight_offset``), the embeddings are multiplied by sqrt(d_model) rounded to
 their dtype (``embedding_scale``; ``blocks/embedding.py``), the MLP is GeGLU (tanh GELU: transformers reads the
 legacy ``hidden_act: gelu`` as tanh GELU too), and ``head_dim`` is set apart from the width (256 by default);
-the head is tied by default.
+the head is tied by default. Gemma 2 and 3 (``gemma2``, ``gemma3_text``) read these fields alike
+(``gemma_fields``).
 
 Refused: attention biases (``attention_bias``: Gemma's MLP has none) and ``use_bidirectional_attention``.
 """
@@ -32,19 +33,33 @@ DEFAULTS = dict(num_key_value_heads=16, hidden_act="gelu_pytorch_tanh", tie_word
 HEAD_DIM, MAX_POSITIONS = 256, 8192
 
 
-def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
+def gemma_fields(hf: dict[str, Any], architecture: dict[str, str], defaults: dict[str, Any], activation: str,
+                 theta: float, max_positions: int) -> dict[str, Any]:
+    """The ModelConfig fields every Gemma generation reads alike: Llama's (``llama.common_fields``, with the
+    generation's ``defaults`` where config.json has no value, its MLP ``activation`` and rotary base ``theta``),
+    RMSNorm scaling by 1 + weight, embeddings scaled by sqrt(d_model), no biases."""
     refuse(hf, "attention_bias", (False, None), "Gemma's MLP has no biases, and trilogy's `bias` covers both")
     refuse(hf, "use_bidirectional_attention", (False, None), "trilogy's Gemma is causal")
+    given = {**defaults, **hf, "rope_parameters": {"rope_type": "default", "rope_theta": theta},
+             "hidden_act": activation}
+    fields = llama.common_fields(given, architecture, head_dim=HEAD_DIM, max_positions=max_positions)
+    return fields | dict(embedding_scale=field(hf, "hidden_size", required=True) ** 0.5, bias=False,
+                         norm_weight_offset=1.0)
+
+
+def gemma_to_hf(config: ModelConfig) -> dict[str, Any]:
+    """The config.json fields of ``gemma_fields`` (the activation under Llama's name, ``hidden_act``)."""
+    tanh = {"hidden_act": "gelu_pytorch_tanh"} if config.activation == "gelu_tanh" else {}  # Gemma's name for it
+    return llama.common_to_hf(config) | dict(attention_bias=False, **tanh)
+
+
+def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
     theta, _ = rope_from_hf(hf)  # Gemma rotates whole heads, whatever partial_rotary_factor says
     activation = field(hf, "hidden_act", DEFAULTS["hidden_act"])
-    given = {**DEFAULTS, **hf, "rope_parameters": {"rope_type": "default", "rope_theta": theta},
-             # "gelu" is the released configs' name for tanh GELU, as transformers reads it
-             "hidden_act": "gelu_pytorch_tanh" if activation == "gelu" else activation}
-    fields = llama.common_fields(given, ARCHITECTURES[architecture], head_dim=HEAD_DIM, max_positions=MAX_POSITIONS)
-    fields.update(embedding_scale=field(hf, "hidden_size", required=True) ** 0.5)
-    return ModelConfig(**fields, bias=False, norm_weight_offset=1.0)
+    activation = "gelu_pytorch_tanh" if activation == "gelu" else activation  # the released configs' name for
+    #   tanh GELU, as transformers reads it
+    return ModelConfig(**gemma_fields(hf, ARCHITECTURES[architecture], DEFAULTS, activation, theta, MAX_POSITIONS))
 
 
 def config_to_hf(config: ModelConfig) -> dict[str, Any]:
-    tanh = {"hidden_act": "gelu_pytorch_tanh"} if config.activation == "gelu_tanh" else {}  # Gemma's name for it
-    return llama.common_to_hf(config) | dict(attention_bias=False, **tanh)
+    return gemma_to_hf(config)

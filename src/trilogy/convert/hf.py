@@ -20,6 +20,8 @@ from . import (
     bert,
     distilbert,
     gemma,
+    gemma2,
+    gemma3_text,
     gpt2,
     gpt_neox,
     llama,
@@ -35,7 +37,8 @@ from .mapping import Rule, expand
 
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
-    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma)}
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma, gemma2,
+    gemma3_text)}
 
 
 def supported() -> str:
@@ -81,11 +84,16 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         fields.pop(name)
     fields["attention_scale"] = config.scale
     fields["layer_attention"], fields["sliding_window"] = config.layer_windows, None  # each layer's window
+    local = config.rope_theta_local  # the sliding layers' rotary table, when it differs from the others'
+    if all(w is None for w in config.layer_windows) or (local == config.rope_theta and config.rope_linear_factor == 1):
+        fields["rope_theta_local"] = None
     activation = fields.pop("pooler_activation")
     fields["pooler"] = config.structure.pooler and activation  # False, or the pooler's activation
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
+        "rope_linear_factor": config.position != "rope",
+        "rope_theta_local": config.position != "rope",
         "rotary_fraction": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
