@@ -28,6 +28,7 @@ from transformers import (
     GPTNeoXConfig,
     LlamaConfig,
     MistralConfig,
+    ModernBertConfig,
     Phi3Config,
     Qwen2Config,
     Qwen3Config,
@@ -81,6 +82,13 @@ GEMMA2 = dict(GEMMA, sliding_window=3, query_pre_attn_scalar=16, attn_logit_soft
 GEMMA3 = dict(GEMMA2, attn_logit_softcapping=None, layer_types=["sliding_attention", "full_attention"],
               rope_parameters={"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 500.0},
                                "sliding_attention": {"rope_type": "default", "rope_theta": 50.0}})
+# ModernBERT: layer 0 global, layers 1 and 2 attending 2 tokens to each side (local_attention 4), rotary bases
+# of their own for each kind; no biases
+MODERNBERT = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=3, num_attention_heads=4,
+                  max_position_embeddings=64, local_attention=4, global_rope_theta=500.0, local_rope_theta=50.0,
+                  pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, num_labels=3)
+MODERNBERT_BIASES = dict(MODERNBERT, attention_bias=True, mlp_bias=True, classifier_bias=True, norm_bias=True,
+                         tie_word_embeddings=False, classifier_activation="relu")
 
 # id -> (config class, config fields, model class)
 CASES = {
@@ -173,6 +181,18 @@ CASES = {
     "Gemma3TextModel": (Gemma3TextConfig, GEMMA3, "Gemma3TextModel"),
     "Gemma3TextForSequenceClassification": (Gemma3TextConfig, dict(GEMMA3, num_labels=3),
                                             "Gemma3TextForSequenceClassification"),
+    "ModernBertModel": (ModernBertConfig, MODERNBERT, "ModernBertModel"),
+    "ModernBertForMaskedLM": (ModernBertConfig, MODERNBERT, "ModernBertForMaskedLM"),
+    "ModernBertForMaskedLM-biases-untied": (ModernBertConfig, dict(MODERNBERT_BIASES, classifier_activation="gelu"),
+                                            "ModernBertForMaskedLM"),
+    "ModernBertForSequenceClassification-cls": (ModernBertConfig, MODERNBERT, "ModernBertForSequenceClassification"),
+    "ModernBertForSequenceClassification-mean-biases": (ModernBertConfig, dict(
+        MODERNBERT_BIASES, classifier_pooling="mean"), "ModernBertForSequenceClassification"),
+    "ModernBertForTokenClassification": (ModernBertConfig, MODERNBERT, "ModernBertForTokenClassification"),
+    "ModernBertForTokenClassification-biases": (ModernBertConfig, MODERNBERT_BIASES,
+                                                "ModernBertForTokenClassification"),
+    "ModernBertForQuestionAnswering": (ModernBertConfig, dict(MODERNBERT, num_labels=2),
+                                       "ModernBertForQuestionAnswering"),
 }
 
 

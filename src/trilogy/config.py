@@ -20,7 +20,8 @@ NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 LAYER_ATTENTION = ("full", "sliding")  # a layer attends to every key its mask allows, or only to those nearby
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
-POOLER_ACTIVATIONS = ("tanh", "relu")
+POOLER_ACTIVATIONS = ("tanh", "relu", "gelu")
+POOLINGS = ("first", "mean")  # what the pooler reads: the first token, or the mean of the real tokens
 #: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
 #: over a summary of the sequence (``sequence-classification``: BERT's pooled first token, a causal model's
 #: last real token), one over every position (``token-classification``) and start/end logits per position
@@ -141,13 +142,16 @@ class ModelConfig:
     norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + weight): Gemma stores weight - 1 and uses 1.0
     norm_position: str = "pre"
     final_norm: bool = True  # a norm after the last layer of each stack
+    first_attention_norm: bool = True  # layer 0 norms its attention input; False: it reads the embeddings as they
+    #   come (ModernBERT: they were just normed by embedding_norm); pre-norm only
     parallel_residual: bool = False  # x + attn(norm1(x)) + mlp(norm2(x)): both branches read the layer's input
     #   (GPT-NeoX/Pythia's use_parallel_residual); pre-norm, without cross-attention
     sandwich_norm: bool = False  # a norm on each branch's output too, before it is added (Gemma 2's
     #   post_attention_layernorm and post_feedforward_layernorm); pre-norm only
     activation: str = "gelu"
     gated_mlp: bool = False  # GEGLU / SwiGLU / T5 v1.1 gated-GELU
-    bias: bool = True  # biases of the attention and MLP projections
+    bias: bool = True  # biases of the attention and MLP projections, and of the dense layer of the MLM head, the
+    #   pooler and the head transform
     qkv_bias: bool | None = None  # biases of the q/k/v projections alone; default ``bias`` (Qwen2: True, bias False)
     qk_norm: bool = False  # the config's norm over each head's d_head, on q and k before rotary (Qwen3)
     sliding_window: int | None = None  # a sliding layer's query reaches the keys less than this many positions
@@ -186,7 +190,11 @@ class ModelConfig:
     #   final_logit_softcapping), in the fused loss too
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
     pooler_activation: str = "tanh"  # the pooler's: tanh (BERT; RoBERTa's classification head), relu (DistilBERT's
-    #   pre_classifier)
+    #   pre_classifier), gelu (ModernBERT's head)
+    pooling: str = "first"  # what the pooler reads: the "first" token (BERT) or the "mean" of each row's real tokens
+    #   (ModernBERT's classifier_pooling "mean")
+    head_transform: bool = False  # ModernBERT's head: the pooler's dense + activation end in the config's norm, and
+    #   the per-token and span classifiers read every token through a dense + pooler_activation + norm of their own
     num_labels: int = 2
     # special tokens
     pad_token_id: int | None = None
@@ -203,6 +211,7 @@ class ModelConfig:
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("position", self.position, POSITIONS)
         _check_choice("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
+        _check_choice("pooling", self.pooling, POOLINGS)
         _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
@@ -250,8 +259,9 @@ class ModelConfig:
                                f"{self.d_head} * rotary_fraction {self.rotary_fraction} gives {self.rotary_dims}")
         if self.norm_weight_offset and self.norm != "rmsnorm":
             raise TrilogyError(f"norm_weight_offset applies to RMSNorm; norm is {self.norm!r}")
-        for name in ("parallel_residual", "sandwich_norm"):
-            if getattr(self, name) and self.norm_position != "pre":
+        for name, used in (("parallel_residual", self.parallel_residual), ("sandwich_norm", self.sandwich_norm),
+                           ("first_attention_norm=False", not self.first_attention_norm)):
+            if used and self.norm_position != "pre":
                 raise TrilogyError(f"{name} needs pre-norm layers (norm_position='pre')")
         if self.parallel_residual and self.arch == "encoder-decoder":
             raise TrilogyError("parallel_residual has no place for cross-attention: it is for encoder-only or "

@@ -109,6 +109,13 @@ def _task_head_key(config: ModelConfig) -> str:
     return "head/span" if config.structure.classifier == "span" else "head/classifier"
 
 
+def _head_transform(config: ModelConfig) -> bool:
+    """The classifier reads through a head transform of its own (ModernBERT's; the pooler holds the sequence
+    classifier's)."""
+    structure = config.structure
+    return config.head_transform and structure.classifier is not None and structure.summary != "pooler"
+
+
 def layer_parameters(config: ModelConfig, cross: bool) -> dict[str, int]:
     """One layer's parameters keyed by part."""
     c, a, g, f = _widths(config)
@@ -154,6 +161,8 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     for stack in stacks(config, 1):
         for key, count in layer_parameters(config, cross=bool(stack.cross_len)).items():
             parts[f"{stack.name}/{key}"] = count * stack.n_layers
+        if not config.first_attention_norm:  # layer 0 reads the embeddings as they come
+            parts[f"{stack.name}/attention/norm"] -= _norm(config)
         if config.position == "relative":
             parts[f"{stack.name}/relative_bias"] = config.relative_buckets * config.n_heads
         if config.final_norm:
@@ -161,10 +170,13 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     tied, structure = config.tie_embeddings, config.structure
     if structure.vocabulary == "lm":
         parts["head/lm"] = (0 if tied else c * v) + (v if config.head_bias else 0)
-    if structure.vocabulary == "mlm":
-        parts["head/mlm"] = _linear(c, c, True) + 2 * c + (0 if tied else c * v) + v
+    if structure.vocabulary == "mlm":  # dense, LayerNorm, decoder (with its bias)
+        parts["head/mlm"] = _linear(c, c, config.bias) + c * (2 if config.norm_bias else 1) + \
+            (0 if tied else c * v) + v
     if structure.pooler:
-        parts["head/pooler"] = _linear(c, c, True)
+        parts["head/pooler"] = _linear(c, c, config.bias) + (_norm(config) if config.head_transform else 0)
+    if _head_transform(config):
+        parts["head/transform"] = _linear(c, c, config.bias) + _norm(config)
     if structure.next_sentence:
         parts["head/next_sentence"] = _linear(c, 2, True)
     if structure.classifier:
@@ -216,6 +228,8 @@ def flops_breakdown(config: ModelConfig, batch: int, seq: int, src: int | None =
     if structure.classifier:  # on a sequence's summary (pooled first or last real token), or on every token
         classified = batch if structure.classifier == "sequence" else n
         parts[_task_head_key(config)] = 2 * classified * c * _task_head_width(config)
+        if _head_transform(config):
+            parts["head/transform"] = 2 * classified * c * c
     return parts
 
 
@@ -375,8 +389,9 @@ def _stack_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
         kept += 8 * stack.query_len * stack.key_len
     if stack.cross_len and (checkpointing or precision.compute == precision.stream):
         kept += batch * stack.cross_len * c * precision.stream  # the encoder output, shared by every layer
-    if not checkpointing:
-        return kept + stack.n_layers * layer, layer
+    if not checkpointing:  # (layer 0 without its attention norm reads the embeddings as they come)
+        unnormed = 0 if config.first_attention_norm else _norm_saved(config, m, precision)
+        return kept + stack.n_layers * layer - unnormed, layer
     # each layer keeps only its inputs (the hidden states and T5's (1, H, T, S) bias, shared by the layers)
     # and its dropout masks, stored rather than drawn again (blocks/stack.py)
     kept += stack.n_layers * (m * c * precision.stream + _layer_masks(config, batch, stack) * dropout)
@@ -398,6 +413,8 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     if not config.has_lm_head:  # classifiers: the logits, their log-probabilities and gradients
         width = _task_head_width(config)
         saved = (tokens * c + 4 * tokens * width) * precision.stream if width else 0
+        if width and _head_transform(config):  # the transform's dense, activation and norm keep their inputs
+            saved += tokens * (3 * c * precision.compute + 2 * FP32)
         return saved, 0
     rows = labelled_rows(config, tokens)
     mlm = config.structure.vocabulary == "mlm"

@@ -1,5 +1,5 @@
 """Heads that sit on a stack's output: the LM head (tied or not), BERT's MLM head, pooler, classifiers and the
-span head, with the losses of the task heads.
+span head, with the losses of the task heads; ModernBERT's head transform (dense, activation, norm) before them.
 
 Legend: B batch, T length, C model width, V vocabulary, L labels.
 """
@@ -47,12 +47,13 @@ class LMHead(nn.Module):
 
 class MLMHead(nn.Module):
     """Masked-LM head (the notebook's exercise, BERT's layout): dense, GELU, LayerNorm, decoder to the
-    vocabulary. In a model built from a config the decoder weight is tied to the input embeddings."""
+    vocabulary. In a model built from a config the decoder weight is tied to the input embeddings. ModernBERT's
+    dense and norm have no biases (``bias``, ``norm_bias``)."""
 
-    def __init__(self, d_model: int, vocab_size: int, eps: float = 1e-5):
+    def __init__(self, d_model: int, vocab_size: int, eps: float = 1e-5, bias: bool = True, norm_bias: bool = True):
         super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
-        self.layer_norm = nn.LayerNorm(d_model, eps=eps)
+        self.dense = nn.Linear(d_model, d_model, bias=bias)
+        self.layer_norm = nn.LayerNorm(d_model, eps=eps, bias=norm_bias)
         self.decoder = nn.Linear(d_model, vocab_size)
 
     @property
@@ -72,20 +73,42 @@ class MLMHead(nn.Module):
         return self.decoder(self.features(hidden_states))
 
 
-class Pooler(nn.Module):
-    """BERT's pooler: dense + tanh on the first token, (B, T, C) -> (B, C). The same layer starts RoBERTa's
-    classification head (its ``classifier.dense``) and, with ReLU, DistilBERT's (``pre_classifier``)."""
+class HeadTransform(nn.Module):
+    """Dense + activation, then ``norm`` when given: (..., C) -> (..., C). ModernBERT's ``head``, which its
+    per-token classifiers read every token through; the pooler is one on a sequence's summary."""
 
-    def __init__(self, d_model: int, activation: str = "tanh"):
+    def __init__(self, d_model: int, activation: str = "tanh", bias: bool = True, norm: nn.Module | None = None):
         super().__init__()
-        self.dense = nn.Linear(d_model, d_model)
+        self.dense = nn.Linear(d_model, d_model, bias=bias)
         self.act = Activation(activation)
+        self.norm = norm
 
     def init_weights(self, scheme: InitScheme) -> None:
         scheme.linear(self.dense)
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.act(self.dense(hidden[:, 0]))
+        out = self.act(self.dense(hidden))
+        return self.norm(out) if self.norm is not None else out
+
+
+class Pooler(HeadTransform):
+    """BERT's pooler: dense + tanh on the first token, (B, T, C) -> (B, C). The same layer starts RoBERTa's
+    classification head (its ``classifier.dense``) and, with ReLU, DistilBERT's (``pre_classifier``); with GELU
+    and a norm, ModernBERT's, which may read the ``mean`` of each row's real tokens instead."""
+
+    def __init__(self, d_model: int, activation: str = "tanh", bias: bool = True, norm: nn.Module | None = None,
+                 mean: bool = False):
+        super().__init__(d_model, activation, bias, norm)
+        self.mean = mean
+
+    def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """hidden (B, T, C), attention_mask (B, T) True = real token (None: all real) -> (B, C)."""
+        if not self.mean:
+            return super().forward(hidden[:, 0])
+        if attention_mask is None:
+            return super().forward(hidden.mean(1))
+        real = attention_mask[..., None].to(hidden.dtype)  # (B, T, 1)
+        return super().forward((hidden * real).sum(1) / real.sum(1))  # as ModernBERT averages
 
 
 def last_token(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
@@ -101,10 +124,12 @@ def last_token(hidden: Tensor, attention_mask: Tensor | None) -> Tensor:
 class Classifier(nn.Module):
     """Dropout + linear to labels: (..., C) -> (..., L). On a sequence's summary (pooled first token or last
     real token) for sequences, per token for tags; on the pooled output with two labels it is also BERT's
-    next-sentence head."""
+    next-sentence head. With a ``transform`` (ModernBERT's head) it reads through that first."""
 
-    def __init__(self, d_model: int, num_labels: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, d_model: int, num_labels: int, dropout: float = 0.0, bias: bool = True,
+                 transform: HeadTransform | None = None):
         super().__init__()
+        self.transform = transform
         self.dropout = Dropout(dropout)
         self.proj = nn.Linear(d_model, num_labels, bias=bias)
 
@@ -112,6 +137,8 @@ class Classifier(nn.Module):
         scheme.linear(self.proj)
 
     def forward(self, hidden: Tensor) -> Tensor:
+        if self.transform is not None:
+            hidden = self.transform(hidden)
         return self.proj(self.dropout(hidden))
 
     def loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -127,10 +154,12 @@ class Classifier(nn.Module):
 
 class SpanHead(nn.Module):
     """A span's start and end logits at every position (BERT's ``qa_outputs``): (B, T, C) -> (B, T, 2), [..., 0]
-    the start's and [..., 1] the end's, -inf at padding so that neither is ever placed there."""
+    the start's and [..., 1] the end's, -inf at padding so that neither is ever placed there. With a
+    ``transform`` (ModernBERT's head) it reads through that first."""
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, transform: HeadTransform | None = None):
         super().__init__()
+        self.transform = transform
         self.proj = nn.Linear(d_model, 2)
 
     def init_weights(self, scheme: InitScheme) -> None:
@@ -138,7 +167,7 @@ class SpanHead(nn.Module):
 
     def forward(self, hidden: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """hidden (B, T, C), attention_mask (B, T) True = real token (None: all real) -> (B, T, 2)."""
-        logits = self.proj(hidden)  # (B, T, 2)
+        logits = self.proj(self.transform(hidden) if self.transform is not None else hidden)  # (B, T, 2)
         return logits if attention_mask is None else logits.masked_fill(~attention_mask[..., None], float("-inf"))
 
     def loss(self, logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:

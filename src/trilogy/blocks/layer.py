@@ -21,13 +21,15 @@ from .norm import build_norm
 
 
 class TransformerLayer(nn.Module):
-    def __init__(self, config: ModelConfig, cross_attention: bool = False, window: int | None = None):
-        """``window``: this layer's sliding window (None: full self-attention)."""
+    def __init__(self, config: ModelConfig, cross_attention: bool = False, window: int | None = None,
+                 attention_norm: bool = True):
+        """``window``: this layer's sliding window (None: full self-attention); ``attention_norm`` False: the
+        attention reads the layer's input as it is (ModernBERT's first layer, pre-norm)."""
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
         self.parallel = config.parallel_residual
         self.self_attn = Attention(config, window=window)
-        self.self_attn_norm = build_norm(config)
+        self.self_attn_norm = build_norm(config) if attention_norm else nn.Identity()
         self.cross_attn = Attention(config, cross=True) if cross_attention else None
         self.cross_attn_norm = build_norm(config) if cross_attention else None
         self.mlp = build_mlp(config)

@@ -59,7 +59,9 @@ class TransformerStack(nn.Module):
         super().__init__()
         self.spec = spec
         self.causal = spec.causal
-        self.layers = nn.ModuleList(TransformerLayer(config, spec.cross_attention, window) for window in spec.windows)
+        self.layers = nn.ModuleList(TransformerLayer(config, spec.cross_attention, window,
+                                                     attention_norm=i > 0 or config.first_attention_norm)
+                                    for i, window in enumerate(spec.windows))
         self.relative_bias = (
             RelativePositionBias(config.n_heads, config.relative_buckets, config.relative_max_distance,
                                  bidirectional=not spec.causal)
@@ -124,7 +126,8 @@ class TransformerStack(nn.Module):
             x: (B, T, C) embedded input.
             attention_mask: (B, S) with 1 for real tokens, covering cached and new positions; None = no padding.
                 (A mask is taken as it is: a mask without padding costs SDPA its fastest path.)
-            positions: (B, T) position ids for rotary angles (default: following the mask).
+            positions: (B, T) position ids for rotary angles (default: a causal stack's follow the mask, a
+                bidirectional one's are 0..T-1).
             context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
             cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one).
             prefix_length: (B,) a prefix LM's prefix per row, in real tokens (see ``masks``); None = causal.
@@ -134,8 +137,9 @@ class TransformerStack(nn.Module):
                  for window in dict.fromkeys(self.spec.windows)}  # (mask, bias, is_causal) per kind of layer
         rotary = {}  # (cos, sin) per kind of layer
         if self.rotary is not None:
-            if positions is None:
-                positions = positions_from_mask(attention_mask, x.size(1), past, x.device)
+            if positions is None:  # a causal stack counts real tokens (left padding starts at 0); a bidirectional
+                # one numbers 0..T-1, as an encoder's embeddings do
+                positions = positions_from_mask(attention_mask if self.causal else None, x.size(1), past, x.device)
             angles = self.rotary(positions)
             local = self.rotary_local(positions) if self.rotary_local is not None else angles
             rotary = {window: angles if window is None else local for window in masks}

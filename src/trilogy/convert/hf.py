@@ -26,6 +26,7 @@ from . import (
     gpt_neox,
     llama,
     mistral,
+    modernbert,
     phi3,
     qwen2,
     qwen3,
@@ -38,7 +39,7 @@ from .mapping import Rule, expand
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
     bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma, gemma2,
-    gemma3_text)}
+    gemma3_text, modernbert)}
 
 
 def supported() -> str:
@@ -87,8 +88,13 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     local = config.rope_theta_local  # the sliding layers' rotary table, when it differs from the others'
     if all(w is None for w in config.layer_windows) or (local == config.rope_theta and config.rope_linear_factor == 1):
         fields["rope_theta_local"] = None
+    structure = config.structure
     activation = fields.pop("pooler_activation")
-    fields["pooler"] = config.structure.pooler and activation  # False, or the pooler's activation
+    pooler = ", ".join([activation] + ["mean"] * (config.pooling == "mean") + ["norm"] * config.head_transform)
+    fields["pooler"] = structure.pooler and pooler  # False, or its activation (its mean pooling, its norm)
+    fields.pop("pooling")
+    transformed = config.head_transform and structure.classifier is not None and structure.summary != "pooler"
+    fields["head_transform"] = transformed and activation  # the classifier's own transform (False: none)
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
@@ -97,7 +103,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "rotary_fraction": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
-        "norm_bias": config.norm == "rmsnorm",
+        "norm_bias": config.norm == "rmsnorm" and structure.vocabulary != "mlm",  # the MLM head's LayerNorm
         "tie_embeddings": not config.has_lm_head,
         "head_bias": config.structure.vocabulary != "lm",
         "head_scale": not (config.structure.has_source and config.structure.vocabulary == "lm"),

@@ -14,10 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from ..blocks.embedding import Embeddings
-from ..blocks.heads import Classifier, LMHead, MLMHead, Pooler, SpanHead, last_token
+from ..blocks.heads import Classifier, HeadTransform, LMHead, MLMHead, Pooler, SpanHead, last_token
 from ..blocks.init import InitScheme
 from ..blocks.kv_cache import KVCache
 from ..blocks.loss import linear_cross_entropy
+from ..blocks.norm import build_norm
 from ..blocks.stack import TransformerStack
 from ..config import ModelConfig, Structure
 from ..errors import TrilogyError, TrilogyTypeError
@@ -104,17 +105,23 @@ class TransformerModel(nn.Module):
         self.embeddings = Embeddings(config)
         for spec in structure.stacks:
             self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
-        self.pooler = Pooler(config.d_model, config.pooler_activation) if structure.pooler else None
+        # ModernBERT's head transform ends the pooler, or starts the other classifiers
+        head_norm = build_norm(config) if config.head_transform else None
+        self.pooler = Pooler(config.d_model, config.pooler_activation, config.bias, head_norm,
+                             config.pooling == "mean") if structure.pooler else None
+        transform = (HeadTransform(config.d_model, config.pooler_activation, config.bias, build_norm(config))
+                     if config.head_transform and structure.classifier and structure.summary != "pooler" else None)
         self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale,
                                config.logit_softcap) if structure.vocabulary == "lm" else None)
         self.head = None
         if structure.vocabulary == "mlm":
-            self.head = MLMHead(config.d_model, config.vocab_size, eps=config.norm_eps)
+            self.head = MLMHead(config.d_model, config.vocab_size, config.norm_eps, config.bias, config.norm_bias)
         elif structure.classifier == "span":
-            self.head = SpanHead(config.d_model)
+            self.head = SpanHead(config.d_model, transform)
         elif structure.classifier is not None:
             bare = structure.bare_classifier
-            self.head = Classifier(config.d_model, config.num_labels, 0.0 if bare else config.dropout, not bare)
+            self.head = Classifier(config.d_model, config.num_labels, 0.0 if bare else config.dropout, not bare,
+                                   transform)
         self.sentence_head = Classifier(config.d_model, 2) if structure.next_sentence else None
 
     def stacks(self) -> dict[str, TransformerStack]:
@@ -161,14 +168,14 @@ class TransformerModel(nn.Module):
         """What the heads make of the output stack's ``hidden`` (B, T, C), whose real tokens are the last T
         columns of ``attention_mask`` (B, S) (None: all real): with labels of the vocabulary head the loss fused
         with its projection (no logits); else the head's logits, and their loss when labelled (see ``run``)."""
-        pooled = self.pooler(hidden) if self.pooler is not None else None  # (B, C)
+        mask = attention_mask[:, -hidden.size(1):] if attention_mask is not None else None  # (B, T)
+        pooled = self.pooler(hidden, mask) if self.pooler is not None else None  # (B, C)
         sentence_logits = self.sentence_head(pooled) if self.sentence_head is not None else None
         if labels is not None and self.output_head() is not None:
             return HeadOutputs(None, pooled, sentence_logits, *self.lm_loss(hidden, labels))
         head = self.lm_head if self.lm_head is not None else self.head
         if head is None:
             return HeadOutputs(None, pooled, sentence_logits)
-        mask = attention_mask[:, -hidden.size(1):] if attention_mask is not None else None  # (B, T)
         structure = self.structure
         if structure.classifier == "span":
             logits = head(hidden, mask)  # (B, T, 2)
