@@ -190,6 +190,7 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
     for rule in rules:
         tensors.update(zip(rule.theirs, rule.to_theirs(state[rule.ours], config), strict=True))
     if hf_config is not None:
+        tensors.update(hf.computed_tensors(layout.family, model))
         tensors = hf.without_prefix(tensors, layout.prefix, layout.architecture, layout.family)
         config_data: dict[str, Any] = {**hf_config, "dtype": str(state[rules[0].ours].dtype).removeprefix("torch.")}
     else:

@@ -16,12 +16,26 @@ from torch import Tensor
 
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from . import bert, distilbert, gpt2, llama, mistral, qwen2, qwen3, roberta, t5, xlm_roberta
+from . import (
+    bart,
+    bert,
+    distilbert,
+    gpt2,
+    llama,
+    marian,
+    mistral,
+    mt5,
+    qwen2,
+    qwen3,
+    roberta,
+    t5,
+    xlm_roberta,
+)
 from .mapping import Rule, expand
 
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
-    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert)}
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, bart, marian, mt5)}
 
 
 def supported() -> str:
@@ -74,6 +88,8 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "rope_theta": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
+        "sinusoidal_layout": config.position != "sinusoidal",
+        "embeddings_per_stack": config.position != "learned" and not config.embedding_norm,  # nothing of its own
         "norm_bias": config.norm == "rmsnorm",
         "tie_embeddings": not config.has_lm_head,
         "head_bias": config.structure.vocabulary != "lm",
@@ -144,6 +160,12 @@ def current_names(names: list[str], expected: set[str], prefix: str) -> dict[str
             name = prefix + name
         renamed[name] = stored
     return renamed
+
+
+def computed_tensors(family: ModuleType, model: Any) -> dict[str, Tensor]:
+    """Tensors that a family's classes keep in their files and trilogy computes instead (Marian's sinusoidal
+    tables), by checkpoint name: written beside the weights, skipped when read (the family's IGNORED)."""
+    return family.computed_tensors(model) if hasattr(family, "computed_tensors") else {}
 
 
 def without_prefix(tensors: dict[str, Tensor], prefix: str, architecture: str, family: ModuleType) -> dict:

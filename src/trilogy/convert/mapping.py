@@ -48,11 +48,22 @@ def _untranspose(ours: Tensor, config: ModelConfig) -> list[Tensor]:
     return [ours.t()]
 
 
+def _unrow(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    """A (1, N) row -> (N,): BART's and Marian's ``final_logits_bias`` buffer as our head's bias."""
+    return parts[0].reshape(-1)
+
+
+def _row(ours: Tensor, config: ModelConfig) -> list[Tensor]:
+    """(N,) -> a (1, N) row."""
+    return [ours.reshape(1, -1)]
+
+
 #: name -> (checkpoint tensors -> our tensor, our tensor -> checkpoint tensors)
 TRANSFORMS: dict[str, tuple[Callable[[list[Tensor], ModelConfig], Tensor],
                             Callable[[Tensor, ModelConfig], list[Tensor]]]] = {
     "fuse": (_fuse, _unfuse),  # separate q/k/v (or k/v) projections <-> our fused one
     "conv1d": (_transpose, _untranspose),  # GPT-2's Conv1D keeps weights as (in, out)
+    "row": (_unrow, _row),  # a bias kept as a (1, N) buffer
 }
 
 
