@@ -83,8 +83,9 @@ def key_map(config: ModelConfig) -> dict:
 
 def seq2seq_fields(hf: dict[str, Any], legacy: dict[str, Any], **tokens: Any) -> dict[str, Any]:
     """The ModelConfig fields under the config.json names BART and Marian share: post-norm layers with biases,
-    the same heads and feed-forward width in both stacks, the head's bias; ``tokens`` the config class's default
-    special tokens. Refuses the ``legacy`` options set to what the class does not compute."""
+    the same heads and feed-forward width in both stacks, one token table for both and the head, the head's
+    bias; ``tokens`` the config class's default special tokens. Refuses the ``legacy`` options set to what the
+    class does not compute."""
     for name, value in legacy.items():
         refuse(hf, name, (value,), f"an option of old transformers; today's ignores it and computes {name}={value}")
     for part in ("attention_heads", "ffn_dim"):
@@ -92,6 +93,10 @@ def seq2seq_fields(hf: dict[str, Any], legacy: dict[str, Any], **tokens: Any) ->
         if encoder != decoder:
             raise CheckpointError(f"config.json: encoder_{part}={encoder} and decoder_{part}={decoder} differ; "
                                   f"trilogy's stacks have one {'n_heads' if part == 'attention_heads' else 'd_ff'}")
+    if field(hf, "tie_word_embeddings", True) is not True:
+        raise CheckpointError("config.json: tie_word_embeddings=false is not supported (transformers then gives the "
+                              "encoder, the decoder and the head token tables of their own; trilogy's stacks share "
+                              "one)")
     d_model = field(hf, "d_model", required=True)
     return dict(
         vocab_size=field(hf, "vocab_size", required=True), d_model=d_model,
@@ -102,7 +107,7 @@ def seq2seq_fields(hf: dict[str, Any], legacy: dict[str, Any], **tokens: Any) ->
             field(hf, "activation_function", "gelu"), "activation_function"),
         gated_mlp=False, bias=True, attention_scale=None, dropout=field(hf, "dropout", 0.1),
         embedding_scale=d_model**0.5 if field(hf, "scale_embedding", False) else 1.0,
-        tie_embeddings=field(hf, "tie_word_embeddings", True), head_scale=1.0, head_bias=True,
+        tie_embeddings=True, head_scale=1.0, head_bias=True,
         **{name: hf.get(name, default) for name, default in tokens.items()},  # absent, not null
     )
 
