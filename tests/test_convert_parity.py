@@ -22,11 +22,14 @@ from transformers import (
     BartConfig,
     BertConfig,
     DistilBertConfig,
+    GemmaConfig,
     GPT2Config,
+    GPTNeoXConfig,
     LlamaConfig,
     MarianConfig,
     MistralConfig,
     MT5Config,
+    Phi3Config,
     Qwen2Config,
     Qwen3Config,
     RobertaConfig,
@@ -69,6 +72,15 @@ MARIAN = dict(BART, activation_function="swish", scale_embedding=True, pad_token
               eos_token_id=0)
 MT5 = dict(vocab_size=VOCAB, d_model=32, d_kv=6, d_ff=37, num_layers=2, num_decoder_layers=3, num_heads=4,
            relative_attention_num_buckets=8, relative_attention_max_distance=20)
+# partial rotary: 6 of each head's 12 dims
+NEOX = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64,
+            rope_parameters={"rope_type": "default", "rope_theta": 500.0, "partial_rotary_factor": 0.5})
+PHI3 = dict(NEOX, num_key_value_heads=2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+# head_dim 12 with a width of 32 (4 heads)
+GEMMA = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, head_dim=12, max_position_embeddings=64,
+             rope_parameters={"rope_type": "default", "rope_theta": 500.0})
 
 # id -> (config class, config fields, model class)
 CASES = {
@@ -138,6 +150,26 @@ CASES = {
                                            "MT5ForConditionalGeneration"),
     "MT5Model": (MT5Config, MT5, "MT5Model"),
     "MT5EncoderModel": (MT5Config, MT5, "MT5EncoderModel"),
+    "GPTNeoXForCausalLM-parallel": (GPTNeoXConfig, NEOX, "GPTNeoXForCausalLM"),
+    "GPTNeoXForCausalLM-sequential-tied": (GPTNeoXConfig, dict(NEOX, use_parallel_residual=False,
+                                                               tie_word_embeddings=True), "GPTNeoXForCausalLM"),
+    "GPTNeoXModel": (GPTNeoXConfig, NEOX, "GPTNeoXModel"),
+    "GPTNeoXForSequenceClassification": (GPTNeoXConfig, dict(NEOX, num_labels=3, pad_token_id=0),
+                                         "GPTNeoXForSequenceClassification"),
+    "GPTNeoXForTokenClassification": (GPTNeoXConfig, dict(NEOX, num_labels=3), "GPTNeoXForTokenClassification"),
+    "GPTNeoXForQuestionAnswering": (GPTNeoXConfig, NEOX, "GPTNeoXForQuestionAnswering"),
+    "Phi3ForCausalLM-partial-rotary": (Phi3Config, PHI3, "Phi3ForCausalLM"),
+    "Phi3ForCausalLM-sliding": (Phi3Config, dict(PHI3, sliding_window=3), "Phi3ForCausalLM"),
+    "Phi3ForCausalLM-tied": (Phi3Config, dict(PHI3, rope_parameters=None, tie_word_embeddings=True),
+                             "Phi3ForCausalLM"),
+    "Phi3Model": (Phi3Config, PHI3, "Phi3Model"),
+    "Phi3ForSequenceClassification": (Phi3Config, dict(PHI3, num_labels=3), "Phi3ForSequenceClassification"),
+    "Phi3ForTokenClassification": (Phi3Config, dict(PHI3, num_labels=3), "Phi3ForTokenClassification"),
+    "GemmaForCausalLM": (GemmaConfig, GEMMA, "GemmaForCausalLM"),
+    "GemmaForCausalLM-untied": (GemmaConfig, dict(GEMMA, tie_word_embeddings=False), "GemmaForCausalLM"),
+    "GemmaModel": (GemmaConfig, GEMMA, "GemmaModel"),
+    "GemmaForSequenceClassification": (GemmaConfig, dict(GEMMA, num_labels=3), "GemmaForSequenceClassification"),
+    "GemmaForTokenClassification": (GemmaConfig, dict(GEMMA, num_labels=3), "GemmaForTokenClassification"),
 }
 #: cases whose head gets weights of its own, as checkpoints with an untied head load
 UNTIED = ("T5ForConditionalGeneration-v1.1", "MT5ForConditionalGeneration-untied")
@@ -249,7 +281,10 @@ def test_parity_both_directions(tmp_path, case):
                                   "GPT2ForQuestionAnswering", "LlamaForSequenceClassification",
                                   "LlamaForTokenClassification", "Qwen2ForCausalLM-sliding-upper-layers",
                                   "Qwen3ForSequenceClassification", "MistralForCausalLM-sliding",
-                                  "MistralForQuestionAnswering"])
+                                  "MistralForQuestionAnswering", "GPTNeoXForCausalLM-parallel",
+                                  "GPTNeoXForSequenceClassification", "Phi3ForCausalLM-partial-rotary",
+                                  "Phi3ForCausalLM-sliding", "GemmaForCausalLM",
+                                  "GemmaForSequenceClassification"])
 def test_decoders_with_left_padding(tmp_path, case):
     """Left padding: the sequence classifiers read the last position, as transformers' rightmost non-pad token."""
     reference = hf_model(case)

@@ -53,8 +53,8 @@ def test_model_without_hf_equivalent_saves_natively_with_a_warning(tmp_path):
 
 
 def test_format_hf_refuses_a_model_without_equivalent(tmp_path):
-    model = trilogy.build(ModelConfig.from_preset("tiny-gpt2", position="rope"))
-    with pytest.raises(trilogy.CheckpointError, match="position='rope'"):
+    model = trilogy.build(ModelConfig.from_preset("tiny-gpt2", position="sinusoidal"))
+    with pytest.raises(trilogy.CheckpointError, match="position='sinusoidal'"):
         model.save_pretrained(tmp_path, format="hf")
     assert not (tmp_path / "config.json").exists()
 

@@ -11,10 +11,16 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from torch.testing import assert_close
 from transformers import (
+    GemmaConfig,
+    GemmaForCausalLM,
     GPT2Config,
     GPT2LMHeadModel,
+    GPTNeoXConfig,
+    GPTNeoXForCausalLM,
     LlamaConfig,
     LlamaForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     T5Config,
     T5ForConditionalGeneration,
 )
@@ -169,6 +175,17 @@ def hf_models():
         "t5": T5ForConditionalGeneration(T5Config(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=64, num_layers=2,
                                                   num_heads=4, decoder_start_token_id=0, pad_token_id=0,
                                                   eos_token_id=1)),
+        # partial rotary (a quarter of each head), parallel residual, q/k/v interleaved per head
+        "gpt_neox": GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=VOCAB, hidden_size=64, intermediate_size=64,
+                                                     num_hidden_layers=2, num_attention_heads=4, bos_token_id=1,
+                                                     eos_token_id=2, pad_token_id=PAD)),
+        "phi3": Phi3ForCausalLM(Phi3Config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                           partial_rotary_factor=0.5, sliding_window=4, bos_token_id=1,
+                                           eos_token_id=2, pad_token_id=PAD)),  # decodes past its window
+        "gemma": GemmaForCausalLM(GemmaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64,
+                                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                              head_dim=16, bos_token_id=1, eos_token_id=2, pad_token_id=PAD)),
     }
 
 
@@ -203,7 +220,7 @@ def prompts(name: str, batch: int):
 
 @pytest.mark.parametrize("num_beams", [1, 3], ids=["greedy", "beams"])
 @pytest.mark.parametrize("batch", [1, 3], ids=["batch1", "padded-batch"])
-@pytest.mark.parametrize("name", ["gpt2", "llama", "t5"])
+@pytest.mark.parametrize("name", ["gpt2", "llama", "t5", "gpt_neox", "phi3", "gemma"])
 def test_tokens_identical_to_transformers_generate(pairs, name, batch, num_beams):
     reference, ours = pairs[name]
     ids, mask = prompts(name, batch)

@@ -141,8 +141,13 @@ class ModelConfig:
     norm: str = "layernorm"
     norm_eps: float = 1e-5
     norm_bias: bool = True
+    norm_weight_offset: float = 0.0  # RMSNorm scales by (offset + weight): Gemma stores weight - 1 and uses 1.0
     norm_position: str = "pre"
     final_norm: bool = True  # a norm after the last layer of each stack
+    parallel_residual: bool = False  # x + attn(norm1(x)) + mlp(norm2(x)): both branches read the layer's input
+    #   (GPT-NeoX/Pythia's use_parallel_residual); pre-norm, without cross-attention
+    sandwich_norm: bool = False  # a norm on each branch's output too, before it is added (Gemma 2's
+    #   post_attention_layernorm and post_feedforward_layernorm); pre-norm only
     activation: str = "gelu"
     gated_mlp: bool = False  # GEGLU / SwiGLU / T5 v1.1 gated-GELU
     bias: bool = True  # biases of the attention and MLP projections
@@ -153,10 +158,14 @@ class ModelConfig:
     layer_attention: tuple[str, ...] | None = None  # per layer "full" | "sliding" (encoder-decoder: the encoder's
     #   layers, then the decoder's); None: every layer "sliding" when sliding_window is set, else "full"
     attention_scale: float | None = None  # default d_head ** -0.5; T5 uses 1.0
+    attention_softcap: float | None = None  # scaled scores become tanh(s / cap) * cap before masking (Gemma 2);
+    #   attention then takes the explicit path, not SDPA
     dropout: float = 0.1
     # positions and embeddings
     position: str = "learned"
     rope_theta: float = 10000.0
+    rotary_fraction: float = 1.0  # rotary on the first int(d_head * fraction) dims of each head, the rest
+    #   unrotated (GPT-NeoX's rotary_pct, Phi-3's partial_rotary_factor); see ``rotary_dims``
     position_offset: int = 0  # learned positions: the table row position 0 reads (RoBERTa, XLM-R: pad_token_id + 1,
     #   past the padding row); the table has position_offset + max_seq_len rows
     positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
@@ -176,6 +185,8 @@ class ModelConfig:
     tie_embeddings: bool = True
     head_scale: float = 1.0  # T5 v1.0 scales the decoder output by d_model ** -0.5 before the tied head
     head_bias: bool = False  # a bias on the LM head
+    logit_softcap: float | None = None  # the LM head's logits become tanh(z / cap) * cap (Gemma 2's
+    #   final_logit_softcapping), in the fused loss too
     pooler: bool = False  # BERT pooler (dense + tanh on the first token)
     pooler_activation: str = "tanh"  # the pooler's: tanh (BERT; RoBERTa's classification head), relu (DistilBERT's
     #   pre_classifier)
@@ -232,8 +243,25 @@ class ModelConfig:
         if self.embeddings_per_stack and self.arch != "encoder-decoder":
             raise TrilogyError(f"embeddings_per_stack gives each stack of an encoder-decoder its own positions; arch "
                                f"{self.arch!r} has one stack")
-        if self.position == "rope" and self.d_head % 2:
-            raise TrilogyError(f"rotary positions need an even d_head, got {self.d_head}")
+        if not 0.0 < self.rotary_fraction <= 1.0:
+            raise TrilogyError(f"rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
+        if self.rotary_fraction != 1.0 and self.position != "rope":
+            raise TrilogyError(f"rotary_fraction applies to rotary positions; position is {self.position!r}")
+        if self.position == "rope" and (self.rotary_dims % 2 or not self.rotary_dims):
+            raise TrilogyError(f"rotary positions need an even, non-zero number of rotated dims; d_head "
+                               f"{self.d_head} * rotary_fraction {self.rotary_fraction} gives {self.rotary_dims}")
+        if self.norm_weight_offset and self.norm != "rmsnorm":
+            raise TrilogyError(f"norm_weight_offset applies to RMSNorm; norm is {self.norm!r}")
+        for name in ("parallel_residual", "sandwich_norm"):
+            if getattr(self, name) and self.norm_position != "pre":
+                raise TrilogyError(f"{name} needs pre-norm layers (norm_position='pre')")
+        if self.parallel_residual and self.arch == "encoder-decoder":
+            raise TrilogyError("parallel_residual has no place for cross-attention: it is for encoder-only or "
+                               "decoder-only models")
+        for name in ("attention_softcap", "logit_softcap"):
+            cap = getattr(self, name)
+            if cap is not None and not cap > 0:
+                raise TrilogyError(f"{name} must be a positive number or None, got {cap!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise TrilogyError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -265,6 +293,12 @@ class ModelConfig:
     def scale(self) -> float:
         """The factor applied to q.k scores."""
         return self.d_head**-0.5 if self.attention_scale is None else self.attention_scale
+
+    @property
+    def rotary_dims(self) -> int:
+        """How many leading dims of each head the rotary angles turn (all of d_head unless ``rotary_fraction``
+        says fewer), computed as transformers computes it."""
+        return int(self.d_head * self.rotary_fraction)
 
     @property
     def has_lm_head(self) -> bool:

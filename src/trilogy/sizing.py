@@ -134,6 +134,9 @@ def layer_parameters(config: ModelConfig, cross: bool) -> dict[str, int]:
         parts["mlp/gate"] = _linear(c, f, config.bias)
     parts["mlp/down"] = _linear(f, c, config.bias)
     parts["mlp/norm"] = _norm(config)
+    if config.sandwich_norm:  # a norm on each branch's output too
+        for branch in ("attention", "cross_attention", "mlp") if cross else ("attention", "mlp"):
+            parts[f"{branch}/post_norm"] = _norm(config)
     return parts
 
 
@@ -298,8 +301,8 @@ def _attention_saved(config: ModelConfig, batch: int, query_len: int, key_len: i
         # input dtype
         return (n * a + 2 * kv * kv_width + scores) * FP32 + out
     # explicit: copies of q, k, v; the softmax in fp32, then the weights cast back (or dropped: a boolean mask
-    # and the dropped weights, blocks/dropout.py) for the matmul
-    weights = 1 if dropout or precision.compute != FP32 else 0
+    # and the dropped weights, blocks/dropout.py) for the matmul; soft-capped scores keep their tanh
+    weights = (1 if dropout or precision.compute != FP32 else 0) + (1 if config.attention_softcap else 0)
     return (n * a + 2 * kv * kv_width + scores * weights) * precision.compute + scores * (FP32 + MASK * dropout) \
         + out
 
@@ -316,11 +319,11 @@ def _mlp_hidden(config: ModelConfig, dropout: bool) -> int:
     return keeps_input + keeps_output + (1 if dropout else 0)
 
 
-def _attention_path(attention: str, dropout: bool, learned_bias: bool) -> str:
-    """The path an attention really takes on CPU: with attention dropout, trilogy's explicit one
-    (blocks/attention.py); T5's learned bias needs a gradient, which no fused kernel gives, so SDPA runs its math
-    path."""
-    if dropout:
+def _attention_path(attention: str, dropout: bool, learned_bias: bool, softcap: bool = False) -> str:
+    """The path an attention really takes on CPU: with attention dropout or soft-capped scores, trilogy's
+    explicit one (blocks/attention.py); T5's learned bias needs a gradient, which no fused kernel gives, so SDPA
+    runs its math path."""
+    if dropout or softcap:
         return "explicit"
     if attention == "sdpa" and learned_bias:
         return "math"
@@ -332,15 +335,18 @@ def _layer_saved(config: ModelConfig, batch: int, stack: Stack, attention: str, 
     """Bytes one layer keeps for backward."""
     c = config.d_model
     n = batch * stack.query_len
-    # a sublayer keeps its norm's input and statistics, the projection's input and a residual-dropout mask
-    sublayer = _norm_saved(config, n, precision) + n * c * (precision.compute + MASK * dropout)
+    # a sublayer keeps its norm's input and statistics (and its output norm's: sandwich), the projection's input
+    # and a residual-dropout mask
+    norms = 2 if config.sandwich_norm else 1
+    sublayer = norms * _norm_saved(config, n, precision) + n * c * (precision.compute + MASK * dropout)
+    softcap = config.attention_softcap is not None
     saved = sublayer + _attention_saved(config, batch, stack.query_len, stack.key_len,
-                                        _attention_path(attention, dropout, config.position == "relative"),
+                                        _attention_path(attention, dropout, config.position == "relative", softcap),
                                         dropout, precision, cross=False)
     if stack.cross_len:
         saved += sublayer + _attention_saved(config, batch, stack.query_len, stack.cross_len,
-                                             _attention_path(attention, dropout, False), dropout, precision,
-                                             cross=True)
+                                             _attention_path(attention, dropout, False, softcap), dropout,
+                                             precision, cross=True)
         if precision.compute != precision.stream:  # each layer's kv-projection keeps its own cast of the source
             saved += batch * stack.cross_len * c * precision.compute
     mlp_mask = n * config.d_ff * MASK * dropout
@@ -403,15 +409,16 @@ def _head_saved(config: ModelConfig, tokens: int, precision: Precision) -> tuple
     bias = v * FP32 if mlm or config.head_bias else 0
     saved = tokens + features + hidden + v * c * FP32 + bias  # (+ the labelled-row mask, bool)
     chunk = min(loss_chunk_rows(v), rows)
+    capped = 1 if config.logit_softcap is not None and not mlm else 0  # the chunk's tanh(z / cap), fp32
     if precision.compute == FP32:
         # fp32: two (chunk, V) buffers live through the loop (logits, then their log-softmax turned in place
         # into the gradient); the projection's gradient accumulates in place
-        return saved, hidden + chunk * v * 2 * FP32
+        return saved, hidden + chunk * v * (2 + capped) * FP32
     # low precision: a chunk's logits upcast to fp32 and their log-softmax; then that turned in place into the
     # gradient, a low-precision copy of it for the matmuls, and the projection's gradient for the chunk (+ its
     # fp32 upcast). The chunk's tensors go before the next chunk starts.
-    logits = chunk * v * 2 * FP32
-    gradients = chunk * v * (FP32 + precision.compute) + v * c * (precision.compute + FP32)
+    logits = chunk * v * (2 + capped) * FP32
+    gradients = chunk * v * ((1 + capped) * FP32 + precision.compute) + v * c * (precision.compute + FP32)
     return saved, hidden + max(logits, gradients)
 
 
@@ -452,7 +459,8 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
     for stack in stacks(config, seq, src):
         m = batch * stack.query_len
         keys = max(stack.key_len, stack.cross_len)
-        scores = batch * config.n_heads * stack.query_len * keys if attention != "sdpa" else 0
+        explicit = attention != "sdpa" or config.attention_softcap is not None  # no kernel soft-caps scores
+        scores = batch * config.n_heads * stack.query_len * keys if explicit else 0
         if config.position == "relative":  # the stack's bias and its masked copy, (1, H, T, S) each
             scores += 2 * config.n_heads * stack.query_len * stack.key_len
         layer = m * (2 * c + max(a + 2 * g + a, (3 if config.gated_mlp else 2) * f)) + scores
@@ -460,8 +468,9 @@ def inference_activation_bytes(config: ModelConfig, batch: int, seq: int, src: i
         kept_kv = stack.n_layers * 2 * g * (m + batch * stack.cross_len)
         widest = max(widest, layer + kept_kv + batch * stack.cross_len * c)
     head = n * c * (2 if config.head_scale != 1.0 or config.structure.vocabulary == "mlm" else 1)
+    capped = 2 if config.logit_softcap is not None and config.structure.vocabulary == "lm" else 1  # z, tanh(z)
     kept_maps = attention_map_elements(config, batch, seq, src) if attention == "explicit" else 0
-    return dtype_bytes * (max(widest, head + n * head_width) + kept_maps)
+    return dtype_bytes * (max(widest, head + capped * n * head_width) + kept_maps)
 
 
 def kv_cache_bytes(config: ModelConfig, batch: int, seq: int, src: int | None, dtype_bytes: int

@@ -1,7 +1,8 @@
 """One multi-head attention for self, causal and cross attention.
 
 Masks are booleans, True = may attend (see ``masks.py``); an optional additive ``bias`` carries T5's relative
-positions (with the mask already folded in); grouped-query attention when ``n_kv_heads < n_heads``.
+positions (with the mask already folded in); grouped-query attention when ``n_kv_heads < n_heads``; scores
+optionally soft-capped, tanh(s / cap) * cap (Gemma 2), which no SDPA kernel does, so on the explicit path.
 ``F.scaled_dot_product_attention`` is the fast path; ``return_attention=True`` takes the explicit path and
 returns the weights. On CPU, attention dropout also takes the explicit path, with trilogy's boolean-mask
 dropout (``dropout.py``): CPU SDPA would leave its fused kernel for a math path that keeps the same
@@ -32,7 +33,7 @@ _SDPA_GROUPS = TorchVersion(torch.__version__) >= (2, 5)
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Tensor | None = None,
            is_causal: bool = False, scale: float | None = None, dropout_p: float = 0.0,
-           return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+           return_weights: bool = False, softcap: float | None = None) -> tuple[Tensor, Tensor | None]:
     """Scaled dot-product attention over heads.
 
     Args:
@@ -40,6 +41,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
         mask: (B|1, 1|H, T, S) bool, True = may attend; ignored when ``bias`` is given.
         bias: (B|1, H, T, S) additive float scores, masking already folded in (-inf where not allowed).
         is_causal: apply the causal mask (aligned to the end of the keys) instead of ``mask``.
+        softcap: scaled scores become tanh(s / softcap) * softcap before the mask or bias is applied.
     Returns:
         output (B, H, T, D) and the weights (B, H, T, S) when ``return_weights`` else None.
     """
@@ -49,7 +51,8 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     on_cpu = q.device.type == "cpu"
     # a bias that learns (T5's, in training) sends CPU SDPA to its math path: this path with more passes
     learned_bias = on_cpu and bias is not None and bias.requires_grad and torch.is_grad_enabled()
-    if not return_weights and not learned_bias and (dropout_p == 0.0 or not on_cpu) and (not grouped or _SDPA_GROUPS):
+    explicit = return_weights or learned_bias or softcap is not None
+    if not explicit and (dropout_p == 0.0 or not on_cpu) and (not grouped or _SDPA_GROUPS):
         out = F.scaled_dot_product_attention(  # GPU kernels fuse dropout
             q, k, v, attn_mask=bias.to(q.dtype) if bias is not None else mask, dropout_p=dropout_p,
             is_causal=is_causal and q.size(2) > 1, scale=scale, **grouped,
@@ -61,6 +64,9 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, bias: Te
     scale = q.size(-1) ** -0.5 if scale is None else scale
     if scale != 1.0:  # T5 does not scale
         scores = scores * scale
+    if softcap is not None:  # in two steps, so that at most two (B, H, T, S) tensors exist at once
+        scores = (scores / softcap).tanh_()
+        scores = scores * softcap
     if bias is not None:
         scores = scores + bias
     elif is_causal or mask is not None:
@@ -83,6 +89,7 @@ class Attention(nn.Module):
         self.window = window
         self.n_heads, self.n_kv_heads, self.d_head = config.n_heads, config.n_kv_heads, config.d_head
         self.scale = config.scale
+        self.softcap = config.attention_softcap
         self.dropout = config.dropout
         q_width, kv_width = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
         if cross:
@@ -167,7 +174,7 @@ class Attention(nn.Module):
                 k, v = past.keys, past.values  # (B, K, S, D)
         out, weights = attend(
             q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=self.scale,
-            dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention,
+            dropout_p=self.dropout if self.training else 0.0, return_weights=return_attention, softcap=self.softcap,
         )
         out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, T, H * D)
         kept = past.slide(self.window) if past is not None else KeyValues(k, v)  # a sliding layer: its last keys

@@ -1,12 +1,15 @@
 """Embeddings: tokens, plus absolute positions (learned or sinusoidal), token types (BERT), an optional norm
-(BERT) and scale (the notebook's sqrt(d_model)). Relative and rotary positions live in the stack instead. Two
-Embeddings may share one token table (BART's decoder has its own positions and norm around it).
+(BERT) and scale (the notebook's and Gemma's sqrt(d_model)). Relative and rotary positions live in the stack
+instead. Two Embeddings may share one token table (BART's decoder has its own positions and norm around it).
 
 Legend: B batch, T length, C model width.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
+import torch
 from torch import Tensor, nn
 
 from ..config import ModelConfig
@@ -46,7 +49,7 @@ class Embeddings(nn.Module):
         Returns (B, T, C)."""
         x = self.tokens(input_ids)  # (B, T, C)
         if self.scale != 1.0:
-            x = x * self.scale
+            x = x * in_dtype(self.scale, x.dtype)
         if self.positions is not None:
             x = self.positions(x, positions)
         if self.token_types is not None:
@@ -54,3 +57,10 @@ class Embeddings(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         return self.dropout(x)
+
+
+@cache
+def in_dtype(value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype``: the scale the embeddings are multiplied by, as Gemma casts its normalizer
+    sqrt(d_model) to the embeddings' dtype (in bf16, sqrt(3072) = 55.43 becomes 55.5)."""
+    return torch.tensor(value, dtype=dtype, device="cpu").item()

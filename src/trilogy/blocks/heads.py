@@ -17,11 +17,13 @@ from .mlp import Activation
 
 
 class LMHead(nn.Module):
-    """Hidden states to vocabulary logits: (B, T, C) -> (B, T, V). ``scale`` multiplies the input (T5 v1.0)."""
+    """Hidden states to vocabulary logits: (B, T, C) -> (B, T, V). ``scale`` multiplies the input (T5 v1.0);
+    ``softcap`` caps the logits, tanh(z / softcap) * softcap (Gemma 2)."""
 
-    def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0):
+    def __init__(self, d_model: int, vocab_size: int, bias: bool = False, scale: float = 1.0,
+                 softcap: float | None = None):
         super().__init__()
-        self.scale = scale
+        self.scale, self.softcap = scale, softcap
         self.proj = nn.Linear(d_model, vocab_size, bias=bias)
 
     @property
@@ -36,7 +38,11 @@ class LMHead(nn.Module):
         return hidden * self.scale if self.scale != 1.0 else hidden
 
     def forward(self, hidden: Tensor) -> Tensor:
-        return self.proj(self.features(hidden))
+        logits = self.proj(self.features(hidden))  # (B, T, V)
+        if self.softcap is None:
+            return logits
+        logits = (logits / self.softcap).tanh_()  # at most two (B, T, V) tensors at once
+        return logits * self.softcap
 
 
 class MLMHead(nn.Module):

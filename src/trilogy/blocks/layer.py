@@ -2,6 +2,8 @@
 
 Pre-norm:  x = x + f(norm(x))      (GPT-2, T5, Llama)
 Post-norm: x = norm(x + f(x))      (BERT, the original Transformer)
+Sandwich:  x = x + norm'(f(norm(x)))   (Gemma 2: ``sandwich_norm``, a norm on each branch's output too)
+Parallel:  x = x + attn(norm1(x)) + mlp(norm2(x))   (GPT-NeoX: ``parallel_residual``, both read the input)
 
 Legend: B batch, T length, S source length, C model width.
 """
@@ -23,19 +25,30 @@ class TransformerLayer(nn.Module):
         """``window``: this layer's sliding window (None: full self-attention)."""
         super().__init__()
         self.pre_norm = config.norm_position == "pre"
+        self.parallel = config.parallel_residual
         self.self_attn = Attention(config, window=window)
         self.self_attn_norm = build_norm(config)
         self.cross_attn = Attention(config, cross=True) if cross_attention else None
         self.cross_attn_norm = build_norm(config) if cross_attention else None
         self.mlp = build_mlp(config)
         self.mlp_norm = build_norm(config)
+        sandwich = config.sandwich_norm
+        self.self_attn_post_norm = build_norm(config) if sandwich else None
+        self.cross_attn_post_norm = build_norm(config) if sandwich and cross_attention else None
+        self.mlp_post_norm = build_norm(config) if sandwich else None
         self.dropout = Dropout(config.dropout)
 
     def _branch_input(self, x: Tensor, norm: nn.Module) -> Tensor:
         return norm(x) if self.pre_norm else x
 
-    def _add(self, x: Tensor, branch: Tensor, norm: nn.Module) -> Tensor:
-        x = x + (self.dropout(branch) if self.training else branch)  # no call per token when decoding
+    def _branch_output(self, branch: Tensor, post_norm: nn.Module | None) -> Tensor:
+        """What a branch adds to the residual stream: its output, normed again (sandwich) and dropped out."""
+        if post_norm is not None:
+            branch = post_norm(branch)
+        return self.dropout(branch) if self.training else branch  # no call per token when decoding
+
+    def _add(self, x: Tensor, branch: Tensor, norm: nn.Module, post_norm: nn.Module | None = None) -> Tensor:
+        x = x + self._branch_output(branch, post_norm)
         return x if self.pre_norm else norm(x)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None, is_causal: bool = False,
@@ -55,13 +68,17 @@ class TransformerLayer(nn.Module):
             self._branch_input(x, self.self_attn_norm), mask=mask, bias=bias, is_causal=is_causal,
             rotary=rotary, past=cache.self_kv, return_attention=return_attention,
         )
-        x = self._add(x, h, self.self_attn_norm)
+        if self.parallel:  # the MLP reads the layer's input too; both branches are added at once, as GPT-NeoX
+            mlp = self._branch_output(self.mlp(self.mlp_norm(x)), self.mlp_post_norm)  # (B, T, C)
+            x = x + (mlp + self._branch_output(h, self.self_attn_post_norm))
+            return x, LayerCache(self_kv, None), (self_weights, None)
+        x = self._add(x, h, self.self_attn_norm, self.self_attn_post_norm)
         cross_kv, cross_weights = None, None
         if self.cross_attn is not None:
             h, cross_kv, cross_weights = self.cross_attn(
                 self._branch_input(x, self.cross_attn_norm), context=context, mask=context_mask,
                 past=cache.cross_kv, return_attention=return_attention,
             )
-            x = self._add(x, h, self.cross_attn_norm)
-        x = self._add(x, self.mlp(self._branch_input(x, self.mlp_norm)), self.mlp_norm)
+            x = self._add(x, h, self.cross_attn_norm, self.cross_attn_post_norm)
+        x = self._add(x, self.mlp(self._branch_input(x, self.mlp_norm)), self.mlp_norm, self.mlp_post_norm)
         return x, LayerCache(self_kv, cross_kv), (self_weights, cross_weights)

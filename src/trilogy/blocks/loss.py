@@ -4,7 +4,8 @@ The plain path holds the logits (N, V), their log-softmax for backward and the l
 (N, V) tensors, which dominate a training step's memory when V is large. Here each chunk of rows computes its
 logits, loss and the gradients with respect to the hidden states and the projection in one go, so at most one
 chunk of logits exists at a time; backward only scales the saved gradients. The arithmetic is the same as the
-plain path (one forward matmul, two gradient matmuls), none of it repeated.
+plain path (one forward matmul, two gradient matmuls), none of it repeated. Soft-capped logits (Gemma 2's
+tanh(z / cap) * cap) keep the chunk's tanh for the gradient's factor 1 - tanh^2: one more (n, V) buffer.
 
 Legend: N rows (tokens), C width, V vocabulary.
 """
@@ -21,7 +22,7 @@ IGNORE_INDEX = -100
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int,
-                needs_grad: bool):
+                needs_grad: bool, softcap: float | None):
         total = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if needs_grad else None
@@ -48,6 +49,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     torch.addmm(bias, h, weight.t(), out=logits)
             else:
                 logits = F.linear(h, weight, bias).float()  # (n, V)
+            tanh = None
+            if softcap is not None:  # the logits' buffer turns into tanh(z / cap), kept for the gradient
+                tanh = logits.div_(softcap).tanh_()  # (n, V)
+                logits = tanh * softcap  # (n, V)
             if not needs_grad:  # argmax hits only when evaluating: training does not use them (a pass over V)
                 correct += (logits.argmax(-1) == y).sum()  # ignored rows (-100) never match
             if reuse:
@@ -61,6 +66,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 continue
             grad_logits = log_probs.exp_()  # d(sum of losses)/d(logits) = softmax - onehot, in place
             grad_logits.scatter_add_(1, target, -keep[:, None].to(grad_logits.dtype))
+            if tanh is not None:  # through the cap: d(cap * tanh(z / cap)) / dz = 1 - tanh^2
+                grad_logits.mul_(tanh.square_().neg_().add_(1))
             grad_logits = grad_logits.to(h.dtype)
             # ignored rows still hold a softmax: they are left out through the (n, C) sides of the products,
             # not by a pass over (n, V)
@@ -75,7 +82,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 torch.addmm(grad_weight, grad_logits.t(), h, out=grad_weight)
             if grad_bias is not None:
                 grad_bias += (kept.t() @ grad_logits).float().squeeze(0)  # (V,)
-            del log_probs, grad_logits  # before the next chunk's logits: one chunk of (n, V) at a time
+            del log_probs, grad_logits, tanh  # before the next chunk's logits: one chunk of (n, V) at a time
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(correct)
@@ -89,6 +96,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden * scale.to(grad_hidden.dtype) if ctx.needs_input_grad[0] else None,
             grad_weight * scale if ctx.needs_input_grad[1] else None,
             grad_bias * scale if ctx.has_bias and ctx.needs_input_grad[2] else None,
+            None,
             None,
             None,
             None,
@@ -109,9 +117,10 @@ def loss_chunk_rows(vocab_size: int) -> int:
 
 
 def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
-                         chunk_rows: int | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Sum of token cross-entropies of ``hidden @ weight.T + bias`` against ``labels``, without materialising
-    all the logits.
+                         chunk_rows: int | None = None, softcap: float | None = None
+                         ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Sum of token cross-entropies of ``hidden @ weight.T + bias`` (soft-capped to tanh(z / softcap) * softcap
+    when ``softcap`` is given) against ``labels``, without materialising all the logits.
 
     Args:
         hidden: (..., C); weight: (V, C); bias: (V,) or None; labels: (...) with -100 for positions to ignore.
@@ -126,5 +135,5 @@ def linear_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, la
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (hidden, weight, bias))
     # decided here, not from ctx.needs_input_grad, which is True for parameters even under no_grad
-    total, correct = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows, needs_grad)
+    total, correct = _LinearCrossEntropy.apply(hidden, weight, bias, labels, chunk_rows, needs_grad, softcap)
     return total, (labels != IGNORE_INDEX).sum(), None if needs_grad else correct

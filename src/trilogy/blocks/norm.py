@@ -1,4 +1,5 @@
-"""Normalisation: LayerNorm (with or without bias) and RMSNorm, chosen by the config's ``norm`` string.
+"""Normalisation: LayerNorm (with or without bias) and RMSNorm, chosen by the config's ``norm`` string. RMSNorm
+may scale by ``offset + weight`` (Gemma's 1 + weight, ``norm_weight_offset``).
 
 Legend: N rows (all leading dimensions), C width.
 """
@@ -22,14 +23,18 @@ class _RMSNormFunction(torch.autograd.Function):
         # the norm in one pass over x (x.pow(2).mean() would write the squares out first)
         norm = torch.linalg.vector_norm(upcast, dim=-1, keepdim=True)  # (N, 1)
         inverse_rms = norm.pow_(2).div_(x.size(-1)).add_(eps).rsqrt_()  # (N, 1)
-        normed = (upcast * inverse_rms).to(x.dtype)  # (N, C)
-        ctx.save_for_backward(normed, inverse_rms, weight)
-        return (normed * weight).to(x.dtype)
+        normed = upcast * inverse_rms  # (N, C)
+        if weight.dtype == x.dtype:  # the rows in x's dtype, then scaled (Llama, T5); else scaled in fp32 (Gemma)
+            normed = normed.to(x.dtype)
+        out = (normed * weight).to(x.dtype)
+        ctx.save_for_backward(normed.to(x.dtype), inverse_rms, weight)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         normed, inverse_rms, weight = ctx.saved_tensors
-        grad_weight = (grad * normed).reshape(-1, grad.size(-1)).sum(0).to(weight.dtype) \
+        # in the weight's dtype: fp32 for Gemma's (offset + weight), whatever the rows' dtype
+        grad_weight = (grad.to(weight.dtype) * normed.to(weight.dtype)).reshape(-1, grad.size(-1)).sum(0) \
             if ctx.needs_input_grad[1] else None
         wide = torch.promote_types(normed.dtype, torch.float32)
         grad_normed = (grad * weight).to(wide)  # (N, C)
@@ -42,24 +47,28 @@ class _RMSNormFunction(torch.autograd.Function):
 
 class RMSNorm(nn.Module):
     """Root-mean-square norm with a learned scale (T5, Llama); the parameter is ``weight`` as in
-    ``torch.nn.RMSNorm``, whose outputs and gradients it matches (``tests/test_norm.py``)."""
+    ``torch.nn.RMSNorm``, whose outputs and gradients it matches (``tests/test_norm.py``).
 
-    def __init__(self, width: int, eps: float = 1e-6):
+    With ``offset`` the scale is ``offset + weight`` (Gemma stores its scale minus 1 and uses offset 1), taken in
+    fp32 as Gemma takes it; the weight then starts at ``1 - offset``, so the scale starts at 1."""
+
+    def __init__(self, width: int, eps: float = 1e-6, offset: float = 0.0):
         super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(width))
+        self.eps, self.offset = eps, offset
+        self.weight = nn.Parameter(torch.full((width,), 1.0 - offset))
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., C) -> (..., C)"""
-        return _RMSNormFunction.apply(x, self.weight, self.eps)
+        scale = self.weight.float() + self.offset if self.offset else self.weight  # (C,)
+        return _RMSNormFunction.apply(x, scale, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.weight.size(0)}, eps={self.eps}"
+        return f"{self.weight.size(0)}, eps={self.eps}" + (f", offset={self.offset}" if self.offset else "")
 
 
 def build_norm(config: ModelConfig, d_model: int | None = None) -> nn.Module:
     """The config's norm over the model width (or ``d_model`` when given)."""
     width = d_model or config.d_model
     if config.norm == "rmsnorm":
-        return RMSNorm(width, eps=config.norm_eps)
+        return RMSNorm(width, eps=config.norm_eps, offset=config.norm_weight_offset)
     return nn.LayerNorm(width, eps=config.norm_eps, bias=config.norm_bias)

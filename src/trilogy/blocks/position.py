@@ -1,6 +1,7 @@
-"""Positions: sinusoidal (the notebook's PositionalEncoding), learned absolute, T5 relative bias, rotary.
+"""Positions: sinusoidal (the notebook's PositionalEncoding), learned absolute, T5 relative bias, rotary (on the
+whole head, or on its first R dims: GPT-NeoX's and Phi-3's partial rotary).
 
-Legend: B batch, T query length, S key length, H heads, D head size, C model width (d_model).
+Legend: B batch, T query length, S key length, H heads, D head size, R rotated dims (<= D), C model width.
 """
 
 from __future__ import annotations
@@ -115,35 +116,40 @@ class RelativePositionBias(nn.Module):
 
 
 class RotaryEmbedding(nn.Module):
-    """Rotary position embedding (RoPE), in the half-split layout Llama checkpoints use."""
+    """Rotary position embedding (RoPE), in the half-split layout Llama checkpoints use, over the first
+    ``rotary_dims`` dims of each head (all of them but in GPT-NeoX and some Phi-3s)."""
 
-    def __init__(self, d_head: int, theta: float = 10000.0):
+    def __init__(self, rotary_dims: int, theta: float = 10000.0):
         super().__init__()
-        self.d_head, self.theta = d_head, theta
+        self.rotary_dims, self.theta = rotary_dims, theta
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
         """(Re)compute the frequencies, as ``PositionalEncoding.reset_buffers`` computes its table."""
-        exponents = torch.arange(0, self.d_head, 2, dtype=torch.float32, device="cpu") / self.d_head
+        exponents = torch.arange(0, self.rotary_dims, 2, dtype=torch.float32, device="cpu") / self.rotary_dims
         inv_freq = (1.0 / self.theta**exponents).to(torch.get_default_device())
-        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (D/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # (R/2,)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Args: positions (B, T). Returns cos, sin, each (B, 1, T, D)."""
-        angles = positions[..., None].float() * self.inv_freq  # (B, T, D/2)
-        angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, D)
+        """Args: positions (B, T). Returns cos, sin, each (B, 1, T, R)."""
+        angles = positions[..., None].float() * self.inv_freq  # (B, T, R/2)
+        angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, R)
         return angles.cos(), angles.sin()
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """(x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) over the two halves of the last dimension, written into
-    one new tensor: two passes over x where ``x * cos + rotate_half(x) * sin`` makes five."""
-    half = x.size(-1) // 2
+    """(x1, x2, rest) -> (x1 cos - x2 sin, x2 cos + x1 sin, rest), x1 and x2 the two halves of the first R dims
+    (R = cos.size(-1)), written into one new tensor: two passes over x where ``x * cos + rotate_half(x) * sin``
+    makes five."""
+    rotary = cos.size(-1)
+    half = rotary // 2
     cos, sin = cos[..., :half], sin[..., :half]  # the angles repeat in the two halves
-    first, second = x[..., :half], x[..., half:]
+    first, second = x[..., :half], x[..., half:rotary]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     torch.mul(first, cos, out=out[..., :half]).addcmul_(second, sin, value=-1)
-    torch.mul(second, cos, out=out[..., half:]).addcmul_(first, sin)
+    torch.mul(second, cos, out=out[..., half:rotary]).addcmul_(first, sin)
+    if rotary < x.size(-1):  # partial rotary: the other dims pass unchanged
+        out[..., rotary:] = x[..., rotary:]
     return out
 
 
@@ -162,8 +168,8 @@ class _Rotary(torch.autograd.Function):
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate pairs (i, i + D/2) of x by the position angles. x: (B, H, T, D); cos/sin (B, 1, T, D), the same
-    angles in both halves (``RotaryEmbedding``). Returns (B, H, T, D) in x's dtype."""
+    """Rotate pairs (i, i + R/2) of x by the position angles, i < R/2. x: (B, H, T, D); cos/sin (B, 1, T, R),
+    the same angles in both halves (``RotaryEmbedding``), R <= D. Returns (B, H, T, D) in x's dtype."""
     return _Rotary.apply(x, cos, sin)
 
 

@@ -18,7 +18,14 @@ from ..config import ModelConfig, StackSpec
 from .dropout import is_mask_draw
 from .kv_cache import KVCache, kept_positions
 from .layer import TransformerLayer
-from .masks import causal_mask, cross_attention_mask, prefix_lm_mask, self_attention_mask, window_mask
+from .masks import (
+    causal_mask,
+    combine,
+    cross_attention_mask,
+    prefix_lm_mask,
+    self_attention_mask,
+    window_mask,
+)
 from .norm import build_norm
 from .position import RelativePositionBias, RotaryEmbedding, positions_from_mask
 
@@ -57,7 +64,7 @@ class TransformerStack(nn.Module):
                                  bidirectional=not spec.causal)
             if config.position == "relative" else None
         )
-        self.rotary = RotaryEmbedding(config.d_head, config.rope_theta) if config.position == "rope" else None
+        self.rotary = RotaryEmbedding(config.rotary_dims, config.rope_theta) if config.position == "rope" else None
         self.final_norm = build_norm(config) if config.final_norm else None
         self.checkpoint_activations = checkpoint_activations
 
@@ -89,7 +96,9 @@ class TransformerStack(nn.Module):
                 reach = window_mask(query_len, key_len, window, device)
                 if mask is None and self.causal:
                     mask = causal_mask(query_len, key_len, device)
-                mask, is_causal = reach if mask is None else mask & reach, False
+                # combined as the other masks are: a padded query whose window holds only padding is opened (its
+                # output is ignored), so that no NaN reaches the real positions through the explicit path
+                mask, is_causal = combine(mask, reach), False
             mask = mask[..., key_len - kept:] if mask is not None else None
             key_len = kept
         if self.relative_bias is None:

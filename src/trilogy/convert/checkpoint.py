@@ -33,7 +33,7 @@ from .files import (
 )
 from .hub import resolve
 from .loading import build_on_meta, materialize, resolve_dtype, tied_keys
-from .mapping import Rule, check_tensors, expected_shapes
+from .mapping import Rule, check_tensors, checkpoint_tensors, expected_shapes
 from .shards import write_weights
 from .stored import open_weights
 
@@ -186,9 +186,7 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
                           "Hugging Face transformers cannot.", UserWarning, stacklevel=3)
     rules, _, _ = expected_tensors(layout, model)
     state = model.state_dict()
-    tensors: dict[str, Tensor] = {}
-    for rule in rules:
-        tensors.update(zip(rule.theirs, rule.to_theirs(state[rule.ours], config), strict=True))
+    tensors = checkpoint_tensors(rules, state, config)
     if hf_config is not None:
         tensors.update(hf.computed_tensors(layout.family, model))
         tensors = hf.without_prefix(tensors, layout.prefix, layout.architecture, layout.family)

@@ -20,11 +20,14 @@ from . import (
     bart,
     bert,
     distilbert,
+    gemma,
     gpt2,
+    gpt_neox,
     llama,
     marian,
     mistral,
     mt5,
+    phi3,
     qwen2,
     qwen3,
     roberta,
@@ -35,7 +38,8 @@ from .mapping import Rule, expand
 
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
-    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, bart, marian, mt5)}
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma, bart,
+    marian, mt5)}
 
 
 def supported() -> str:
@@ -86,6 +90,7 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
     blank = {
         "max_seq_len": config.position not in ("learned", "sinusoidal"),
         "rope_theta": config.position != "rope",
+        "rotary_fraction": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
         "sinusoidal_layout": config.position != "sinusoidal",

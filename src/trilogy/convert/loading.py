@@ -93,7 +93,7 @@ def materialize(model: TransformerModel, rules: list[Rule], stored: StoredWeight
     for rule in rules:
         meta = model.get_parameter(rule.ours)
         tensor = torch.empty(meta.shape, dtype=dtype, device=device)
-        if rule.transform is None:
+        if rule.direct:
             stored.copy_into(names[rule.theirs[0]], tensor)
         else:
             tensor.copy_(rule.to_ours([stored.read(names[name]) for name in rule.theirs], model.config))

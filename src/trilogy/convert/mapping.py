@@ -3,7 +3,9 @@
 A KEY_MAP maps each trilogy parameter name to the checkpoint name(s) it comes from, with ``{}`` standing for a
 layer index, e.g. ``"stack.layers.{}.mlp.up.weight": "h.{}.mlp.c_fc.weight"``. A value may also be a pair
 ``(names, transform)`` naming a transform in ``TRANSFORMS``: several checkpoint tensors fused into one of ours
-(separate q, k, v into our ``qkv``), or a layout change (GPT-2's Conv1D stores weights transposed).
+(separate q, k, v into our ``qkv``), or a layout change (GPT-2's Conv1D stores weights transposed, GPT-NeoX
+interleaves q, k, v head by head). The other way round, a ``Piece`` says that one checkpoint tensor holds
+several of ours (Phi-3's ``gate_up_proj``: our MLP's gate and up), split on loading and joined on saving.
 
 The mapping is expanded from the model's own ``state_dict`` keys, so optional parts (biases, pooler, heads)
 are mapped exactly when the model has them. Loading checks both key sets and every shape before touching the
@@ -13,6 +15,7 @@ model: a checkpoint loads completely or not at all.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -58,27 +61,66 @@ def _row(ours: Tensor, config: ModelConfig) -> list[Tensor]:
     return [ours.reshape(1, -1)]
 
 
+def _from_per_head(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    """[q_h, k_h, v_h] for each head h (GPT-NeoX's ``query_key_value``, (H*3*D, ...)) -> our [q, k, v]
+    (3*H*D, ...). Weights and biases alike."""
+    fused = parts[0]
+    per_head = fused.reshape(config.n_heads, 3, config.d_head, *fused.shape[1:])  # (H, 3, D, ...)
+    return per_head.transpose(0, 1).reshape(fused.shape)  # (3, H, D, ...) -> (3*H*D, ...)
+
+
+def _to_per_head(ours: Tensor, config: ModelConfig) -> list[Tensor]:
+    """Our [q, k, v] (3*H*D, ...) -> [q_h, k_h, v_h] for each head h."""
+    by_kind = ours.reshape(3, config.n_heads, config.d_head, *ours.shape[1:])  # (3, H, D, ...)
+    return [by_kind.transpose(0, 1).reshape(ours.shape)]  # (H, 3, D, ...) -> (H*3*D, ...)
+
+
 #: name -> (checkpoint tensors -> our tensor, our tensor -> checkpoint tensors)
 TRANSFORMS: dict[str, tuple[Callable[[list[Tensor], ModelConfig], Tensor],
                             Callable[[Tensor, ModelConfig], list[Tensor]]]] = {
     "fuse": (_fuse, _unfuse),  # separate q/k/v (or k/v) projections <-> our fused one
     "conv1d": (_transpose, _untranspose),  # GPT-2's Conv1D keeps weights as (in, out)
     "row": (_unrow, _row),  # a bias kept as a (1, N) buffer
+
+
+    "per_head_qkv": (_from_per_head, _to_per_head),  # GPT-NeoX's q, k, v interleaved head by head <-> ours
 }
 
 
 @dataclass(frozen=True)
+class Piece:
+    """A KEY_MAP value: our tensor is piece ``index`` of ``count`` equal pieces, along dim 0, of the checkpoint
+    tensor ``name``, which holds the other pieces too (Phi-3's ``gate_up_proj`` = [our gate; our up])."""
+
+    name: str
+    index: int
+    count: int
+
+
+@dataclass(frozen=True)
 class Rule:
-    """How one trilogy parameter relates to the checkpoint: its names there and the transform between."""
+    """How one trilogy parameter relates to the checkpoint: its names there and the transform between, or the
+    piece of one checkpoint tensor it is (``piece``: (index, count), see ``Piece``)."""
 
     ours: str
     theirs: tuple[str, ...]
     transform: str | None = None
+    piece: tuple[int, int] | None = None
+
+    @property
+    def direct(self) -> bool:
+        """The checkpoint tensor is ours as it is: it can be read straight into the parameter."""
+        return self.transform is None and self.piece is None
 
     def to_theirs(self, tensor: Tensor, config: ModelConfig) -> list[Tensor]:
+        """Our tensor as the checkpoint's tensors; for a piece, only our piece of it (``checkpoint_tensors``
+        joins the pieces)."""
         return [tensor] if self.transform is None else TRANSFORMS[self.transform][1](tensor, config)
 
     def to_ours(self, tensors: list[Tensor], config: ModelConfig) -> Tensor:
+        if self.piece is not None:
+            index, count = self.piece
+            return tensors[0].chunk(count, dim=0)[index]
         return tensors[0] if self.transform is None else TRANSFORMS[self.transform][0](tensors, config)
 
 
@@ -94,15 +136,16 @@ def expand(key_map: dict, our_keys: list[str]) -> list[Rule]:
     """
     compiled = []
     for ours, value in key_map.items():
-        theirs, transform = value if isinstance(value, tuple) else (value, None)
+        piece = (value.index, value.count) if isinstance(value, Piece) else None
+        theirs, transform = value if isinstance(value, tuple) else (value.name if piece else value, None)
         theirs = (theirs,) if isinstance(theirs, str) else tuple(theirs)
-        compiled.append((_template_regex(ours), theirs, transform))
+        compiled.append((_template_regex(ours), theirs, transform, piece))
     rules = []
     for key in our_keys:
-        for pattern, theirs, transform in compiled:
+        for pattern, theirs, transform, piece in compiled:
             match = pattern.match(key)
             if match:
-                rules.append(Rule(key, tuple(t.format(*match.groups()) for t in theirs), transform))
+                rules.append(Rule(key, tuple(t.format(*match.groups()) for t in theirs), transform, piece))
                 break
         else:
             raise KeyError(f"no checkpoint name for trilogy parameter {key!r}")
@@ -115,8 +158,25 @@ def expected_shapes(rules: list[Rule], shapes: dict[str, torch.Size], config: Mo
     for rule in rules:
         parts = rule.to_theirs(torch.empty(shapes[rule.ours], device="meta"), config)
         for name, part in zip(rule.theirs, parts, strict=True):
-            expected[name] = tuple(part.shape)
+            count = rule.piece[1] if rule.piece is not None else 1
+            expected[name] = (part.size(0) * count, *part.shape[1:])
     return expected
+
+
+def checkpoint_tensors(rules: list[Rule], state: dict[str, Tensor], config: ModelConfig) -> dict[str, Tensor]:
+    """Our tensors (``state``) under the checkpoint's names, converted as each rule says; the pieces of one
+    checkpoint tensor are joined in their order."""
+    tensors: dict[str, Tensor] = {}
+    pieces: dict[str, dict[int, Tensor]] = defaultdict(dict)
+    for rule in rules:
+        parts = rule.to_theirs(state[rule.ours], config)
+        if rule.piece is None:
+            tensors.update(zip(rule.theirs, parts, strict=True))
+        else:
+            pieces[rule.theirs[0]][rule.piece[0]] = parts[0]
+    for name, by_index in pieces.items():
+        tensors[name] = torch.cat([by_index[index] for index in sorted(by_index)])
+    return tensors
 
 
 def _listing(names: list[str], describe: Callable[[str], str]) -> str:

@@ -108,8 +108,8 @@ class TransformerModel(nn.Module):
                 self.add_module(spec.embeddings, Embeddings(config, tokens=self.embeddings.tokens))
             self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
         self.pooler = Pooler(config.d_model, config.pooler_activation) if structure.pooler else None
-        self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale)
-                        if structure.vocabulary == "lm" else None)
+        self.lm_head = (LMHead(config.d_model, config.vocab_size, config.head_bias, config.head_scale,
+                               config.logit_softcap) if structure.vocabulary == "lm" else None)
         self.head = None
         if structure.vocabulary == "mlm":
             self.head = MLMHead(config.d_model, config.vocab_size, eps=config.norm_eps)
@@ -155,8 +155,9 @@ class TransformerModel(nn.Module):
             raise TrilogyError(f"labels have shape {tuple(labels.shape)}, expected {tuple(hidden.shape[:2])}")
         counted = labels != -100  # only counted rows reach the head: for MLM that is 15% of them
         projection = head.projection
+        softcap = head.softcap if isinstance(head, LMHead) else None
         total, count, correct = linear_cross_entropy(head.features(hidden[counted]), projection.weight,
-                                                     projection.bias, labels[counted])
+                                                     projection.bias, labels[counted], softcap=softcap)
         return total / count.clamp(min=1), count, correct
 
     def _head_outputs(self, hidden: Tensor, labels: Tensor | None, attention_mask: Tensor | None) -> HeadOutputs:
