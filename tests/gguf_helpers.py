@@ -127,7 +127,7 @@ def byte_level_vocab(pre: str, specials: list[str], user_defined: tuple[str, ...
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(vocab_size=size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=specials + list(user_defined))
+                                  special_tokens=specials + list(user_defined), show_progress=False)
     tokenizer.train_from_iterator(TEXT * 20, trainer)
     bpe = json.loads(tokenizer.to_str())["model"]
     tokens = [token for token, _ in sorted(bpe["vocab"].items(), key=lambda item: item[1])]

@@ -118,6 +118,7 @@ def write_case(case: Case, path: Path):
     torch.manual_seed(0)
     model = case.make(len(case.vocab["tokenizer.ggml.tokens"])).eval()
     perturb(model, std=0.1)
+    config = model.config
     if case.kinds is None:
         tensors = gguf_tensors(model, lambda name, values: Q.F32, case.permute)
         for seed, (name, (values, _)) in enumerate(tensors.items()):
@@ -127,9 +128,7 @@ def write_case(case: Case, path: Path):
         model = None
     else:
         tensors = gguf_tensors(model, case.kinds, case.permute)
-    metadata = {"general.name": case.name, **decoder_metadata(case.arch, (case.make(1)).config, head_dim=case.head_dim),
-                **case.vocab}
-    metadata[f"{case.arch}.vocab_size"] = len(case.vocab["tokenizer.ggml.tokens"])
+    metadata = {"general.name": case.name, **decoder_metadata(case.arch, config, head_dim=case.head_dim), **case.vocab}
     if case.template is not None:
         metadata["tokenizer.chat_template"] = case.template
     write_gguf(path, case.arch, metadata, tensors)
