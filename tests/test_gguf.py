@@ -248,6 +248,17 @@ def test_bf16_loads_each_weight_cast(files, tmp_path):
     assert all(torch.equal(saved[k], v.to(torch.bfloat16)) for k, v in reference.state_dict().items())
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_puts_each_weight_there(files):
+    """Rows are copied straight onto the device, bitwise what a CPU load gives."""
+    path, _, _ = files("llama-k-quants")
+    on_device = trilogy.from_pretrained(path, dtype=torch.bfloat16, device="cuda")
+    assert {t.device.type for t in [*on_device.parameters(), *on_device.buffers()]} == {"cuda"}
+    on_cpu = trilogy.from_pretrained(path, dtype=torch.bfloat16)
+    for (name, ours), theirs in zip(on_device.state_dict().items(), on_cpu.state_dict().values(), strict=True):
+        assert torch.equal(ours.cpu(), theirs), name
+
+
 def test_dtype_auto_is_the_first_tensors(files):
     path, _, _ = files("mistral")  # its token_embd is F16
     assert trilogy.from_pretrained(path, dtype="auto").embeddings.tokens.weight.dtype == torch.float16

@@ -3,8 +3,9 @@ values, and each tensor read from the file and dequantised on its own, with ``gg
 
 A file is a header (the metadata, then each tensor's name, GGML type, dimensions and offset), then the tensors'
 bytes. ``GGUFReader`` maps the whole file to parse the header; that map is dropped once the header is read, and
-each tensor's bytes are read by themselves when asked for, so a load never holds more of the file than the tensor
-in flight (a map held over the whole file would count every page read as the process's memory until the end).
+a tensor is then read a few rows at a time into one buffer, dequantised and copied into its parameter, so a load
+never holds more of the file than those rows (a map held over the whole file would count every page read as the
+process's memory until the end of the load).
 
 GGUF lists a tensor's dimensions fastest first (``ne0`` = the row length); here shapes are in torch's order, rows
 first, so a linear layer's weight is (out, in) as in ``nn.Linear``.

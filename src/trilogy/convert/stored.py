@@ -23,7 +23,7 @@ from .safetensors_file import SafetensorsFile
 
 class TensorReader(Protocol):
     """What reads a stored tensor by name: a SafetensorsFile, or a GGUF file's tensors
-    (``gguf_checkpoint.GGUFTensors``)."""
+    (``gguf_checkpoint.GGUFTensors``: dequantised to float32, and filling a parameter itself with ``copy_into``)."""
 
     def read(self, name: str) -> Tensor: ...
 
