@@ -187,11 +187,12 @@ def _listing(names: list[str], describe: Callable[[str], str]) -> str:
 
 
 def check_tensors(shapes: dict[str, tuple], expected: dict[str, tuple], ignored: list[re.Pattern],
-                  source: str) -> None:
+                  source: str, config_source: str = "its config.json") -> None:
     """Refuse a checkpoint whose tensor names or shapes (``shapes``: name -> stored shape) differ from what the
     model needs, naming each one.
 
-    ``ignored`` names may be present or not (buffers, duplicates of tied weights).
+    ``ignored`` names may be present or not (buffers, duplicates of tied weights); ``config_source`` is what the
+    config was read from, for the message.
     """
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(k for k in set(shapes) - set(expected) if not any(p.fullmatch(k) for p in ignored))
@@ -207,5 +208,5 @@ def check_tensors(shapes: dict[str, tuple], expected: dict[str, tuple], ignored:
         problems.append(f"{len(wrong)} tensor(s) with the wrong shape:\n" + _listing(
             wrong, lambda k: f"{k}  has shape {list(shapes[k])}, expected {list(expected[k])}"))
     if problems:
-        raise CheckpointError(f"{source} does not match its config.json; nothing was loaded. "
+        raise CheckpointError(f"{source} does not match {config_source}; nothing was loaded. "
                               + "\n".join(problems))
