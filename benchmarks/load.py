@@ -1,9 +1,9 @@
 """Loading a checkpoint, as a user's fresh process does it: load time and peak resident memory of a process that
 imports the library, loads a folder and runs one forward pass, trilogy against transformers on the same folder.
 
-Three models that transformers writes here with random weights, fp32, in model.safetensors: GPT-2-shaped
-(gpt2's sizes, 124M parameters), Llama-shaped (SmolLM-135M's sizes: GQA, tied head) and T5-shaped (t5-small's
-sizes, 60M). Each round starts one process per library and model, alternating which library goes first; the
+Four models that transformers writes here with random weights, fp32, in model.safetensors: GPT-2-shaped
+(gpt2's sizes, 124M parameters), Llama-shaped (SmolLM-135M's sizes: GQA, tied head), T5-shaped (t5-small's
+sizes, 60M) and a sliding-window Mistral of the Llama's sizes (every layer's window 256 tokens). Each round starts one process per library and model, alternating which library goes first; the
 medians over rounds are printed side by side with their ratios. Load time is the ``from_pretrained`` call
 alone; the process time also counts imports and the forward pass. Peak RSS is the process's high-water mark
 (VmHWM), imports included; "above imports" subtracts the RSS the process had before loading. Every
@@ -34,6 +34,9 @@ MODELS = {
         num_key_value_heads=3, tie_word_embeddings=True, max_position_embeddings=2048)),
     "t5": ("T5ForConditionalGeneration", "T5Config", dict(
         vocab_size=32128, d_model=512, d_kv=64, d_ff=2048, num_layers=6, num_heads=8)),
+    "mistral": ("MistralForCausalLM", "MistralConfig", dict(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
+        num_key_value_heads=3, tie_word_embeddings=True, max_position_embeddings=2048, sliding_window=256)),
 }
 LIBRARIES = ("trilogy", "transformers")
 

@@ -217,6 +217,25 @@ def test_info_reports_a_checkpoint(folder, capsys):
     assert "GPT2LMHeadModel" in capsys.readouterr().out
 
 
+def test_info_names_the_block_options_a_checkpoint_needs(tmp_path, capsys):
+    """A Mistral with a window and a Qwen3 with q/k norms: ``trilogy info`` names what sets them apart from a
+    plain decoder, and nothing for GPT-2."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    sizes = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+    MistralForCausalLM(MistralConfig(**sizes, sliding_window=8)).save_pretrained(tmp_path / "mistral")
+    Qwen3ForCausalLM(Qwen3Config(**sizes, head_dim=8)).save_pretrained(tmp_path / "qwen3")
+    GPT2LMHeadModel(GPT2Config(vocab_size=99, n_embd=32, n_layer=1, n_head=4)).save_pretrained(tmp_path / "gpt2")
+    found = {}
+    for name in ("mistral", "qwen3", "gpt2"):
+        assert main(["info", str(tmp_path / name), "--json"]) == 0
+        found[name] = json.loads(capsys.readouterr().out)["block_options"]
+    assert found == {"mistral": {"sliding_window": 8}, "qwen3": {"qk_norm": True}, "gpt2": {}}
+    assert main(["info", str(tmp_path / "mistral")]) == 0
+    assert "options      sliding_window=8" in capsys.readouterr().out
+
+
 def test_info_flags_mismatched_weights_and_bad_folders(folder, tmp_path_factory, capsys):
     edit_weights(folder, lambda t: t.pop("transformer.ln_f.bias"))
     assert main(["info", str(folder)]) == 1

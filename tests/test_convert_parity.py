@@ -19,6 +19,7 @@ import pytest
 import torch
 import transformers
 from transformers import (
+    BartConfig,
     BertConfig,
     DistilBertConfig,
     Gemma2Config,
@@ -27,8 +28,10 @@ from transformers import (
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
+    MarianConfig,
     MistralConfig,
     ModernBertConfig,
+    MT5Config,
     Phi3Config,
     Qwen2Config,
     Qwen3Config,
@@ -64,6 +67,14 @@ QWEN2 = dict(LLAMA, use_sliding_window=True, sliding_window=3, max_window_layers
 QWEN3 = dict(LLAMA, head_dim=6, use_sliding_window=True, sliding_window=3,
              layer_types=["sliding_attention", "full_attention"])
 MISTRAL = dict(LLAMA, sliding_window=3)
+# BART's defaults (pad 1, bos 0, eos and decoder start 2); Marian as Opus-MT configs are (SiLU, scaled embeddings,
+# the decoder starting from the pad token); mT5 with MT5Config's gated-GELU
+BART = dict(vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37, max_position_embeddings=64)
+MARIAN = dict(BART, activation_function="swish", scale_embedding=True, pad_token_id=1, decoder_start_token_id=1,
+              eos_token_id=0)
+MT5 = dict(vocab_size=VOCAB, d_model=32, d_kv=6, d_ff=37, num_layers=2, num_decoder_layers=3, num_heads=4,
+           relative_attention_num_buckets=8, relative_attention_max_distance=20)
 # partial rotary: 6 of each head's 12 dims
 NEOX = dict(vocab_size=VOCAB, hidden_size=48, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=64,
@@ -146,6 +157,18 @@ CASES = {
     **{name: (DistilBertConfig, dict(DISTILBERT, num_labels=2) if "Question" in name else DISTILBERT, name)
        for name in ("DistilBertModel", "DistilBertForMaskedLM", "DistilBertForSequenceClassification",
                     "DistilBertForTokenClassification", "DistilBertForQuestionAnswering")},
+    "BartForConditionalGeneration": (BartConfig, BART, "BartForConditionalGeneration"),
+    "BartForConditionalGeneration-scaled-embeddings": (BartConfig, dict(BART, scale_embedding=True),
+                                                       "BartForConditionalGeneration"),
+    "BartModel": (BartConfig, BART, "BartModel"),
+    "MarianMTModel": (MarianConfig, MARIAN, "MarianMTModel"),
+    "MarianModel": (MarianConfig, MARIAN, "MarianModel"),
+    "MT5ForConditionalGeneration": (MT5Config, MT5, "MT5ForConditionalGeneration"),
+    # as Google's mT5 files load: a head of its own
+    "MT5ForConditionalGeneration-untied": (MT5Config, dict(MT5, tie_word_embeddings=False),
+                                           "MT5ForConditionalGeneration"),
+    "MT5Model": (MT5Config, MT5, "MT5Model"),
+    "MT5EncoderModel": (MT5Config, MT5, "MT5EncoderModel"),
     "GPTNeoXForCausalLM-parallel": (GPTNeoXConfig, NEOX, "GPTNeoXForCausalLM"),
     "GPTNeoXForCausalLM-sequential-tied": (GPTNeoXConfig, dict(NEOX, use_parallel_residual=False,
                                                                tie_word_embeddings=True), "GPTNeoXForCausalLM"),
@@ -194,6 +217,8 @@ CASES = {
     "ModernBertForQuestionAnswering": (ModernBertConfig, dict(MODERNBERT, num_labels=2),
                                        "ModernBertForQuestionAnswering"),
 }
+#: cases whose head gets weights of its own, as checkpoints with an untied head load
+UNTIED = ("T5ForConditionalGeneration-v1.1", "MT5ForConditionalGeneration-untied")
 
 
 def make_inputs(config: trilogy.ModelConfig, left_padding: bool = False) -> dict:
@@ -263,10 +288,14 @@ def hf_model(case: str):
     config_class, fields, class_name = CASES[case]
     torch.manual_seed(0)
     reference = getattr(transformers, class_name)(config_class(**fields)).eval()
-    if case == "T5ForConditionalGeneration-v1.1":  # as Flan-T5 checkpoints load: a head of its own
+    if case in UNTIED:  # as Flan-T5 and mT5 checkpoints load: a head of its own
         reference.lm_head.weight = torch.nn.Parameter(reference.shared.weight.detach().clone())
         reference.config.tie_word_embeddings = False
     perturb(reference, seed=1)
+    with torch.no_grad():
+        for module in reference.modules():  # Marian's sinusoidal tables: computed, not saved, so not perturbed
+            if hasattr(module, "create_weight"):
+                module.weight.copy_(module.create_weight())
     return reference
 
 

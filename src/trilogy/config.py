@@ -20,6 +20,7 @@ NORM_POSITIONS = ("pre", "post")
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu")
 LAYER_ATTENTION = ("full", "sliding")  # a layer attends to every key its mask allows, or only to those nearby
 POSITIONS = ("learned", "sinusoidal", "relative", "rope", "none")
+SINUSOIDAL_LAYOUTS = ("interleaved", "halves")  # sin and cos of each frequency side by side, or every sin first
 POOLER_ACTIVATIONS = ("tanh", "relu", "gelu")
 POOLINGS = ("first", "mean")  # what the pooler reads: the first token, or the mean of the real tokens
 #: the heads each family can carry. Encoder and decoder are adapted to tasks the way each is: a classifier
@@ -52,7 +53,8 @@ class StackSpec:
     """One stack of layers: its role (``encoder`` reads the input, ``decoder`` writes the output), the model
     attribute that holds it, its depth, how its self-attention is masked (``bidirectional``, ``causal``, or
     ``prefix``: bidirectional over each row's prefix and causal after it, T5's prefix LM), whether its
-    layers cross-attend to the encoder's output, and which of its layers attend through a sliding window."""
+    layers cross-attend to the encoder's output, which of its layers attend through a sliding window, and which
+    embeddings its input goes through."""
 
     name: str
     module: str
@@ -60,6 +62,7 @@ class StackSpec:
     attention: str
     cross_attention: bool = False
     layer_windows: tuple[int | None, ...] = ()  # each layer's sliding window (None: full attention); (): all full
+    embeddings: str = "embeddings"  # the model attribute of the Embeddings its input goes through
 
     @property
     def windows(self) -> tuple[int | None, ...]:
@@ -176,10 +179,14 @@ class ModelConfig:
     positions_from_mask: bool = False  # encoder: position ids count each row's real tokens, so a left-padded row
     #   starts at its first real token, and padding reads the row before position 0 (RoBERTa, XLM-R: the padding
     #   index's; needs position_offset >= 1); False: 0..T-1, padding or not (BERT). Decoders always count
+    sinusoidal_layout: str = "interleaved"  # sinusoidal positions: sin and cos of each frequency side by side (the
+    #   notebook's), or "halves": the sin of every frequency, then the cos of every one (Marian)
     relative_buckets: int = 32
     relative_max_distance: int = 128
     type_vocab_size: int = 0  # BERT token types
     embedding_norm: bool = False  # BERT: LayerNorm after the embeddings
+    embeddings_per_stack: bool = False  # encoder-decoder: each stack adds its own position table and embedding norm
+    #   to the one token table (BART); False: both stacks go through the same embeddings (T5, Marian, the notebook)
     embedding_scale: float = 1.0  # the notebook multiplies embeddings by sqrt(d_model)
     # heads
     head: str = "lm"
@@ -212,6 +219,7 @@ class ModelConfig:
         _check_choice("position", self.position, POSITIONS)
         _check_choice("pooler_activation", self.pooler_activation, POOLER_ACTIVATIONS)
         _check_choice("pooling", self.pooling, POOLINGS)
+        _check_choice("sinusoidal_layout", self.sinusoidal_layout, SINUSOIDAL_LAYOUTS)
         _check_choice(f"head (for arch {self.arch!r})", self.head, HEADS[self.arch])
         for name in ("vocab_size", "d_model", "n_heads", "n_layers", "d_ff", "max_seq_len"):
             value = getattr(self, name)
@@ -250,6 +258,9 @@ class ModelConfig:
                                f"{self.position!r}")
         if not self.rope_linear_factor > 0:
             raise TrilogyError(f"rope_linear_factor must be positive, got {self.rope_linear_factor!r}")
+        if self.embeddings_per_stack and self.arch != "encoder-decoder":
+            raise TrilogyError(f"embeddings_per_stack gives each stack of an encoder-decoder its own positions; arch "
+                               f"{self.arch!r} has one stack")
         if not 0.0 < self.rotary_fraction <= 1.0:
             raise TrilogyError(f"rotary_fraction must be in (0, 1], got {self.rotary_fraction}")
         if self.rotary_fraction != 1.0 and self.position != "rope":
@@ -326,7 +337,8 @@ class ModelConfig:
         else:
             stacks = (StackSpec("encoder", "encoder", self.n_layers, "bidirectional", layer_windows=first),
                       StackSpec("decoder", "decoder", self.n_decoder_layers, "causal", cross_attention=True,
-                                layer_windows=second))
+                                layer_windows=second,
+                                embeddings="decoder_embeddings" if self.embeddings_per_stack else "embeddings"))
         parts = _HEAD_PARTS[self.head]
         # BERT checkpoints carry a pooler whatever their head; only an encoder reads its first token, a causal
         # stack sums a sequence up in its last real token

@@ -151,13 +151,14 @@ def parameter_breakdown(config: ModelConfig) -> dict[str, int]:
     """Every parameter of the model built from ``config``, keyed like ``"decoder/attention/qkv"`` (summed over
     layers). Tied weights are counted once, under ``embeddings/tokens``."""
     c, v = config.d_model, config.vocab_size
+    copies = len({spec.embeddings for spec in config.structure.stacks})  # BART: the decoder's own, bar the tokens
     parts = {"embeddings/tokens": v * c}
     if config.position == "learned":
-        parts["embeddings/positions"] = (config.position_offset + config.max_seq_len) * c
+        parts["embeddings/positions"] = copies * (config.position_offset + config.max_seq_len) * c
     if config.type_vocab_size:
-        parts["embeddings/token_types"] = config.type_vocab_size * c
+        parts["embeddings/token_types"] = copies * config.type_vocab_size * c
     if config.embedding_norm:
-        parts["embeddings/norm"] = _norm(config)
+        parts["embeddings/norm"] = copies * _norm(config)
     for stack in stacks(config, 1):
         for key, count in layer_parameters(config, cross=bool(stack.cross_len)).items():
             parts[f"{stack.name}/{key}"] = count * stack.n_layers

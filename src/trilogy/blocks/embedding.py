@@ -1,6 +1,6 @@
 """Embeddings: tokens, plus absolute positions (learned or sinusoidal), token types (BERT), an optional norm
 (BERT) and scale (the notebook's and Gemma's sqrt(d_model)). Relative and rotary positions live in the stack
-instead.
+instead. Two Embeddings may share one token table (BART's decoder has its own positions and norm around it).
 
 Legend: B batch, T length, C model width.
 """
@@ -20,15 +20,16 @@ from .position import LearnedPositions, PositionalEncoding
 
 
 class Embeddings(nn.Module):
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, tokens: nn.Embedding | None = None):
+        """``tokens``: another Embeddings' token table, to share (default: a table of its own)."""
         super().__init__()
-        self.tokens = nn.Embedding(config.vocab_size, config.d_model)
+        self.tokens = tokens if tokens is not None else nn.Embedding(config.vocab_size, config.d_model)
         self.scale = config.embedding_scale
         self.positions: nn.Module | None = None
         if config.position == "learned":
             self.positions = LearnedPositions(config.d_model, config.max_seq_len, config.position_offset)
         elif config.position == "sinusoidal":
-            self.positions = PositionalEncoding(config.d_model, config.max_seq_len)
+            self.positions = PositionalEncoding(config.d_model, config.max_seq_len, config.sinusoidal_layout)
         self.token_types = (
             nn.Embedding(config.type_vocab_size, config.d_model) if config.type_vocab_size else None
         )

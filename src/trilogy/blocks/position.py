@@ -15,11 +15,13 @@ from .init import InitScheme
 
 
 class PositionalEncoding(nn.Module):
-    """Fixed sinusoidal positions added to the input (Vaswani et al.), as in the notebook."""
+    """Fixed sinusoidal positions added to the input (Vaswani et al.), as in the notebook. The sin and cos of
+    each frequency sit side by side (``layout="interleaved"``, the notebook's) or the sin of every frequency
+    comes first, then the cos of every one (``"halves"``, Marian's)."""
 
-    def __init__(self, d_model: int, max_seq_len: int = 512):
+    def __init__(self, d_model: int, max_seq_len: int = 512, layout: str = "interleaved"):
         super().__init__()
-        self.d_model, self.max_seq_len = d_model, max_seq_len
+        self.d_model, self.max_seq_len, self.layout = d_model, max_seq_len, layout
         self.reset_buffers()
 
     def reset_buffers(self) -> None:
@@ -27,12 +29,15 @@ class PositionalEncoding(nn.Module):
         device (as ``from_pretrained`` builds it) so gets its shape at no cost, and real values from this once
         its weights are loaded. (A meta ``arange`` would import torch._dynamo: over a second.)"""
         d_model, max_seq_len = self.d_model, self.max_seq_len
-        position = torch.arange(max_seq_len, dtype=torch.float32, device="cpu")[:, None]
-        div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device="cpu")
-                             * -(math.log(10000.0) / d_model))
-        pe = torch.zeros(max_seq_len, d_model, device="cpu")
-        pe[:, 0::2] = torch.sin(position * div_term)
-        pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
+        if self.layout == "halves":
+            pe = _sinusoids_in_halves(d_model, max_seq_len)
+        else:
+            position = torch.arange(max_seq_len, dtype=torch.float32, device="cpu")[:, None]
+            div_term = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32, device="cpu")
+                                 * -(math.log(10000.0) / d_model))
+            pe = torch.zeros(max_seq_len, d_model, device="cpu")
+            pe[:, 0::2] = torch.sin(position * div_term)
+            pe[:, 1::2] = torch.cos(position * div_term[: d_model // 2])
         self.register_buffer("pe", pe[None].to(torch.get_default_device()), persistent=False)  # (1, max_seq_len, C)
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
@@ -40,6 +45,15 @@ class PositionalEncoding(nn.Module):
         if positions is None:
             return x + self.pe[:, : x.size(1)]
         return x + self.pe[0, positions]
+
+
+def _sinusoids_in_halves(d_model: int, max_seq_len: int) -> Tensor:
+    """Marian's table: the sin of the ceil(C/2) frequencies, then the cos of the first C/2 of them, computed in
+    float64 as transformers computes it. Returns (max_seq_len, C) float32."""
+    position = torch.arange(max_seq_len, dtype=torch.float64, device="cpu")[:, None]
+    frequency = 10000.0 ** -(torch.arange(0, d_model, 2, dtype=torch.float64, device="cpu") / d_model)
+    angles = position * frequency  # (max_seq_len, ceil(C/2))
+    return torch.cat([angles.sin(), angles[:, : d_model // 2].cos()], dim=1).float()
 
 
 class LearnedPositions(nn.Module):

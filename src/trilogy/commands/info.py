@@ -45,6 +45,8 @@ def format_summary(info: dict) -> str:
                                           if info["position"] in ("learned", "sinusoidal") else "")),
         ("norm", f"{info['norm']}, {info['norm_position']}-norm"),
         ("head", head),
+        *([("options", ", ".join(f"{name}={value}" for name, value in info["block_options"].items()))]
+          if info["block_options"] else []),
         ("parameters", f"{info['parameters']:,}"),
         ("weights", weights),
         ("match", "the weights match config.json" if info["weights_match_config"] else info["problem"]),

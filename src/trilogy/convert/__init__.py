@@ -1,10 +1,13 @@
-"""Checkpoints in and out: Hugging Face folders (BERT, GPT-2, T5, Llama) and trilogy's own format.
+"""Checkpoints in and out: Hugging Face folders (BERT, GPT-2, T5, Llama, ...), llama.cpp's GGUF files (in only)
+and trilogy's own format.
 
 One module per family (``bert``, ``gpt2``, ``t5``, ``llama``) holds its KEY_MAP and config.json mapping;
 ``mapping`` turns a KEY_MAP into checked tensor conversions; ``checkpoint`` puts them together. Files:
 ``hub`` finds a checkpoint by folder or Hugging Face name, ``files`` reads the small files, ``stored`` and
 ``safetensors_file`` read the weights tensor by tensor, ``loading`` builds the model on the meta device and
-fills it, ``shards`` writes the weights. Hugging Face names appear only in this package.
+fills it, ``shards`` writes the weights. A GGUF file reads as the Hugging Face checkpoint it was converted from
+(``gguf_checkpoint``: one row per architecture; ``gguf_file`` reads and dequantises, ``gguf_tokenizer`` rebuilds
+the tokenizer). Hugging Face and GGUF names appear only in this package.
 """
 
 from ..errors import CheckpointError

@@ -31,6 +31,7 @@ from .files import (
     write_json,
     write_tokenizer,
 )
+from .gguf_checkpoint import is_gguf, open_gguf
 from .hub import resolve
 from .loading import build_on_meta, materialize, resolve_dtype, tied_keys
 from .mapping import Rule, check_tensors, checkpoint_tensors, expected_shapes
@@ -111,11 +112,17 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
     weights and a chat template come with the model as its ``tokenization`` (``model.tokenizer``,
     ``model.chat_template``; see ``chat_prompt``).
 
+    A ``.gguf`` file (llama.cpp's) loads too: its metadata stands for config.json, each tensor is dequantised as
+    it is read, and its tokenizer and chat template come from the metadata (``gguf_checkpoint``; needs the gguf
+    package).
+
     Args:
-        path: a checkpoint folder, or a Hugging Face model name ("OWNER/NAME") found in the Hugging Face cache
-            (``HF_HUB_CACHE``; downloaded into it when online and not there, never when ``HF_HUB_OFFLINE=1``).
+        path: a checkpoint folder, a ``.gguf`` file, or a Hugging Face model name ("OWNER/NAME") found in the
+            Hugging Face cache (``HF_HUB_CACHE``; downloaded into it when online and not there, never when
+            ``HF_HUB_OFFLINE=1``).
         dtype: the parameters' dtype: None for float32 (whatever the file stores), a floating torch.dtype, or
-            "auto" for the file's own (config.json's ``dtype``, else the first floating tensor's).
+            "auto" for the file's own (config.json's ``dtype``, else the first floating tensor's; a GGUF's first
+            tensor's: float16 or bfloat16 for F16 or BF16, float32 for F32 and quantised blocks).
         device: where the parameters are put as they are read ("cpu", "cuda", "cuda:1", ...); default CPU.
         revision: a branch, tag or commit hash of a Hub model (default "main").
         checkpoint_activations: recompute each layer's activations in backward instead of keeping them
@@ -127,10 +134,17 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
             tensors, unreadable files; the message says which and what was expected.
         FileNotFoundError: neither a folder nor a model in the Hugging Face cache (or on the Hub).
     """
-    folder = resolve(path, revision)
-    layout = read_layout(folder)
-    stored = open_weights(folder)
-    tokenization = Tokenization(read_tokenizer(folder), read_chat_template(folder))
+    if is_gguf(path):
+        if revision is not None:
+            raise TrilogyError(f"revision={revision!r} selects a version of a Hugging Face model, but {path} is a "
+                               "GGUF file")
+        (config, family, architecture), stored, tokenization = open_gguf(Path(path))
+        layout, config_file, config_source = Layout(config, family, architecture), Path(path), "its GGUF metadata"
+    else:
+        folder = resolve(path, revision)
+        layout, config_file, config_source = read_layout(folder), folder / CONFIG, f"its {CONFIG}"
+        stored = open_weights(folder)
+        tokenization = Tokenization(read_tokenizer(folder), read_chat_template(folder))
     model = build_on_meta(layout.config, tokenization, checkpoint_activations)
     rules, expected, ignored = expected_tensors(layout, model)
     names = hf.current_names(list(stored.shapes), set(expected), layout.prefix)  # ours -> as stored
@@ -140,12 +154,12 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
         return stored.read(names[name])
 
     if has_distinct_tied_head(layout, model, shapes, read):
-        warnings.warn(f"{folder / CONFIG} ties the output layer to the embeddings, but the weights hold a "
+        warnings.warn(f"{config_file} ties the output layer to the embeddings, but the weights hold a "
                       "different output layer; loaded untied, as transformers does", UserWarning, stacklevel=2)
         layout.config = layout.config.replace(tie_embeddings=False)
         model = build_on_meta(layout.config, tokenization, checkpoint_activations)
         rules, expected, ignored = expected_tensors(layout, model)
-    check_tensors(shapes, expected, ignored, source=str(stored.file))
+    check_tensors(shapes, expected, ignored, source=str(stored.file), config_source=config_source)
     target = resolve_dtype(dtype, layout.dtype, stored.dtypes)
     materialize(model, rules, stored, names, target, torch.device(device) if device is not None else torch.device("cpu"))
     return model.eval()
@@ -188,6 +202,7 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
     state = model.state_dict()
     tensors = checkpoint_tensors(rules, state, config)
     if hf_config is not None:
+        tensors.update(hf.computed_tensors(layout.family, model))
         tensors = hf.without_prefix(tensors, layout.prefix, layout.architecture, layout.family)
         config_data: dict[str, Any] = {**hf_config, "dtype": str(state[rules[0].ours].dtype).removeprefix("torch.")}
     else:

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..errors import CheckpointError
 from . import (
+    bart,
     bert,
     distilbert,
     gemma,
@@ -25,8 +26,10 @@ from . import (
     gpt2,
     gpt_neox,
     llama,
+    marian,
     mistral,
     modernbert,
+    mt5,
     phi3,
     qwen2,
     qwen3,
@@ -38,8 +41,8 @@ from .mapping import Rule, expand
 
 #: in the order ``config_to_hf`` tries them: a config both Llama and Mistral compute is written as Llama
 CONVERTERS: dict[str, ModuleType] = {module.MODEL_TYPE: module for module in (
-    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma, gemma2,
-    gemma3_text, modernbert)}
+    bert, gpt2, llama, t5, mistral, qwen2, qwen3, roberta, xlm_roberta, distilbert, gpt_neox, phi3, gemma, bart,
+    marian, mt5, gemma2, gemma3_text, modernbert)}
 
 
 def supported() -> str:
@@ -103,6 +106,8 @@ def _behaviour(config: ModelConfig) -> dict[str, Any]:
         "rotary_fraction": config.position != "rope",
         "relative_buckets": config.position != "relative",
         "relative_max_distance": config.position != "relative",
+        "sinusoidal_layout": config.position != "sinusoidal",
+        "embeddings_per_stack": config.position != "learned" and not config.embedding_norm,  # nothing of its own
         "norm_bias": config.norm == "rmsnorm" and structure.vocabulary != "mlm",  # the MLM head's LayerNorm
         "tie_embeddings": not config.has_lm_head,
         "head_bias": config.structure.vocabulary != "lm",
@@ -173,6 +178,12 @@ def current_names(names: list[str], expected: set[str], prefix: str) -> dict[str
             name = prefix + name
         renamed[name] = stored
     return renamed
+
+
+def computed_tensors(family: ModuleType, model: Any) -> dict[str, Tensor]:
+    """Tensors that a family's classes keep in their files and trilogy computes instead (Marian's sinusoidal
+    tables), by checkpoint name: written beside the weights, skipped when read (the family's IGNORED)."""
+    return family.computed_tensors(model) if hasattr(family, "computed_tensors") else {}
 
 
 def without_prefix(tensors: dict[str, Tensor], prefix: str, architecture: str, family: ModuleType) -> dict:

@@ -51,6 +51,16 @@ def _untranspose(ours: Tensor, config: ModelConfig) -> list[Tensor]:
     return [ours.t()]
 
 
+def _unrow(parts: list[Tensor], config: ModelConfig) -> Tensor:
+    """A (1, N) row -> (N,): BART's and Marian's ``final_logits_bias`` buffer as our head's bias."""
+    return parts[0].reshape(-1)
+
+
+def _row(ours: Tensor, config: ModelConfig) -> list[Tensor]:
+    """(N,) -> a (1, N) row."""
+    return [ours.reshape(1, -1)]
+
+
 def _from_per_head(parts: list[Tensor], config: ModelConfig) -> Tensor:
     """[q_h, k_h, v_h] for each head h (GPT-NeoX's ``query_key_value``, (H*3*D, ...)) -> our [q, k, v]
     (3*H*D, ...). Weights and biases alike."""
@@ -70,6 +80,9 @@ TRANSFORMS: dict[str, tuple[Callable[[list[Tensor], ModelConfig], Tensor],
                             Callable[[Tensor, ModelConfig], list[Tensor]]]] = {
     "fuse": (_fuse, _unfuse),  # separate q/k/v (or k/v) projections <-> our fused one
     "conv1d": (_transpose, _untranspose),  # GPT-2's Conv1D keeps weights as (in, out)
+    "row": (_unrow, _row),  # a bias kept as a (1, N) buffer
+
+
     "per_head_qkv": (_from_per_head, _to_per_head),  # GPT-NeoX's q, k, v interleaved head by head <-> ours
 }
 
@@ -174,11 +187,12 @@ def _listing(names: list[str], describe: Callable[[str], str]) -> str:
 
 
 def check_tensors(shapes: dict[str, tuple], expected: dict[str, tuple], ignored: list[re.Pattern],
-                  source: str) -> None:
+                  source: str, config_source: str = "its config.json") -> None:
     """Refuse a checkpoint whose tensor names or shapes (``shapes``: name -> stored shape) differ from what the
     model needs, naming each one.
 
-    ``ignored`` names may be present or not (buffers, duplicates of tied weights).
+    ``ignored`` names may be present or not (buffers, duplicates of tied weights); ``config_source`` is what the
+    config was read from, for the message.
     """
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(k for k in set(shapes) - set(expected) if not any(p.fullmatch(k) for p in ignored))
@@ -194,5 +208,5 @@ def check_tensors(shapes: dict[str, tuple], expected: dict[str, tuple], ignored:
         problems.append(f"{len(wrong)} tensor(s) with the wrong shape:\n" + _listing(
             wrong, lambda k: f"{k}  has shape {list(shapes[k])}, expected {list(expected[k])}"))
     if problems:
-        raise CheckpointError(f"{source} does not match its config.json; nothing was loaded. "
+        raise CheckpointError(f"{source} does not match {config_source}; nothing was loaded. "
                               + "\n".join(problems))

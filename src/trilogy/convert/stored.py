@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -20,17 +21,24 @@ from .files import read_json, weights_file
 from .safetensors_file import SafetensorsFile
 
 
+class TensorReader(Protocol):
+    """What reads a stored tensor by name: a SafetensorsFile, or a GGUF file's tensors
+    (``gguf_checkpoint.GGUFTensors``: dequantised to float32, and filling a parameter itself with ``copy_into``)."""
+
+    def read(self, name: str) -> Tensor: ...
+
+
 @dataclass
 class StoredWeights:
     """Name -> shape and dtype of every stored tensor, and where to read it.
 
     ``file`` is the weights file, or the index of a sharded one; ``readers`` maps each name to the file that
-    holds it (a SafetensorsFile, or the dict of a .bin file's tensors)."""
+    holds it (a SafetensorsFile, another TensorReader, or the dict of a .bin file's tensors)."""
 
     file: Path
     shapes: dict[str, tuple[int, ...]]
     dtypes: dict[str, torch.dtype]
-    readers: dict[str, SafetensorsFile | dict[str, Tensor]]
+    readers: dict[str, TensorReader | dict[str, Tensor]]
 
     def read(self, name: str) -> Tensor:
         """The tensor ``name`` as stored (dtype included), on the CPU; possibly a view of the file, to be
@@ -42,6 +50,10 @@ class StoredWeights:
         """Copy the tensor ``name`` into ``out`` (its shape; any dtype, device, strides), read straight into it
         when it is contiguous, on the CPU and of the stored dtype, as most tensors of a model are."""
         reader = self.readers[name]
+        fill = getattr(reader, "copy_into", None)
+        if fill is not None:  # a reader that fills any tensor itself (a GGUF file's, dequantising a few rows at a time)
+            fill(name, out)
+            return
         direct = out.is_contiguous() and out.device.type == "cpu" and out.dtype == self.dtypes[name]
         if direct and isinstance(reader, SafetensorsFile):
             reader.read_into(name, out)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..config import ModelConfig
 from ..errors import CheckpointError
 from .checkpoint import NATIVE, expected_tensors, read_layout
 from .files import TOKENIZER, read_tokenizer
@@ -17,6 +18,20 @@ from .mapping import check_tensors
 from .stored import open_weights
 
 FAMILY_NAMES = {"encoder": "encoder-only", "decoder": "decoder-only", "encoder-decoder": "encoder-decoder"}
+#: the block options a checkpoint's model type may need beyond the sizes and the basic choices
+BLOCK_OPTIONS = ("prefix_lm", "qkv_bias", "qk_norm", "sliding_window", "layer_attention", "attention_softcap",
+                 "rotary_fraction", "parallel_residual", "norm_weight_offset", "sandwich_norm", "position_offset",
+                 "positions_from_mask", "sinusoidal_layout", "embeddings_per_stack", "pooler_activation",
+                 "logit_softcap", "rope_theta_local", "rope_linear_factor", "first_attention_norm", "head_transform",
+                 "pooling")
+
+
+def block_options(config: ModelConfig) -> dict[str, Any]:
+    """The ``BLOCK_OPTIONS`` that ``config`` sets away from their defaults (``qkv_bias`` only where it differs from
+    ``bias``)."""
+    default = ModelConfig(arch=config.arch, vocab_size=config.vocab_size, head="none")
+    return {name: getattr(config, name) for name in BLOCK_OPTIONS
+            if getattr(config, name) != (config.bias if name == "qkv_bias" else getattr(default, name))}
 
 
 def summarize(path: str | Path) -> dict[str, Any]:
@@ -52,7 +67,7 @@ def summarize(path: str | Path) -> dict[str, Any]:
         n_heads=config.n_heads, n_kv_heads=config.n_kv_heads, d_head=config.d_head, d_ff=config.d_ff,
         vocab_size=config.vocab_size, max_seq_len=config.max_seq_len, position=config.position,
         norm=config.norm, norm_position=config.norm_position, activation=config.activation,
-        gated_mlp=config.gated_mlp, parameters=model.num_parameters(),
+        gated_mlp=config.gated_mlp, block_options=block_options(config), parameters=model.num_parameters(),
         weights_file=stored.file.name, stored_tensors=len(stored.shapes),
         stored_elements=sum(math.prod(shape) for shape in stored.shapes.values()),
         dtypes=sorted({str(dtype).removeprefix("torch.") for dtype in stored.dtypes.values()}),

@@ -2,7 +2,7 @@
 with T5's layers). v1.0 ties the head to the embeddings and scales the decoder output by d_model**-0.5 before
 it; v1.1/Flan use gated-GELU and an untied, unscaled head (transformers >= 5 also builds tied, unscaled ones).
 The relative-position bias lives in the first block of each stack; q, k, v (and the cross-attention's k, v)
-are fused into ours.
+are fused into ours. mT5 reuses the names and fields (``key_map``, ``t5_config``).
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ def key_map(config: ModelConfig) -> dict:
     return entries
 
 
-def _feed_forward(hf: dict[str, Any]) -> tuple[str, bool]:
-    """(activation, gated) from ``feed_forward_proj``: "relu", "gated-gelu" (tanh GELU, as transformers
-    reads it), "gated-silu", ..."""
-    spec = field(hf, "feed_forward_proj", "relu")
+def _feed_forward(hf: dict[str, Any], default: str) -> tuple[str, bool]:
+    """(activation, gated) from ``feed_forward_proj`` (``default`` when absent): "relu", "gated-gelu" (tanh GELU,
+    as transformers reads it), "gated-silu", ..."""
+    spec = field(hf, "feed_forward_proj", default)
     parts = spec.split("-") if isinstance(spec, str) else []
     if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
         raise CheckpointError(f"config.json: feed_forward_proj={spec!r} is not of the form 'ACT' or 'gated-ACT'")
@@ -81,18 +81,24 @@ def _feed_forward(hf: dict[str, Any]) -> tuple[str, bool]:
 
 
 def config_from_hf(hf: dict[str, Any], architecture: str) -> ModelConfig:
-    activation, gated = _feed_forward(hf)
+    # the scale follows the tie unless stated on its own (transformers >= 5 writes ``scale_decoder_outputs``)
+    scaled = bool(field(hf, "scale_decoder_outputs", field(hf, "tie_word_embeddings", True) is not False))
+    return t5_config(hf, ARCHITECTURES[architecture], feed_forward_proj="relu", scaled=scaled)
+
+
+def t5_config(hf: dict[str, Any], heads: dict[str, Any], feed_forward_proj: str, scaled: bool) -> ModelConfig:
+    """The config of a T5-shaped class (T5's, mT5's) with ``heads``, its ARCHITECTURES entry: its config class's
+    default ``feed_forward_proj``, and whether the decoder output is ``scaled`` by d_model**-0.5 before the
+    head."""
+    activation, gated = _feed_forward(hf, feed_forward_proj)
     d_model = field(hf, "d_model", required=True)
-    # as transformers: only an explicit false unties; the scale follows the tie unless stated on its own
-    # (transformers >= 5 writes ``scale_decoder_outputs``)
-    tied = field(hf, "tie_word_embeddings", True) is not False
-    scaled = bool(field(hf, "scale_decoder_outputs", tied))
+    tied = field(hf, "tie_word_embeddings", True) is not False  # as transformers: only an explicit false unties
     return ModelConfig(
-        **ARCHITECTURES[architecture],
+        **heads,
         vocab_size=field(hf, "vocab_size", required=True), d_model=d_model, d_head=field(hf, "d_kv", required=True),
         n_heads=field(hf, "num_heads", required=True), n_layers=field(hf, "num_layers", required=True),
         n_decoder_layers=(field(hf, "num_decoder_layers", hf.get("num_layers"))
-                          if architecture != "T5EncoderModel" else None),
+                          if heads["arch"] == "encoder-decoder" else None),
         d_ff=field(hf, "d_ff", required=True), max_seq_len=field(hf, "n_positions", 512), norm="rmsnorm",
         norm_eps=field(hf, "layer_norm_epsilon", 1e-6), norm_bias=False, norm_position="pre", final_norm=True,
         activation=activation, gated_mlp=gated, bias=False, attention_scale=1.0,

@@ -66,7 +66,8 @@ class TransformerModel(nn.Module):
     with the notebook's signature ``Family(vocab_size, d_model=512, n_heads=8, n_layers=6, d_ff=2048,
     max_seq_len=512)``.
 
-    The config's ``structure`` decides what is built: the embeddings, each stack under its attribute
+    The config's ``structure`` decides what is built: the embeddings (a stack's own ones too, sharing the token
+    table, where the structure names them), each stack under its attribute
     (``stacks()`` returns them by role), and the heads (``lm_head``, ``head``, ``pooler``, ``sentence_head``,
     None where the structure has none). A family states only how its stacks are wired in ``run`` and how
     decoding starts.
@@ -104,6 +105,8 @@ class TransformerModel(nn.Module):
         structure = self.structure
         self.embeddings = Embeddings(config)
         for spec in structure.stacks:
+            if not hasattr(self, spec.embeddings):  # a stack's own positions and norm around the one token table
+                self.add_module(spec.embeddings, Embeddings(config, tokens=self.embeddings.tokens))
             self.add_module(spec.module, TransformerStack(config, spec, checkpoint_activations))
         # ModernBERT's head transform ends the pooler, or starts the other classifiers
         head_norm = build_norm(config) if config.head_transform else None
@@ -262,7 +265,7 @@ class TransformerModel(nn.Module):
         Returns:
             the last position's logits (B, V) as float32, and the cache extended by the new tokens.
         """
-        x = self.embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
+        x = self._output_embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
         out = self._output_stack(x, inputs.mask, inputs.positions, context=inputs.context,
                                  context_mask=inputs.context_mask, cache=cache, prefix_length=inputs.prefix_length)
         assert self.lm_head is not None  # start() refuses a model that does not generate
@@ -281,6 +284,11 @@ class TransformerModel(nn.Module):
     @property
     def _output_stack(self) -> TransformerStack:
         return getattr(self, self.structure.output.module)
+
+    @property
+    def _output_embeddings(self) -> Embeddings:
+        """The embeddings the output stack's input goes through (``embeddings``, or BART's decoder's own)."""
+        return getattr(self, self.structure.output.embeddings)
 
     def _check_generates(self) -> None:
         if not self.structure.output.causal:

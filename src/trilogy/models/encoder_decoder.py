@@ -1,5 +1,6 @@
-"""Encoder-decoder, T5-style: one shared embedding, a bidirectional encoder stack, a causal decoder stack
-whose layers also cross-attend to the encoder output (source padding masked), and an LM head.
+"""Encoder-decoder, T5-style: one shared embedding (BART: one token table, each stack with its own positions and
+norm), a bidirectional encoder stack, a causal decoder stack whose layers also cross-attend to the encoder output
+(source padding masked), and an LM head.
 
 Legend: B batch, S source length, T target length, C model width, V vocabulary.
 """
@@ -85,7 +86,7 @@ class EncoderDecoderTransformer(TransformerModel):
         )
         positions = positions_from_mask(decoder_attention_mask, decoder_input_ids.size(1), past,
                                         decoder_input_ids.device)
-        y = self.embeddings(decoder_input_ids, positions)  # (B, T, C)
+        y = self._output_embeddings(decoder_input_ids, positions)  # (B, T, C)
         stack = self.decoder(
             y, decoder_attention_mask, positions, context=encoder_hidden_states, context_mask=attention_mask,
             cache=cache, return_attention=return_attention,
