@@ -232,3 +232,13 @@ def test_the_local_rotary_table_is_a_buffer_of_sliding_stacks_only():
     assert build_model(config.replace(layer_attention=None, sliding_window=None)).stack.rotary_local is None
     with pytest.raises(trilogy.TrilogyError, match="apply to rotary positions"):
         ModelConfig.from_preset("tiny-gpt2", rope_theta_local=100.0)
+
+
+def test_info_names_the_options(saved):
+    """``trilogy info`` lists what sets Gemma 3 apart from a plain decoder, the new rotary options included."""
+    from trilogy.convert.summary import block_options
+
+    _, folder = saved["gemma3"]
+    options = block_options(trilogy.from_pretrained(folder).config)
+    assert {"qk_norm": True, "sandwich_norm": True, "rope_theta_local": 100.0, "rope_linear_factor": 8.0,
+            "norm_weight_offset": 1.0, "logit_softcap": 5.0}.items() <= options.items()

@@ -181,3 +181,12 @@ def test_parameters_against_transformers():
         reference = hf_model(case)
         config = modernbert.config_from_hf(reference.config.to_dict(), CASES[case][2])
         assert count_parameters(config) == sum(p.numel() for p in reference.parameters()), case
+
+
+def test_info_names_the_options(tmp_path):
+    from trilogy.convert.summary import block_options
+
+    _, folder = saved(tmp_path, "ModernBertForSequenceClassification-mean-biases")
+    options = block_options(trilogy.from_pretrained(folder).config)
+    assert {"first_attention_norm": False, "head_transform": True, "pooling": "mean", "pooler_activation": "relu",
+            "rope_theta_local": 50.0, "sliding_window": 3}.items() <= options.items()
