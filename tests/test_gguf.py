@@ -1,9 +1,10 @@
-"""GGUF files (llama.cpp's): tiny Llama, Qwen2, Qwen3 and Mistral files written here as llama.cpp writes them
-(F32, F16, BF16, Q8_0, Q4_0/Q4_1/Q5_0/Q5_1 and K-quant tensors; byte-level BPE and SentencePiece vocabularies)
-load with transformers' logits, weights, greedy tokens, token ids and chat prompts from the same file
-(``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``, which dequantises with the same gguf
-package); an F32 file with the logits of the model it was written from; and what trilogy does not read is a
-one-line CheckpointError."""
+"""GGUF files (llama.cpp's): tiny Llama, Qwen2, Qwen3, Mistral, Gemma 2, Gemma 3 and Phi-3 files written here as
+llama.cpp writes them (F32, F16, BF16, Q8_0, Q4_0/Q4_1/Q5_0/Q5_1 and K-quant tensors; byte-level BPE and
+SentencePiece vocabularies, Gemma's among them) load with transformers' logits, weights, greedy tokens, token ids
+and chat prompts from the same file (``AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)``, which
+dequantises with the same gguf package); files with what transformers' GGUF loader does not read (Gemma's
+soft-caps and query scale, Gemma 3's RoPE scaling, Phi-3's partial rotary) with the logits and greedy tokens of
+the model they were written from; and what trilogy does not read is a one-line CheckpointError."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,16 @@ from safetensors.torch import load_file
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
     LlamaConfig,
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    Phi3Config,
+    Phi3ForCausalLM,
     Qwen2Config,
     Qwen2ForCausalLM,
     Qwen3Config,
@@ -40,9 +47,15 @@ from trilogy.generate import generate
 
 from .convert_helpers import max_diff, perturb
 from .gguf_helpers import (
+    GEMMA_NAMES,
+    GGUF_NAMES,
+    PHI3_NAMES,
     byte_level_vocab,
     decoder_metadata,
+    gemma_metadata,
+    gemma_vocab,
     gguf_tensors,
+    phi3_metadata,
     random_blocks,
     sentencepiece_vocab,
     write_gguf,
@@ -52,6 +65,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+GEMMA_CHAT = ("{{ bos_token }}{% for m in messages %}<start_of_turn>"
+              "{{ 'model' if m['role'] == 'assistant' else 'user' }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}"
+              "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}")
 LLAMA3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
           "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant"
           "<|end_header_id|>\n\n{% endif %}")
@@ -65,8 +81,8 @@ SIZES = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_atte
 def mixed(name: str, values: np.ndarray) -> Q:
     """A quantised file's types: llama.cpp's Q8_0 and the older block types, F16 and BF16."""
     for part, kind in (("ffn_down", Q.Q8_0), ("ffn_up", Q.Q4_1), ("ffn_gate", Q.Q5_0), ("attn_q.", Q.F16),
-                       ("attn_k.", Q.Q5_1), ("attn_v", Q.BF16), ("attn_output", Q.Q4_0), ("token_embd", Q.Q8_0),
-                       ("output", Q.Q8_0)):
+                       ("attn_k.", Q.Q5_1), ("attn_v", Q.BF16), ("attn_qkv", Q.Q5_1), ("attn_output", Q.Q4_0),
+                       ("token_embd", Q.Q8_0), ("output", Q.Q8_0)):
         if part in name:
             return kind
     raise AssertionError(name)
@@ -87,10 +103,40 @@ class Case:
     name: str = "tiny"
     template: str | None = None
     head_dim: int | None = None
+    metadata: object = None  # config -> the {arch}.* metadata, when not decoder_metadata's
+    names: dict = field(default_factory=lambda: GGUF_NAMES)  # transformers' names -> GGUF names
+    norm_shift: float = 0.0  # added to every norm weight (Gemma's 1)
+    transformers_reads_it: bool = True  # False: the written model is the reference
 
 
 def _llama(vocab: int, **changes):
     return LlamaForCausalLM(LlamaConfig(**{**SIZES, **changes}, vocab_size=vocab, tie_word_embeddings=False))
+
+
+def _gemma2(vocab: int, **changes):
+    """Heads of 256, as transformers' GGUF loader assumes for the query scale (Gemma2Config's 256); windows of
+    4 on layers 0 and 2."""
+    sizes = {**SIZES, "num_hidden_layers": 3, "head_dim": 256, "sliding_window": 4, **changes}
+    return Gemma2ForCausalLM(Gemma2Config(**sizes, vocab_size=vocab, pad_token_id=0, eos_token_id=1, bos_token_id=2))
+
+
+def _gemma3(vocab: int, **changes):
+    """Six layers, the last one full (llama.cpp's and transformers' pattern); heads of 256, as for Gemma 2."""
+    sizes = {**SIZES, "num_hidden_layers": 6, "head_dim": 256, "sliding_window": 4, **changes}
+    return Gemma3ForCausalLM(Gemma3TextConfig(**sizes, vocab_size=vocab, pad_token_id=0, eos_token_id=1,
+                                              bos_token_id=2))
+
+
+def _phi3(vocab: int, **changes):
+    config = Phi3Config(**{**SIZES, "sliding_window": 2047, **changes}, vocab_size=vocab, pad_token_id=0,
+                        bos_token_id=1, eos_token_id=2)
+    return Phi3ForCausalLM(config)
+
+
+GEMMA_FILE = dict(names=GEMMA_NAMES, norm_shift=1.0)  # llama.cpp stores 1 + w
+#: Gemma 3 4B and up: linear RoPE scaling of the full layers; a logit soft-cap; heads of 32 with their scale
+SCALED_ROPE = {"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+               "sliding_attention": {"rope_type": "default", "rope_theta": 2e4}}
 
 
 CASES = {
@@ -110,7 +156,29 @@ CASES = {
     "mistral": Case("llama", lambda vocab: MistralForCausalLM(MistralConfig(**SIZES, vocab_size=vocab)),
                     sentencepiece_vocab(), lambda name, values: Q.Q8_0 if "ffn" in name else Q.F16, permute=True,
                     name="Mistral 7B Instruct v0.3"),
+    "gemma2": Case("gemma2", _gemma2, gemma_vocab(), mixed, metadata=lambda c: gemma_metadata("gemma2", c),
+                   **GEMMA_FILE),
+    "gemma2-softcaps": Case("gemma2", lambda vocab: _gemma2(vocab, head_dim=64, query_pre_attn_scalar=64,
+                                                            attn_logit_softcapping=0.5, final_logit_softcapping=2.0),
+                            gemma_vocab(), lambda name, values: Q.F32, metadata=lambda c: gemma_metadata("gemma2", c),
+                            transformers_reads_it=False, **GEMMA_FILE),
+    "gemma3": Case("gemma3", _gemma3, gemma_vocab(), lambda name, values: Q.Q8_0,
+                   metadata=lambda c: gemma_metadata("gemma3", c), template=GEMMA_CHAT, **GEMMA_FILE),
+    "gemma3-scaled": Case("gemma3", lambda vocab: _gemma3(vocab, head_dim=32, query_pre_attn_scalar=32,
+                                                          rope_parameters=SCALED_ROPE, final_logit_softcapping=5.0),
+                          gemma_vocab(), lambda name, values: Q.F32, metadata=lambda c: gemma_metadata("gemma3", c),
+                          transformers_reads_it=False, **GEMMA_FILE),
+    "phi3": Case("phi3", _phi3, sentencepiece_vocab() | {"tokenizer.ggml.padding_token_id": 0}, mixed,
+                 metadata=phi3_metadata, names=PHI3_NAMES),
+    "phi3-partial": Case("phi3", lambda vocab: _phi3(vocab, sliding_window=None, tie_word_embeddings=False,
+                                                     rope_parameters={"rope_theta": 250000.0, "rope_type": "default",
+                                                                      "partial_rotary_factor": 0.75}),
+                         byte_level_vocab("llama-bpe", ["<|endoftext|>", "<|end|>"])
+                         | {"tokenizer.ggml.padding_token_id": 0}, lambda name, values: Q.F32,
+                         metadata=phi3_metadata, names=PHI3_NAMES, transformers_reads_it=False),
 }
+#: the files transformers' GGUF loader reads as they were written (the others: see the module's docstring)
+READ_BY_TRANSFORMERS = [name for name, case in CASES.items() if case.transformers_reads_it]
 
 
 def write_case(case: Case, path: Path):
@@ -127,8 +195,9 @@ def write_case(case: Case, path: Path):
                 tensors[name] = (random_blocks(kind, *values.shape, seed=seed), kind)
         model = None
     else:
-        tensors = gguf_tensors(model, case.kinds, case.permute)
-    metadata = {"general.name": case.name, **decoder_metadata(case.arch, config, head_dim=case.head_dim), **case.vocab}
+        tensors = gguf_tensors(model, case.kinds, case.permute, case.names, case.norm_shift)
+    fields = case.metadata(config) if case.metadata else decoder_metadata(case.arch, config, head_dim=case.head_dim)
+    metadata = {"general.name": case.name, **fields, **case.vocab}
     if case.template is not None:
         metadata["tokenizer.chat_template"] = case.template
     write_gguf(path, case.arch, metadata, tensors)
@@ -137,7 +206,8 @@ def write_case(case: Case, path: Path):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """case name -> (the file, the model written into it or None, transformers' load of the file)."""
+    """case name -> (the file, the model written into it or None, the reference: transformers' load of the file,
+    or the written model where transformers' loader misreads the file)."""
     folder = tmp_path_factory.mktemp("gguf")
     result = {}
 
@@ -145,7 +215,9 @@ def files(tmp_path_factory):
         if name not in result:
             path = folder / f"{name}.gguf"
             written = write_case(CASES[name], path)
-            reference = AutoModelForCausalLM.from_pretrained(folder, gguf_file=path.name).eval()
+            reference = written
+            if CASES[name].transformers_reads_it:
+                reference = AutoModelForCausalLM.from_pretrained(folder, gguf_file=path.name).eval()
             result[name] = (path, written, reference)
         return result[name]
 
@@ -173,7 +245,7 @@ def test_logits_match_transformers_load_of_the_same_file(files, name):
         assert expected.std() > 0.1  # not constant logits
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", READ_BY_TRANSFORMERS)
 def test_weights_are_transformers_dequantisation_and_save_as_hf(files, name, tmp_path):
     """Every weight, saved back under transformers' names, is bitwise what transformers dequantised from the file
     (q/k un-permuted as its loader does it), and transformers loads the saved folder."""
@@ -188,7 +260,33 @@ def test_weights_are_transformers_dequantisation_and_save_as_hf(files, name, tmp
     assert not any(loaded.values()), loaded
 
 
-@pytest.mark.parametrize("name", ["llama-quantised", "llama-k-quants", "qwen2", "qwen3", "mistral"])
+#: what each file transformers misreads sets that the others do not, as trilogy reads it
+READ_FROM_METADATA = {
+    "gemma2-softcaps": dict(attention_softcap=0.5, logit_softcap=2.0, scale=64**-0.5),
+    "gemma3-scaled": dict(rope_linear_factor=8.0, rope_theta=1e6, rope_theta_local=2e4, logit_softcap=5.0,
+                          scale=32**-0.5),
+    "phi3-partial": dict(rotary_fraction=0.75, rope_theta=250000.0, sliding_window=None),
+    "phi3": dict(sliding_window=2047),  # transformers' load has none, which 9 positions do not tell apart
+}
+
+
+@pytest.mark.parametrize("name", list(READ_FROM_METADATA))
+def test_what_transformers_does_not_read_is_read_and_saves_as_hf(files, name, tmp_path):
+    """The files whose metadata transformers' GGUF loader leaves out (their written model is the reference of
+    the other tests): the config has it, and the saved folder loads in transformers with no missing or
+    unexpected keys and the reference's logits."""
+    path, _, reference = files(name)
+    ours = trilogy.from_pretrained(path)
+    assert {key: getattr(ours.config, key) for key in READ_FROM_METADATA[name]} == READ_FROM_METADATA[name]
+    ours.save_pretrained(tmp_path)
+    saved, loaded = AutoModelForCausalLM.from_pretrained(tmp_path, output_loading_info=True)
+    assert not any(loaded.values()), loaded
+    ids = ids_of(ours.config.vocab_size)
+    with torch.no_grad():
+        assert max_diff(saved.eval()(ids).logits, reference(ids).logits) <= 1e-4
+
+
+@pytest.mark.parametrize("name", [name for name in CASES if name != "llama-f32"])
 def test_greedy_tokens_match_transformers_generate(files, name):
     path, _, reference = files(name)
     ours = trilogy.from_pretrained(path)
@@ -201,7 +299,7 @@ def test_greedy_tokens_match_transformers_generate(files, name):
     assert len(set(tokens[0, 6:].tolist())) > 2
 
 
-@pytest.mark.parametrize("name", ["llama-f32", "llama-k-quants", "qwen2", "qwen3"])
+@pytest.mark.parametrize("name", ["llama-f32", "llama-k-quants", "qwen2", "qwen3", "gemma2", "gemma3", "phi3"])
 def test_token_ids_match_transformers_tokenizer(files, name):
     path, _, _ = files(name)
     ours = trilogy.from_pretrained(path).tokenizer
@@ -229,7 +327,7 @@ def test_sentencepiece_merges_from_scores_are_transformers():
     assert len(expected) > 150 and merges_from_scores(ids, scores) == expected
 
 
-@pytest.mark.parametrize("name", ["llama-f32", "qwen2"])
+@pytest.mark.parametrize("name", ["llama-f32", "qwen2", "gemma3"])
 def test_chat_template_renders_as_transformers(files, name):
     path, _, _ = files(name)
     ours = trilogy.from_pretrained(path)
@@ -339,10 +437,25 @@ def test_metadata_that_disagrees_with_the_tensors_names_them(tmp_path):
     assert "model.layers.0.mlp.up_proj.weight  has shape [96, 64], expected [80, 64]" in str(error.value)
 
 
-def test_llama3_rope_scaling_is_refused(tmp_path):
-    """Llama 3.1 and later: llama.cpp stores the scaled RoPE frequencies as a tensor."""
-    path = small_file(tmp_path / "r.gguf", tensors={"rope_freqs.weight": (np.ones(8, np.float32), Q.F32)})
-    refused(path, "rope_freqs.weight: Llama 3's RoPE scaling")
+@pytest.mark.parametrize("tensor, match", [("rope_freqs.weight", "Llama 3's RoPE scaling"),
+                                           ("rope_factors_long.weight", "Phi-3's long-context RoPE scaling")])
+def test_rope_scaling_stored_as_tensors_is_refused(tmp_path, tensor, match):
+    """Llama 3.1 and later, and Phi-3's 128k models: llama.cpp stores the scaled RoPE frequencies as tensors."""
+    path = small_file(tmp_path / "r.gguf", tensors={tensor: (np.ones(8, np.float32), Q.F32)})
+    refused(path, f"{tensor}: {match}")
+
+
+@pytest.mark.parametrize("arch, layers, width, heads, head_dim, scalar", [
+    ("gemma2", 42, 3584, 16, 256, 256), ("gemma2", 46, 4608, 32, 128, 144),  # Gemma 2 9B, 27B
+    ("gemma3", 34, 2560, 8, 256, 256), ("gemma3", 62, 5376, 32, 128, 168),  # Gemma 3 4B, 27B
+])
+def test_gemma_query_scale_is_llama_cpps(arch, layers, width, heads, head_dim, scalar):
+    """The file stores no query scale: llama.cpp's rule gives each released model's query_pre_attn_scalar."""
+    from trilogy.convert.gguf_checkpoint import ARCHITECTURES, config_json
+
+    metadata = {"general.architecture": arch, f"{arch}.block_count": layers, f"{arch}.embedding_length": width,
+                f"{arch}.attention.head_count": heads, f"{arch}.attention.key_length": head_dim}
+    assert config_json(metadata, ARCHITECTURES[arch], set())["query_pre_attn_scalar"] == scalar
 
 
 def test_files_that_are_not_gguf(tmp_path, monkeypatch):

@@ -3,9 +3,10 @@ config.json, its tensors under that checkpoint's names, so the family converters
 and fill the model as they do for a Hugging Face folder, and GGUF support follows each of them.
 
 Adding an architecture is one row of ``ARCHITECTURES``: the model type and class whose converter reads it, which
-metadata keys are which config.json fields, which GGUF tensor names are which Hugging Face names, and the
-transforms that undo what llama.cpp's converter changed in a tensor (Llama's q/k rows, permuted for its rotary
-layout). A tensor no row entry maps stays under its GGUF name, so the converter's check refuses it by name.
+metadata keys are which config.json fields (and the fields llama.cpp derives instead of storing), which GGUF
+tensor names are which Hugging Face names, and the transforms that undo what llama.cpp's converter changed in a
+tensor (Llama's q/k rows, permuted for its rotary layout; Gemma's norm weights, stored plus one). A tensor no row
+entry maps stays under its GGUF name, so the converter's check refuses it by name.
 """
 
 from __future__ import annotations
@@ -43,19 +44,48 @@ def _unpermute(heads: str) -> Callable[[Tensor, ModelConfig], Tensor]:
     return unpermute
 
 
+def _minus_one(tensor: Tensor, config: ModelConfig) -> Tensor:
+    """Gemma's norm weight w, from the 1 + w llama.cpp stores (what its RMSNorm scales by; Hugging Face's
+    checkpoints, and trilogy's ``norm_weight_offset``, keep w). Norms are stored in F32, and this subtracts in
+    float32, as transformers' GGUF loader does."""
+    return tensor - 1.0
+
+
+def _gemma_query_scale(wide_layers: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Gemma 2's and 3's ``query_pre_attn_scalar``, which the file does not store: llama.cpp scales queries by
+    1/sqrt(head_dim), except in the 27B model (the one with ``wide_layers`` layers), where it is
+    1/sqrt(hidden_size / heads), as those checkpoints' config.json says (Gemma 2 27B: 144, with heads of 128)."""
+
+    def derived(config: dict[str, Any]) -> dict[str, Any]:
+        width, heads = config.get("hidden_size"), config.get("num_attention_heads")
+        if not width or not heads:
+            return {}  # the converter names what is missing
+        wide = config.get("num_hidden_layers") == wide_layers
+        return {"query_pre_attn_scalar": width // heads if wide else config.get("head_dim", width // heads)}
+
+    return derived
+
+
+def _no_window_is_zero(config: dict[str, Any]) -> dict[str, Any]:
+    """llama.cpp writes Phi-3's ``sliding_window`` as 0 where config.json has none (Phi-4-mini)."""
+    return {"sliding_window": config.get("sliding_window") or None}
+
+
 @dataclass(frozen=True)
 class Architecture:
     """How the GGUF of one ``general.architecture`` maps onto a Hugging Face checkpoint.
 
-    ``config`` maps metadata keys (after the ``{arch}.`` prefix) to config.json fields; ``tensors`` maps GGUF
-    tensor names (without ``.weight``/``.bias``; ``{}`` for the block) to Hugging Face names; ``transforms``
-    maps a GGUF tensor name to what turns its values into the Hugging Face tensor's."""
+    ``config`` maps metadata keys (after the ``{arch}.`` prefix) to config.json fields; ``derived`` gives the
+    config.json fields llama.cpp derives from those instead of storing; ``tensors`` maps GGUF tensor names
+    (without ``.weight``/``.bias``; ``{}`` for the block) to Hugging Face names; ``transforms`` maps a GGUF tensor
+    name to what turns its values into the Hugging Face tensor's."""
 
     model_type: str
     hf_architecture: str
     config: dict[str, str]
     tensors: dict[str, str]
     transforms: dict[str, Callable[[Tensor, ModelConfig], Tensor]] = field(default_factory=dict)
+    derived: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
 
 #: the config.json fields llama.cpp writes for Llama and the decoders built like it
@@ -78,12 +108,41 @@ DECODER_TENSORS = {
 QK_NORM_TENSORS = {"blk.{}.attn_q_norm": "model.layers.{}.self_attn.q_norm",
                    "blk.{}.attn_k_norm": "model.layers.{}.self_attn.k_norm"}
 LLAMA_ROTARY = {"blk.{}.attn_q": _unpermute("n_heads"), "blk.{}.attn_k": _unpermute("n_kv_heads")}
+#: Gemma 2 and 3: soft-caps and the window; a norm on each branch's output too (Gemma's post_attention_layernorm
+#: norms the attention's output, and the MLP's input norm is pre_feedforward_layernorm)
+GEMMA_CONFIG = DECODER_CONFIG | {"attention.sliding_window": "sliding_window",
+                                 "attn_logit_softcapping": "attn_logit_softcapping",
+                                 "final_logit_softcapping": "final_logit_softcapping"}
+GEMMA2_TENSORS = DECODER_TENSORS | {
+    "blk.{}.post_attention_norm": "model.layers.{}.post_attention_layernorm",
+    "blk.{}.ffn_norm": "model.layers.{}.pre_feedforward_layernorm",
+    "blk.{}.post_ffw_norm": "model.layers.{}.post_feedforward_layernorm",
+}
+#: Gemma 3: q/k norms, and its sliding layers' own rotary base (10,000 where the file gives none, as in llama.cpp)
+GEMMA3_CONFIG = GEMMA_CONFIG | {"rope.freq_base_swa": "rope_local_base_freq"}
+GEMMA3_TENSORS = GEMMA2_TENSORS | QK_NORM_TENSORS
+#: Phi-3: one window for every layer (0: none); q, k, v in one tensor, and the MLP's [gate; up] in what llama.cpp
+#: calls ffn_up
+PHI3_CONFIG = DECODER_CONFIG | {"attention.sliding_window": "sliding_window"}
+PHI3_TENSORS = DECODER_TENSORS | {"blk.{}.attn_qkv": "model.layers.{}.self_attn.qkv_proj",
+                                  "blk.{}.ffn_up": "model.layers.{}.mlp.gate_up_proj"}
+
+
+def _norms_minus_one(tensors: dict[str, str]) -> dict[str, Callable[[Tensor, ModelConfig], Tensor]]:
+    """Every norm of a Gemma row (llama.cpp adds one to each weight named ``*norm``)."""
+    return {name: _minus_one for name in tensors if name.endswith("norm")}
+
 
 #: general.architecture -> its row
 ARCHITECTURES = {
     "llama": Architecture("llama", "LlamaForCausalLM", DECODER_CONFIG, DECODER_TENSORS, LLAMA_ROTARY),
     "qwen2": Architecture("qwen2", "Qwen2ForCausalLM", DECODER_CONFIG, DECODER_TENSORS),
     "qwen3": Architecture("qwen3", "Qwen3ForCausalLM", DECODER_CONFIG, DECODER_TENSORS | QK_NORM_TENSORS),
+    "gemma2": Architecture("gemma2", "Gemma2ForCausalLM", GEMMA_CONFIG, GEMMA2_TENSORS,
+                           _norms_minus_one(GEMMA2_TENSORS), _gemma_query_scale(wide_layers=46)),
+    "gemma3": Architecture("gemma3_text", "Gemma3ForCausalLM", GEMMA3_CONFIG, GEMMA3_TENSORS,
+                           _norms_minus_one(GEMMA3_TENSORS), _gemma_query_scale(wide_layers=62)),
+    "phi3": Architecture("phi3", "Phi3ForCausalLM", PHI3_CONFIG, PHI3_TENSORS, derived=_no_window_is_zero),
 }
 #: llama.cpp writes Mistral 7B as "llama"; its general.name tells them apart, as transformers reads it
 MISTRAL = Architecture("mistral", "MistralForCausalLM", DECODER_CONFIG, DECODER_TENSORS, LLAMA_ROTARY)
@@ -132,15 +191,21 @@ def config_json(metadata: dict[str, Any], row: Architecture, tensor_names: set[s
         scaling.pop("factor", None)
     if scaling is not None:
         scaling["rope_theta"] = config.get("rope_theta", 10000.0)
-    return config
+    return config | (row.derived(config) if row.derived is not None else {})
+
+
+#: the tensors in which llama.cpp stores a scaled RoPE -> the scaling
+SCALED_ROPE = {"rope_freqs.weight": "Llama 3's RoPE scaling (rope_type 'llama3')",
+               "rope_factors_long.weight": "Phi-3's long-context RoPE scaling (rope_type 'longrope')"}
 
 
 def _refuse_unread(metadata: dict[str, Any], tensor_names: set[str], file: Path) -> None:
     """What changes what the model computes and no converter reads: value heads unlike the keys', experts, and
-    Llama 3's scaled RoPE frequencies (a tensor in llama.cpp's files, ``rope_type: llama3`` in config.json)."""
-    if "rope_freqs.weight" in tensor_names:
-        raise CheckpointError(f"{file} holds rope_freqs.weight: Llama 3's RoPE scaling (rope_type 'llama3'), which "
-                              "is not supported; trilogy implements plain RoPE only")
+    the scaled RoPE llama.cpp stores as tensors (``rope_type`` ``llama3`` or ``longrope`` in config.json)."""
+    for name, scaling in SCALED_ROPE.items():
+        if name in tensor_names:
+            raise CheckpointError(f"{file} holds {name}: {scaling}, which is not supported; trilogy implements "
+                                  "plain RoPE only")
     prefix = f"{metadata['general.architecture']}."
     key_length = metadata.get(prefix + "attention.key_length")
     value_length = metadata.get(prefix + "attention.value_length", key_length)

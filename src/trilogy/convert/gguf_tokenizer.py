@@ -6,8 +6,11 @@ and flags, and the name of the pre-tokenizer (``tokenizer.ggml.pre``: how text i
 models are rebuilt, as transformers' GGUF loader rebuilds them (the reference the tests compare ids with):
 
 - ``gpt2``: byte-level BPE (Llama 3, Qwen2/Qwen3, Mistral Nemo's "tekken"), split by the regex ``pre`` names;
-- ``llama``: SentencePiece BPE (Llama 1/2, Mistral 7B) with byte fallback and a "▁" for each space. The file
-  lists no merges; they follow from the scores: a pair merges with the priority of the token it makes.
+- ``llama``: SentencePiece BPE (Llama 1/2, Mistral 7B, Phi-3, Gemma) with byte fallback and a "▁" for each
+  space. The file lists no merges; they follow from the scores: a pair merges with the priority of the token it
+  makes. Two architectures differ, as transformers rebuilds them: Gemma's tokens of spaces are stored with real
+  spaces, and its merges follow the tokens' order in the file, not their scores; Phi-3 prefixes its "▁" in a
+  normalizer, so a text starting with a space gets one more.
 
 Control tokens (``<|im_start|>``, ``<s>``) and the bos/eos/unk/pad tokens are special added tokens, matched whole
 in any text; user-defined ones (``<think>``) are added tokens that are not special.
@@ -103,13 +106,26 @@ def _byte_level(metadata: dict[str, Any], file: Path):
     return tokenizer
 
 
-def _sentencepiece(metadata: dict[str, Any], file: Path):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+#: the architectures whose SentencePiece vocabulary is Gemma's: tokens of spaces spelled with real spaces, and
+#: scores that do not follow the merges' order (the tokens' order in the file does)
+GEMMA_VOCABULARIES = ("gemma2", "gemma3")
+#: the architectures that prefix "▁" in a normalizer, before any split (Phi-3's tokenizer.json), not in Metaspace:
+#: " hi" becomes "▁▁hi", as llama.cpp has it, not "▁hi"
+PREFIX_NORMALIZED = ("phi3",)
 
+
+def _sentencepiece(metadata: dict[str, Any], file: Path):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    gemma = metadata.get("general.architecture") in GEMMA_VOCABULARIES
     tokens = metadata["tokenizer.ggml.tokens"]
+    if gemma:
+        tokens = [token.replace(" ", "▁") if token.isspace() else token for token in tokens]
     vocab = {token: index for index, token in enumerate(tokens)}
     if "tokenizer.ggml.merges" in metadata:
         merges = [tuple(merge.split(" ", 1)) for merge in metadata["tokenizer.ggml.merges"]]
+    elif gemma:
+        merges = merges_from_scores(vocab, {token: -float(index) for index, token in enumerate(tokens)})
     elif "tokenizer.ggml.scores" in metadata:
         merges = merges_from_scores(vocab, dict(zip(tokens, metadata["tokenizer.ggml.scores"], strict=True)))
     else:
@@ -117,8 +133,11 @@ def _sentencepiece(metadata: dict[str, Any], file: Path):
                               "which are missing")
     tokenizer = Tokenizer(models.BPE(vocab, merges, fuse_unk=True, byte_fallback=True))
     prefix = bool(metadata.get("tokenizer.ggml.add_space_prefix", True))  # "▁" before the first word
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first" if prefix else "never",
-                                                       split=False)
+    if prefix and metadata.get("general.architecture") in PREFIX_NORMALIZED:
+        tokenizer.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    else:
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", split=False,
+                                                           prepend_scheme="first" if prefix else "never")
     steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
     tokenizer.decoder = decoders.Sequence(steps + [decoders.Strip(" ", 1, 0)] if prefix else steps)
     return tokenizer
