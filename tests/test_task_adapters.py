@@ -178,3 +178,22 @@ def test_trilogy_train_refuses_task_objectives():
 
     with pytest.raises(TrilogyError, match="fine-tunes on a task's rows"):
         RunOptions(arch="encoder", objective="task-sequence-head")
+
+
+@pytest.mark.parametrize(("arch", "room"), [("decoder", SEQ_LEN // 2), ("encoder-decoder", SEQ_LEN)])
+def test_generation_has_the_room_the_target_had_in_training(arch, room, tasks, tokenizers, monkeypatch):
+    """A decoder's target shares the sequence with its source; the encoder-decoder's has a sequence of its own,
+    so a sentence's tags (several tokens each) are not cut off halfway."""
+    task, tokenizer = tasks["tagging" if arch == "encoder-decoder" else "seq2seq"], tokenizers[ta.family(arch)]
+    model = trilogy.build_model(ta.fine_tune_config(pretrained_config(arch, tokenizer), task, arch)).eval()
+    asked = []
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        asked.append(kwargs["max_new_tokens"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate)
+    with torch.no_grad():
+        ta.predict(model, task, arch, tokenizer, task.eval[:2], SEQ_LEN, 2)
+    assert asked and set(asked) == {room}

@@ -26,7 +26,9 @@ Text-to-text classification ranks the label names by the model's likelihood of e
 than greedy-decoding: a tiny model's generations seldom spell a label exactly, its ranking of them still says
 what it learned. Span heads predict the best (start, end) pair of context tokens with start <= end < start +
 ``MAX_ANSWER_TOKENS``, the answer being the context's characters between their offsets. Greedy decoding writes
-at most ``seq_len // 2`` tokens (the room a decoder's layout leaves the target).
+at most the tokens its layout gave the target in training: ``seq_len // 2`` for a decoder (source and target
+share the sequence), ``seq_len`` for the encoder-decoder (``seq_len - 1`` target tokens and ``</s>``; with half of
+it, a sentence's tags were cut off after about eight).
 
 ``task_batches`` pre-encodes the rows into examples and serves them through ``Batches`` with the objectives of
 ``task_objectives.py`` (registered as ``task-sequence-head``, ``task-token-head``, ``task-span-head``,
@@ -208,7 +210,7 @@ def _predict(model: nn.Module, task: Task, arch: str, tokenizer: Tokenizer, rows
         if text_to_text and kind == "classification":
             predictions += task_predict.ranked_labels(model, chunk, special, label_ids, names)
         elif text_to_text:
-            predictions += task_predict.generated_targets(model, chunk, tokenizer, special, seq_len // 2)
+            predictions += task_predict.generated_targets(model, chunk, tokenizer, special, seq_len)
         elif kind == "classification":
             predictions += task_predict.sequence_labels(model, chunk, special["pad"], names)
         elif kind == "tagging":
