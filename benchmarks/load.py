@@ -134,14 +134,14 @@ def cell(ours: dict, theirs: dict, key: str, width: int, digits: int) -> str:
 
 
 def table(report: dict) -> str:
-    rows = [f"{'model':6s} {'file MB':>8s} | {'load s':>23s} | {'peak RSS MB':>26s} | {'above imports MB':>23s} | "
+    rows = [f"{'model':7s} {'file MB':>8s} | {'load s':>23s} | {'peak RSS MB':>26s} | {'above imports MB':>23s} | "
             f"{'process s':>21s}",
-            f"{'':6s} {'':>8s} | {'trilogy  transf.  ratio':>23s} | {'trilogy  transf.  ratio':>26s} | "
+            f"{'':7s} {'':>8s} | {'trilogy  transf.  ratio':>23s} | {'trilogy  transf.  ratio':>26s} | "
             f"{'trilogy transf. ratio':>23s} | {'trilogy transf. ratio':>21s}"]
     verdicts = []
     for name, r in report.items():
         ours, theirs = r["trilogy"], r["transformers"]
-        rows.append(f"{name:6s} {r['file_mb']:8.0f} | {cell(ours, theirs, 'load_s', 7, 2)} | "
+        rows.append(f"{name:7s} {r['file_mb']:8.0f} | {cell(ours, theirs, 'load_s', 7, 2)} | "
                     f"{cell(ours, theirs, 'peak_rss_mb', 8, 0)} | {cell(ours, theirs, 'above_imports_mb', 7, 0)} | "
                     f"{cell(ours, theirs, 'process_s', 6, 2)}")
         for key, limit in TARGETS.items():
