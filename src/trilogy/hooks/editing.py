@@ -1,0 +1,63 @@
+"""Changing activations: ``hooks(model, [(name, fn), ...])`` registers functions on named hook points for the
+length of a ``with`` block, and removes them when it ends, by an error too.
+
+A hook function receives the activation and the hook point's name, and returns the activation to use instead,
+or None to leave it as it is::
+
+    def ablate_head(z, name):  # z: (B, H, T, D), blocks.{i}.attn.hook_z
+        z[:, 3] = 0.0
+
+    with model.hooks([("blocks.1.attn.hook_z", ablate_head)]):
+        logits = model(input_ids)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from difflib import get_close_matches
+from functools import partial
+
+from torch import Tensor, nn
+
+from ..errors import TrilogyError
+from ..models import TransformerModel
+from .names import hook_points
+
+#: (activation, hook point name) -> the activation to use instead, or None to keep it
+HookFunction = Callable[[Tensor, str], "Tensor | None"]
+
+
+@contextmanager
+def hooks(model: TransformerModel, fwd_hooks: Iterable[tuple[str, HookFunction]]) -> Iterator[TransformerModel]:
+    """Call each function on its hook point's activation in every forward pass (and decoding step) inside the
+    ``with`` block; several on one point run in the order given. Yields the model.
+
+    Raises:
+        TrilogyError: a name the model has no hook point for (before anything is registered).
+    """
+    points = hook_points(model)
+    fwd_hooks = list(fwd_hooks)
+    for name, _ in fwd_hooks:
+        check_name(name, points)
+    handles = []
+    try:
+        for name, function in fwd_hooks:
+            handles.append(points[name].register_forward_hook(partial(_call, function, name)))
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_name(name: str, points: dict[str, nn.Module]) -> None:
+    """Refuse a name that is not one of ``points``, suggesting the nearest ones."""
+    if name in points:
+        return
+    near = get_close_matches(name, points, n=3)
+    hint = f"; did you mean {', '.join(near)}?" if near else " (docs/inside.md lists the names)"
+    raise TrilogyError(f"this model has no hook point {name!r}{hint}")
+
+
+def _call(function: HookFunction, name: str, _module: nn.Module, _args: tuple, activation: Tensor) -> Tensor | None:
+    return function(activation, name)
