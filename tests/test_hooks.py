@@ -202,3 +202,16 @@ def test_hooks_act_in_decoding_steps_too():
     with model.hooks([("blocks.0.hook_resid_post", lambda x, name: lengths.append(x.size(1)))]):
         model.generate(tokens, max_new_tokens=3)
     assert lengths == [8, 1, 1]
+
+
+def test_queries_and_keys_before_and_after_rotary():
+    """TransformerLens's names: hook_q and hook_k as projected, hook_rot_q and hook_rot_k after rotary (only in
+    models with rotary positions)."""
+    model = trilogy.build("tiny-llama").eval()
+    tokens = sample_inputs()[0]
+    _, cache = model.run_with_cache(tokens, names=lambda name: name.startswith("blocks.0.attn."))
+    cos, sin = model.stack.rotary(torch.arange(8)[None])
+    rotated = trilogy.blocks.position.apply_rotary(cache["blocks.0.attn.hook_q"], cos, sin)
+    torch.testing.assert_close(cache["blocks.0.attn.hook_rot_q"], rotated)
+    assert cache["blocks.0.attn.hook_rot_k"].shape == (2, model.config.n_kv_heads, 8, model.config.d_head)
+    assert not any("hook_rot" in name for name in trilogy.build("tiny-gpt2").hook_points())

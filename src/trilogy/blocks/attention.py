@@ -96,8 +96,9 @@ class Attention(nn.Module):
     the input and k, v from the context (the encoder output), which a cache computes only once. With
     ``qk_norm`` each head's q and k are normalised before rotary (Qwen3); with a sliding ``window`` the
     cache keeps only the keys the next query reaches (the mask that hides the others comes from the stack).
-    Its hook points: q, k, v as compared (after qk_norm and rotary; k and v of the new positions only), the
-    scores and weights (computed on the explicit path only while a hook reads them), each head's output z."""
+    Its hook points (TransformerLens's): q, k, v as projected (after qk_norm; k and v of the new positions only),
+    q and k after rotary, the scores and weights (computed on the explicit path only while a hook reads them),
+    and each head's output z."""
 
     def __init__(self, config: ModelConfig, cross: bool = False, window: int | None = None):
         super().__init__()
@@ -117,6 +118,9 @@ class Attention(nn.Module):
         self.q_norm = build_norm(config, self.d_head) if config.qk_norm else None
         self.k_norm = build_norm(config, self.d_head) if config.qk_norm else None
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # (B, H|K, T|S, D)
+        rotates = config.position == "rope" and not cross
+        self.hook_rot_q = HookPoint() if rotates else None  # (B, H, T, D): q after rotary
+        self.hook_rot_k = HookPoint() if rotates else None  # (B, K, T, D)
         self.hook_attn_scores, self.hook_pattern = HookPoint(), HookPoint()  # (B, H, T, S)
         self.hook_z = HookPoint()  # (B, H, T, D)
 
@@ -141,7 +145,8 @@ class Attention(nn.Module):
 
     def project(self, x: Tensor, context: Tensor | None = None, rotary: tuple[Tensor, Tensor] | None = None
                 ) -> tuple[Tensor, Tensor, Tensor]:
-        """The queries, keys and values this attention compares, with rotary angles applied (self-attention).
+        """The queries, keys and values this attention compares, with rotary angles applied (self-attention), as
+        its hook points see them (``hook_q``, ``hook_k``, ``hook_v``; after rotary ``hook_rot_q``, ``hook_rot_k``).
 
         Args: x (B, T, C); context (B, S, C) for cross-attention; rotary (cos, sin) as in ``forward``.
         Returns: q (B, H, T, D); k, v (B, K, S, D), S = T for self-attention.
@@ -151,7 +156,7 @@ class Attention(nn.Module):
             q = self._heads(self.q(x), self.n_heads)  # (B, H, T, D)
             k, v = self.kv(context).split(kv_width, dim=-1)
             q, k = self._normed(q, self._heads(k, self.n_kv_heads))
-            return q, k, self._heads(v, self.n_kv_heads)  # (B, K, S, D)
+            return self.hook_q(q), self.hook_k(k), self.hook_v(self._heads(v, self.n_kv_heads))  # (B, K, S, D)
         qkv = self.qkv(x)  # (B, T, (H + 2K) * D)
         if self.n_kv_heads == self.n_heads:  # one view for the three: fewer calls per decoded token
             q, k, v = qkv.view(x.size(0), x.size(1), 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4).unbind(0)
@@ -160,8 +165,10 @@ class Attention(nn.Module):
             q = self._heads(q, self.n_heads)  # (B, H, T, D)
             k, v = self._heads(k, self.n_kv_heads), self._heads(v, self.n_kv_heads)  # (B, K, T, D)
         q, k = self._normed(q, k)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         if rotary is not None:
-            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
+            assert self.hook_rot_q is not None and self.hook_rot_k is not None  # built for rotary positions
+            q, k = self.hook_rot_q(apply_rotary(q, *rotary)), self.hook_rot_k(apply_rotary(k, *rotary))
         return q, k, v
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
@@ -188,7 +195,6 @@ class Attention(nn.Module):
             q, k, v = self.hook_q(q), past.keys, past.values
         else:
             q, k, v = self.project(x, context, rotary)
-            q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
             if past is not None:
                 past = past.extend(k, v, self.window)  # written into the cache's room (see kv_cache.py)
                 k, v = past.keys, past.values  # (B, K, S, D)

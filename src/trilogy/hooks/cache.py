@@ -35,7 +35,7 @@ class ActivationCache(Mapping[str, Tensor]):
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self.activations:
-            check_name(name, self.activations)  # the nearest cached names
+            check_name(name, self.activations, "this cache")  # it kept only the names run_with_cache was given
         return self.activations[name]
 
     def __iter__(self) -> Iterator[str]:

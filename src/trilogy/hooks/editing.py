@@ -13,14 +13,14 @@ or None to leave it as it is::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from difflib import get_close_matches
 from functools import partial
 
 from torch import Tensor, nn
 
-from ..errors import TrilogyError
+from ..errors import TrilogyKeyError
 from ..models import TransformerModel
 from .names import hook_points
 
@@ -34,7 +34,7 @@ def hooks(model: TransformerModel, fwd_hooks: Iterable[tuple[str, HookFunction]]
     ``with`` block; several on one point run in the order given. Yields the model.
 
     Raises:
-        TrilogyError: a name the model has no hook point for (before anything is registered).
+        TrilogyKeyError: a name the model has no hook point for (before anything is registered).
     """
     points = hook_points(model)
     fwd_hooks = list(fwd_hooks)
@@ -50,13 +50,14 @@ def hooks(model: TransformerModel, fwd_hooks: Iterable[tuple[str, HookFunction]]
             handle.remove()
 
 
-def check_name(name: str, points: dict[str, nn.Module]) -> None:
-    """Refuse a name that is not one of ``points``, suggesting the nearest ones."""
-    if name in points:
+def check_name(name: str, names: Collection[str], where: str = "this model") -> None:
+    """Refuse a name that is not one of ``names`` (a model's hook points, or a cache's), suggesting the nearest
+    ones; ``where`` they are, for the message."""
+    if name in names:
         return
-    near = get_close_matches(name, points, n=3)
+    near = get_close_matches(name, names, n=3)
     hint = f"; did you mean {', '.join(near)}?" if near else " (docs/inside.md lists the names)"
-    raise TrilogyError(f"this model has no hook point {name!r}{hint}")
+    raise TrilogyKeyError(f"{where} has no hook point {name!r}{hint}")
 
 
 def _call(function: HookFunction, name: str, _module: nn.Module, _args: tuple, activation: Tensor) -> Tensor | None:

@@ -2,14 +2,16 @@
 them, the queries and keys each head compared, and PNG heatmaps.
 
 Everything comes through the model's public interface: one ``run_with_cache`` keeps each layer's weights
-(``attn.hook_pattern``, ``cross_attn.hook_pattern``) and, for the layers asked for, the queries and keys after
-RoPE (``hook_q``, ``hook_k``); each stack's ``masks`` gives the mask and T5's bias its layers received.
+(``attn.hook_pattern``, ``cross_attn.hook_pattern``) and, for the layers asked for, the queries and keys as
+compared (``hook_rot_q``, ``hook_rot_k`` after RoPE, else ``hook_q``, ``hook_k``); each stack's ``masks`` gives
+the mask and T5's bias its layers received.
 
 Legend: H heads, T query length, S key length, D head size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,7 +95,9 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
     wanted = {kind: [layer for layer in (range(len(layers)) if vector_layers is None else vector_layers)
                      if 0 <= layer < len(layers)] for kind, layers in names.items()}
     points = [f"{name}.hook_pattern" for layers in names.values() for name in layers]
-    points += [f"{names[kind][layer]}.hook_{vector}" for kind in names for layer in wanted[kind] for vector in "qk"]
+    available = model.hook_points()
+    points += [_compared(available, names[kind][layer], vector) for kind in names for layer in wanted[kind]
+               for vector in "qk"]
     _, cache = model.run_with_cache(*inputs, names=points)
     weights = {kind: [cache[f"{name}.hook_pattern"][0].float().cpu() for name in layers]  # (H, T, S) each
                for kind, layers in names.items()}
@@ -120,8 +124,16 @@ def _received(stack: TransformerStack | None, n_layers: int, query_len: int, key
     return [by_window[window] for window in stack.spec.windows]
 
 
-def _vectors(cache: ActivationCache, name: str, bias: Tensor | None, scale: float) -> HeadVectors:
-    q, k = cache[f"{name}.hook_q"], cache[f"{name}.hook_k"]  # (1, H, T, D), (1, K, S, D)
+def _compared(names: Mapping[str, object], attention: str, vector: str) -> str:
+    """Of ``names`` (hook points, or a cache), the one of the queries or keys (``vector`` "q", "k") an attention
+    compares: after rotary where it turns them (``hook_rot_q``), else as projected (``hook_q``)."""
+    rotated = f"{attention}.hook_rot_{vector}"
+    return rotated if rotated in names else f"{attention}.hook_{vector}"
+
+
+def _vectors(cache: ActivationCache, attention: str, bias: Tensor | None, scale: float) -> HeadVectors:
+    q = cache[_compared(cache, attention, "q")]  # (1, H, T, D)
+    k = cache[_compared(cache, attention, "k")]  # (1, K, S, D)
     k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)  # (1, H, S, D)
     return HeadVectors(q[0].float().cpu(), k[0].float().cpu(), None if bias is None else bias[0].float().cpu(),
                        float(scale))
