@@ -45,8 +45,8 @@ def heatmap(values: Tensor, rows: list[str], columns: list[str], title: str, sca
     ax = figure.subplots()
     low, high = limits if limits is not None else (None, None)
     image = ax.imshow(values.float().numpy(), cmap=colours, vmin=low, vmax=high, aspect="auto", origin="lower")
-    ax.set_xticks(range(n_columns), columns, rotation=90 if max(map(len, columns), default=0) > 6 else 0,
-                  fontsize=8)
+    longest = max((len(line) for column in columns for line in column.split("\n")), default=0)
+    ax.set_xticks(range(n_columns), columns, rotation=90 if longest > 6 else 0, fontsize=8)
     ax.set_yticks(range(n_rows), rows, fontsize=8)
     if cell_text is not None:
         for row, texts in enumerate(cell_text):
