@@ -5,6 +5,9 @@ and SDPA kept unless a hook reads the scores or weights."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -215,3 +218,27 @@ def test_queries_and_keys_before_and_after_rotary():
     torch.testing.assert_close(cache["blocks.0.attn.hook_rot_q"], rotated)
     assert cache["blocks.0.attn.hook_rot_k"].shape == (2, model.config.n_kv_heads, 8, model.config.d_head)
     assert not any("hook_rot" in name for name in trilogy.build("tiny-gpt2").hook_points())
+
+
+def _documented_names() -> set[str]:
+    """The names in docs/inside.md's table: a row's first name in full, the others of a row as its siblings."""
+    names = set()
+    table = (Path(__file__).resolve().parent.parent / "docs" / "inside.md").read_text().split("## The hook points")[1]
+    for row in re.findall(r"^\| (`.*?) \|", table, re.M):
+        first, *siblings = re.findall(r"`([^`]+)`", row)
+        names.add(first)
+        names |= {first.rsplit(".", 1)[0] + "." + sibling for sibling in siblings}
+    return names
+
+
+def test_the_table_in_the_docs_lists_every_hook_point():
+    seen = set()
+    for preset, changes in [("tiny-gpt2", {}), ("tiny-llama", {}), ("tiny-bert", {}), ("tiny-t5", {}),
+                            ("tiny-gpt2", {"parallel_residual": True})]:
+        names = trilogy.build(preset, **changes).hook_points()
+        general = {re.sub(r"^(encoder|decoder)\.", "", re.sub(r"blocks\.\d+\.", "blocks.{i}.", name)) for name in names}
+        assert general <= _documented_names(), general - _documented_names()
+        if changes:
+            assert "blocks.{i}.hook_resid_mid" not in general  # parallel layers have no stream between branches
+        seen |= general
+    assert seen == _documented_names()
