@@ -8,6 +8,7 @@ Legend: L layers, B batch, T length, C model width.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,7 +46,8 @@ class ActivationCache(Mapping[str, Tensor]):
         return len(self.activations)
 
     def __repr__(self) -> str:
-        return f"ActivationCache({len(self)} activations: {', '.join(list(self)[:4])}{', ...' if len(self) > 4 else ''})"
+        first = ", ".join(list(self)[:4]) + (", ..." if len(self) > 4 else "")
+        return f"ActivationCache({len(self)} activations: {first})"
 
     def layer_names(self, name: str, role: str | None = None) -> list[str]:
         """The full names of ``name`` (a name inside a block, ``"hook_resid_post"``, ``"attn.hook_pattern"``) in
@@ -95,8 +97,8 @@ class ActivationCache(Mapping[str, Tensor]):
         return self._stacks[role]
 
 
-def run_with_cache(model: TransformerModel, *inputs, names: Names = None, **options) -> tuple[ModelOutput,
-                                                                                            ActivationCache]:
+def run_with_cache(model: TransformerModel, *inputs: Any, names: Names = None, **options: Any
+                   ) -> tuple[ModelOutput, ActivationCache]:
     """``model.run(*inputs, **options)``, keeping the activations of the hook points ``names`` (None: all of
     them). Attention scores and weights are computed on the explicit path only when asked for (SDPA otherwise).
 
