@@ -2,10 +2,12 @@
 length of a ``with`` block, and removes them when it ends, by an error too.
 
 A hook function receives the activation and the hook point's name, and returns the activation to use instead,
-or None to leave it as it is::
+or None to leave it as it is (reading it, or changing it in place under ``torch.no_grad()``)::
 
     def ablate_head(z, name):  # z: (B, H, T, D), blocks.{i}.attn.hook_z
-        z[:, 3] = 0.0
+        z = z.clone()
+        z[:, 3] = 0.0  # head 3's output
+        return z
 
     with model.hooks([("blocks.1.attn.hook_z", ablate_head)]):
         logits = model(input_ids)
