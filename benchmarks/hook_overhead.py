@@ -1,26 +1,33 @@
 """What unused hook points cost: a forward pass, a training step and a decoding step, timed with this tree's
-``src`` (hook points in every block, no hook registered) against another tree's (the commit before them).
+trilogy (hook points in every block, no hook registered) against another tree's (the commit before them), in one
+process, on the same weights, alternating call by call.
 
 Two models, GPT-2-shaped (learned positions, LayerNorm, GELU; d_model 384, 6 layers, 6 heads) and
-Llama-shaped (RoPE, RMSNorm, SwiGLU, 2 key/value heads for 6 query heads), vocabulary 8192, same seed in both
-trees. Per model: the forward pass of (4, 128) tokens (no grad), a training step on them (forward, backward,
-AdamW), and one cached decoding step of one token after a 16-token prompt (the median of 64). Each tree runs in
-its own process, one thread; rounds alternate the order of the trees; each figure is the median over rounds.
+Llama-shaped (RoPE, RMSNorm, SwiGLU, 2 key/value heads for 6 query heads), vocabulary 8192. Per model: the
+forward pass of (4, 128) tokens (no grad), a training step on them (forward, backward, AdamW), and one cached
+decoding step of one token after a 16-token prompt. The other tree's package is imported under another name
+(``trilogy_before``); the two models alternate every call (the first of each pair alternating too), on one
+thread, and each figure is the median of its calls, so both see the same load.
 
     git archive COMMIT src | tar -x -C /tmp/before      # the tree without hook points
-    .venv/bin/python benchmarks/hook_overhead.py --before /tmp/before/src [--rounds 6] [--json]
+    .venv/bin/python benchmarks/hook_overhead.py --before /tmp/before/src [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
+import shutil
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import torch
+
+import trilogy
 
 SHAPES = {
     "gpt2": dict(arch="decoder", vocab_size=8192, d_model=384, n_heads=6, n_layers=6, d_ff=1536, max_seq_len=512,
@@ -29,102 +36,100 @@ SHAPES = {
                   max_seq_len=512, norm="rmsnorm", norm_bias=False, activation="silu", gated_mlp=True, bias=False,
                   position="rope", tie_embeddings=False, dropout=0.0),
 }
+REPEATS = {"forward": 30, "train step": 12, "decode step": 400}
 
 
-def _median_seconds(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def import_as(src: Path, name: str):
+    """The ``trilogy`` package of another tree, imported as ``name`` (its imports inside are relative)."""
+    folder = Path(tempfile.mkdtemp())
+    shutil.copytree(src / "trilogy", folder / name)
+    sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
 
 
-def measure() -> dict[str, float]:
-    """Milliseconds per forward, training step and decoding step of each model, in this process's trilogy."""
-    import torch
+def alternating(first, second, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``first()`` and ``second()``, called in turn ``repeats`` times each."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for index in range(repeats):
+        for which in ((0, 1) if index % 2 == 0 else (1, 0)):
+            start = time.perf_counter()
+            (first, second)[which]()
+            times[which].append(time.perf_counter() - start)
+    return statistics.median(times[0]), statistics.median(times[1])
 
-    torch.set_num_threads(1)
-    results = {}
-    for name, shape in SHAPES.items():
-        for step, seconds in _measure_model(shape).items():
-            results[f"{name} {step}"] = seconds * 1000
-    return results
 
-
-def _measure_model(shape: dict) -> dict[str, float]:
-    import torch
-
-    import trilogy
-
+def compare(before_package, shape: dict) -> dict[str, tuple[float, float]]:
     torch.manual_seed(0)
-    model = trilogy.build(trilogy.ModelConfig(**shape))
+    before = before_package.build(before_package.ModelConfig(**shape))
+    hooks = trilogy.build(trilogy.ModelConfig(**shape))
+    hooks.load_state_dict(before.state_dict())
+    models = (before, hooks)
     tokens = torch.randint(0, shape["vocab_size"], (4, 128))
     results = {}
-    model.eval()
+    for model in models:
+        model.eval()
     with torch.no_grad():
-        model(tokens)
-        results["forward"] = _median_seconds(lambda: model(tokens), 9)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        results["forward"] = alternating(*(lambda m=m: m(tokens) for m in models), REPEATS["forward"])
+    steps = []
+    for model in models:
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def train_step():
-        loss = model.run(tokens[:, :-1], labels=tokens[:, 1:]).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        def train_step(model=model, optimizer=optimizer):
+            model.run(tokens[:, :-1], labels=tokens[:, 1:]).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
-    train_step()
-    results["train step"] = _median_seconds(train_step, 5)
-    model.eval()
+        train_step()
+        steps.append(train_step)
+    results["train step"] = alternating(*steps, REPEATS["train step"])
+    decoders = []
+    for model in models:
+        model.eval()
+        decoders.append(_decoder(model, tokens[:1, :16]))
     with torch.no_grad():
-        inputs, _ = model.start(tokens[:1, :16], max_new_tokens=80)
-        cache = model.new_cache(1, 96)
-        logits, cache = model.step(inputs, cache)
-        times = []
-        for _ in range(72):
-            inputs = inputs.advance(logits.argmax(-1, keepdim=True))
-            start = time.perf_counter()
-            logits, cache = model.step(inputs, cache)
-            times.append(time.perf_counter() - start)
-    results["decode step"] = statistics.median(times[8:])
+        results["decode step"] = alternating(*decoders, REPEATS["decode step"])
     return results
 
 
-def run_tree(src: Path) -> dict[str, float]:
-    environment = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, "--worker"], env=environment, check=True, capture_output=True,
-                         text=True).stdout
-    return json.loads(out.splitlines()[-1])
+def _decoder(model, prompt: torch.Tensor):
+    """One cached decoding step per call, restarting from the prompt every 64 steps (so the cache stays short)."""
+    state = {}
+
+    def restart():
+        inputs, _ = model.start(prompt, max_new_tokens=80)
+        cache = model.new_cache(1, 96)
+        logits, cache = model.step(inputs, cache)
+        state.update(inputs=inputs, cache=cache, logits=logits, steps=0)
+
+    def step():
+        if not state or state["steps"] == 64:
+            restart()
+        inputs = state["inputs"].advance(state["logits"].argmax(-1, keepdim=True))
+        state["logits"], state["cache"] = model.step(inputs, state["cache"])
+        state["inputs"], state["steps"] = inputs, state["steps"] + 1
+
+    return step
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--before", type=Path, help="the src folder of the tree to compare against")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--before", type=Path, required=True, help="the src folder of the tree to compare against")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(measure()))
-        return
-    if args.before is None:
-        parser.error("--before SRC is needed (the tree without hook points)")
-    trees = {"before": args.before.resolve(), "hooks": (Path(__file__).parent.parent / "src").resolve()}
-    rounds: dict[str, list[dict[str, float]]] = {tree: [] for tree in trees}
-    for index in range(args.rounds):
-        order = list(trees) if index % 2 == 0 else list(reversed(trees))
-        for tree in order:
-            rounds[tree].append(run_tree(trees[tree]))
-    medians = {tree: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for tree, runs in rounds.items()}
-    table = {key: {"before_ms": medians["before"][key], "hooks_ms": medians["hooks"][key],
-                   "ratio": medians["hooks"][key] / medians["before"][key]} for key in medians["before"]}
+    torch.set_num_threads(1)
+    before_package = import_as(args.before, "trilogy_before")
+    table = {}
+    for name, shape in SHAPES.items():
+        for step, (before_s, hooks_s) in compare(before_package, shape).items():
+            table[f"{name} {step}"] = {"before_ms": before_s * 1000, "hooks_ms": hooks_s * 1000,
+                                       "ratio": hooks_s / before_s}
     if args.json:
         print(json.dumps(table, indent=2))
         return
-    print(f"{'':22} {'before ms':>10} {'hooks ms':>10} {'ratio':>7}   ({args.rounds} rounds, 1 thread)")
+    print(f"{'':18} {'before ms':>10} {'hooks ms':>10} {'ratio':>7}   (one thread, alternating calls)")
     for key, row in table.items():
-        print(f"{key:22} {row['before_ms']:10.3f} {row['hooks_ms']:10.3f} {row['ratio']:7.3f}")
+        print(f"{key:18} {row['before_ms']:10.3f} {row['hooks_ms']:10.3f} {row['ratio']:7.3f}")
 
 
 if __name__ == "__main__":

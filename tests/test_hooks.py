@@ -117,7 +117,7 @@ def test_names_are_checked_before_anything_runs():
     with pytest.raises(TrilogyError, match="no hook point"):
         with model.hooks([("blocks.9.hook_resid_post", lambda x, name: x)]):
             pass
-    assert not any(point._forward_hooks for point in model.hook_points().values())
+    assert not any(point.functions for point in model.hook_points().values())
 
 
 def test_hooks_change_activations_and_are_removed_after_an_error():
@@ -140,7 +140,7 @@ def test_hooks_change_activations_and_are_removed_after_an_error():
             with model.hooks([("blocks.0.mlp.hook_post", failing)]):
                 model(tokens)
     assert torch.equal(after, before)
-    assert not any(point._forward_hooks for point in model.hook_points().values())
+    assert not any(point.functions for point in model.hook_points().values())
 
 
 def test_hooks_that_return_nothing_leave_the_activation_and_run_in_order():

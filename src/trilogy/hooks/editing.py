@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from difflib import get_close_matches
 from functools import partial
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import TrilogyKeyError
 from ..models import TransformerModel
@@ -42,14 +42,15 @@ def hooks(model: TransformerModel, fwd_hooks: Iterable[tuple[str, HookFunction]]
     fwd_hooks = list(fwd_hooks)
     for name, _ in fwd_hooks:
         check_name(name, points)
-    handles = []
+    added = [(points[name], partial(_call, function, name)) for name, function in fwd_hooks]
     try:
-        for name, function in fwd_hooks:
-            handles.append(points[name].register_forward_hook(partial(_call, function, name)))
+        for point, call in added:
+            point.add(call)
         yield model
     finally:
-        for handle in handles:
-            handle.remove()
+        for point, call in added:
+            if call in point.functions:
+                point.remove(call)
 
 
 def check_name(name: str, names: Collection[str], where: str = "this model") -> None:
@@ -62,5 +63,5 @@ def check_name(name: str, names: Collection[str], where: str = "this model") -> 
     raise TrilogyKeyError(f"{where} has no hook point {name!r}{hint}")
 
 
-def _call(function: HookFunction, name: str, _module: nn.Module, _args: tuple, activation: Tensor) -> Tensor | None:
+def _call(function: HookFunction, name: str, activation: Tensor) -> Tensor | None:
     return function(activation, name)

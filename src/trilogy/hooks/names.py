@@ -2,9 +2,9 @@
 stack's role in a model with two stacks (``encoder.blocks.0.hook_resid_post``,
 ``decoder.blocks.0.cross_attn.hook_pattern``). docs/inside.md has the table.
 
-A name is the hook point's path in its stack with TransformerLens's words: ``layers.{i}`` -> ``blocks.{i}``,
-``self_attn`` -> ``attn``; the stack's input hooks (``embedding_hooks``) sit at its top, and its final norm's
-output (``hook_final_norm``) is ``ln_final.hook_normalized``.
+A name is the hook point's path in its stack (the module holding it, then its attribute) with TransformerLens's
+words: ``layers.{i}`` -> ``blocks.{i}``, ``self_attn`` -> ``attn``; the stack's input hooks (``embedding_hooks``)
+sit at its top, and its final norm's output (``hook_final_norm``) is ``ln_final.hook_normalized``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ def stack_prefix(model: TransformerModel, role: str | None = None) -> str:
 
 
 def _stack_points(stack: TransformerStack) -> Iterator[tuple[str, HookPoint]]:
-    yield from _named_points(stack.embedding_hooks, "")
+    yield "hook_embed", stack.embedding_hooks.hook_embed
+    if stack.embedding_hooks.hook_pos_embed is not None:
+        yield "hook_pos_embed", stack.embedding_hooks.hook_pos_embed
     for index, layer in enumerate(stack.layers):
         yield from _named_points(layer, f"blocks.{index}.")
     if stack.hook_final_norm is not None:
@@ -46,6 +48,9 @@ def _stack_points(stack: TransformerStack) -> Iterator[tuple[str, HookPoint]]:
 
 
 def _named_points(module: nn.Module, prefix: str) -> Iterator[tuple[str, HookPoint]]:
-    for path, point in module.named_modules():
-        if isinstance(point, HookPoint):
-            yield prefix + path.replace("self_attn.", "attn."), point
+    """The hook points of ``module`` and its submodules: their attributes (hook points are no submodules)."""
+    for path, submodule in module.named_modules():
+        for attribute, point in vars(submodule).items():
+            if isinstance(point, HookPoint):
+                name = f"{path}.{attribute}" if path else attribute
+                yield prefix + name.replace("self_attn.", "attn."), point
