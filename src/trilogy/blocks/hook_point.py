@@ -2,9 +2,9 @@
 
 Each block calls its hook points on the tensors worth seeing (``x = self.hook_resid_pre(x)``); a hook point
 returns its input unchanged unless functions were added to it, and then what they make of it. It is a plain
-attribute, not an ``nn.Module``: reaching and calling one is a dictionary lookup and a list check (0.16 µs on the
-test machine), where a submodule costs ``nn.Module.__getattr__`` and ``__call__`` (0.9 µs), about 70 times per
-decoded token. ``trilogy.hooks`` names them as TransformerLens does (``blocks.0.attn.hook_pattern``) and adds
+attribute, not an ``nn.Module``: reaching and calling one is a dictionary lookup and a list check (0.13 µs on the
+test machine), where an ``nn.Identity`` submodule costs ``nn.Module.__getattr__`` and ``__call__`` (1.6 µs),
+about 70 times per decoded token. ``trilogy.hooks`` names them as TransformerLens does (``blocks.0.attn.hook_pattern``) and adds
 and removes the functions; docs/inside.md lists every name.
 """
 
