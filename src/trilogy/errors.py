@@ -17,6 +17,14 @@ class TrilogyTypeError(TrilogyError, TypeError):
     that ``except TypeError`` catches too."""
 
 
+class TrilogyKeyError(TrilogyError, KeyError):
+    """A name that is not there (a hook point, a cached activation): a TrilogyError that ``except KeyError``
+    catches too, so that a mapping of them answers ``in`` and ``get`` as mappings do."""
+
+    def __str__(self) -> str:  # the message as it is, not quoted as KeyError quotes its key
+        return str(self.args[0]) if self.args else ""
+
+
 class DiskFullError(TrilogyError):
     """No space was left on the disk (ENOSPC) or the disk quota was reached (EDQUOT) while writing: the message
     says where, and what was kept (for a training run, the checkpoint ``--resume`` continues from)."""

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .dropout import Dropout
+from .hook_point import EmbeddingHooks
 from .init import InitScheme
 from .norm import build_norm
 from .position import LearnedPositions, PositionalEncoding
@@ -25,7 +26,7 @@ class Embeddings(nn.Module):
         super().__init__()
         self.tokens = tokens if tokens is not None else nn.Embedding(config.vocab_size, config.d_model)
         self.scale = config.embedding_scale
-        self.positions: nn.Module | None = None
+        self.positions: LearnedPositions | PositionalEncoding | None = None
         if config.position == "learned":
             self.positions = LearnedPositions(config.d_model, config.max_seq_len, config.position_offset)
         elif config.position == "sinusoidal":
@@ -44,14 +45,20 @@ class Embeddings(nn.Module):
             scheme.embedding(self.token_types)
 
     def forward(self, input_ids: Tensor, positions: Tensor | None = None,
-                token_type_ids: Tensor | None = None) -> Tensor:
-        """Args: input_ids (B, T); positions (B, T) or None for 0..T-1; token_type_ids (B, T) or None (all 0).
+                token_type_ids: Tensor | None = None, hooks: EmbeddingHooks | None = None) -> Tensor:
+        """Args: input_ids (B, T); positions (B, T) or None for 0..T-1; token_type_ids (B, T) or None (all 0);
+        hooks: the hook points of the stack this input goes to (see ``hook_point.py``).
         Returns (B, T, C)."""
         x = self.tokens(input_ids)  # (B, T, C)
         if self.scale != 1.0:
             x = x * in_dtype(self.scale, x.dtype)
+        if hooks is not None:
+            x = hooks.hook_embed(x)
         if self.positions is not None:
-            x = self.positions(x, positions)
+            position_vectors = self.positions.vectors(positions, x.size(1))  # (B|1, T, C)
+            if hooks is not None and hooks.hook_pos_embed is not None:
+                position_vectors = hooks.hook_pos_embed(position_vectors)
+            x = x + position_vectors
         if self.token_types is not None:
             x = x + (self.token_types.weight[0] if token_type_ids is None else self.token_types(token_type_ids))
         if self.norm is not None:

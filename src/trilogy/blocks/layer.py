@@ -5,6 +5,9 @@ Post-norm: x = norm(x + f(x))      (BERT, the original Transformer)
 Sandwich:  x = x + norm'(f(norm(x)))   (Gemma 2: ``sandwich_norm``, a norm on each branch's output too)
 Parallel:  x = x + attn(norm1(x)) + mlp(norm2(x))   (GPT-NeoX: ``parallel_residual``, both read the input)
 
+Hook points (``hook_point.py``): the residual stream before the layer, between its branches and after it
+(post-norm: after each add and norm), and what each branch adds to it (after a sandwich norm and dropout).
+
 Legend: B batch, T length, S source length, C model width.
 """
 
@@ -15,6 +18,7 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 from .attention import Attention
 from .dropout import Dropout
+from .hook_point import HookPoint
 from .kv_cache import LayerCache
 from .mlp import build_mlp
 from .norm import build_norm
@@ -39,6 +43,13 @@ class TransformerLayer(nn.Module):
         self.cross_attn_post_norm = build_norm(config) if sandwich and cross_attention else None
         self.mlp_post_norm = build_norm(config) if sandwich else None
         self.dropout = Dropout(config.dropout)
+        self.hook_resid_pre = HookPoint()  # (B, T, C) each
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = None if self.parallel else HookPoint()
+        self.hook_cross_attn_out = HookPoint() if cross_attention else None
+        self.hook_resid_mid_cross = HookPoint() if cross_attention else None
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
 
     def _branch_input(self, x: Tensor, norm: nn.Module) -> Tensor:
         return norm(x) if self.pre_norm else x
@@ -49,9 +60,12 @@ class TransformerLayer(nn.Module):
             branch = post_norm(branch)
         return self.dropout(branch) if self.training else branch  # no call per token when decoding
 
-    def _add(self, x: Tensor, branch: Tensor, norm: nn.Module, post_norm: nn.Module | None = None) -> Tensor:
-        x = x + self._branch_output(branch, post_norm)
-        return x if self.pre_norm else norm(x)
+    def _add(self, x: Tensor, branch: Tensor, norm: nn.Module, post_norm: nn.Module | None, added: HookPoint,
+             stream: HookPoint) -> Tensor:
+        """The stream ``x`` plus what the branch adds (seen by the hook point ``added``), normed after the add in
+        a post-norm layer, seen by ``stream``."""
+        x = x + added(self._branch_output(branch, post_norm))
+        return stream(x if self.pre_norm else norm(x))
 
     def forward(self, x: Tensor, mask: Tensor | None = None, bias: Tensor | None = None, is_causal: bool = False,
                 rotary: tuple[Tensor, Tensor] | None = None, context: Tensor | None = None,
@@ -66,21 +80,26 @@ class TransformerLayer(nn.Module):
             (B, H, T, S) when ``return_attention`` else None.
         """
         cache = cache or LayerCache()
+        x = self.hook_resid_pre(x)
         h, self_kv, self_weights = self.self_attn(
             self._branch_input(x, self.self_attn_norm), mask=mask, bias=bias, is_causal=is_causal,
             rotary=rotary, past=cache.self_kv, return_attention=return_attention,
         )
         if self.parallel:  # the MLP reads the layer's input too; both branches are added at once, as GPT-NeoX
             mlp = self._branch_output(self.mlp(self.mlp_norm(x)), self.mlp_post_norm)  # (B, T, C)
-            x = x + (mlp + self._branch_output(h, self.self_attn_post_norm))
-            return x, LayerCache(self_kv, None), (self_weights, None)
-        x = self._add(x, h, self.self_attn_norm, self.self_attn_post_norm)
+            mlp = self.hook_mlp_out(mlp)
+            x = x + (mlp + self.hook_attn_out(self._branch_output(h, self.self_attn_post_norm)))
+            return self.hook_resid_post(x), LayerCache(self_kv, None), (self_weights, None)
+        x = self._add(x, h, self.self_attn_norm, self.self_attn_post_norm, self.hook_attn_out,
+                      self.hook_resid_mid)
         cross_kv, cross_weights = None, None
         if self.cross_attn is not None:
             h, cross_kv, cross_weights = self.cross_attn(
                 self._branch_input(x, self.cross_attn_norm), context=context, mask=context_mask,
                 past=cache.cross_kv, return_attention=return_attention,
             )
-            x = self._add(x, h, self.cross_attn_norm, self.cross_attn_post_norm)
-        x = self._add(x, self.mlp(self._branch_input(x, self.mlp_norm)), self.mlp_norm, self.mlp_post_norm)
+            x = self._add(x, h, self.cross_attn_norm, self.cross_attn_post_norm, self.hook_cross_attn_out,
+                          self.hook_resid_mid_cross)
+        x = self._add(x, self.mlp(self._branch_input(x, self.mlp_norm)), self.mlp_norm, self.mlp_post_norm,
+                      self.hook_mlp_out, self.hook_resid_post)
         return x, LayerCache(self_kv, cross_kv), (self_weights, cross_weights)

@@ -1,5 +1,8 @@
 """Feed-forward blocks: MLP (ReLU, GELU exact or tanh) and GatedMLP (GEGLU, SwiGLU, T5 v1.1 gated-GELU).
 
+Hook points (``hook_point.py``): ``hook_pre`` the activation's input, ``hook_post`` the hidden layer ``down``
+reads (gated: the activation's output times the linear half, ``hook_pre_linear``).
+
 Legend: B batch, T length, C model width, F hidden width (d_ff).
 """
 
@@ -11,6 +14,7 @@ from torch import Tensor, nn
 
 from ..config import ModelConfig
 from .dropout import Dropout
+from .hook_point import HookPoint
 from .init import InitScheme
 
 ACTIVATIONS = {
@@ -46,13 +50,14 @@ class MLP(nn.Module):
         self.act = Activation(config.activation)
         self.dropout = Dropout(config.dropout)
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()  # (B, T, F) each
 
     def init_weights(self, scheme: InitScheme) -> None:
         scheme.linear(self.up)
         scheme.linear(self.down, residual=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.act(self.up(x))  # (B, T, F)
+        hidden = self.hook_post(self.act(self.hook_pre(self.up(x))))  # (B, T, F)
         return self.down(self.dropout(hidden) if self.training else hidden)
 
 
@@ -66,6 +71,8 @@ class GatedMLP(nn.Module):
         self.act = Activation(config.activation)
         self.dropout = Dropout(config.dropout)
         self.down = nn.Linear(config.d_ff, config.d_model, bias=config.bias)
+        self.hook_pre, self.hook_pre_linear = HookPoint(), HookPoint()  # (B, T, F) each
+        self.hook_post = HookPoint()
 
     def init_weights(self, scheme: InitScheme) -> None:
         scheme.linear(self.gate)
@@ -73,7 +80,8 @@ class GatedMLP(nn.Module):
         scheme.linear(self.down, residual=True)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.act(self.gate(x)) * self.up(x)  # (B, T, F)
+        gate = self.act(self.hook_pre(self.gate(x)))  # (B, T, F)
+        hidden = self.hook_post(gate * self.hook_pre_linear(self.up(x)))  # (B, T, F)
         return self.down(self.dropout(hidden) if self.training else hidden)
 
 

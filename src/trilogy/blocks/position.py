@@ -42,9 +42,11 @@ class PositionalEncoding(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns x + encoding, (B, T, C)."""
-        if positions is None:
-            return x + self.pe[:, : x.size(1)]
-        return x + self.pe[0, positions]
+        return x + self.vectors(positions, x.size(1))
+
+    def vectors(self, positions: Tensor | None, length: int) -> Tensor:
+        """The encoding of ``positions`` (B, T), or of 0..length-1 when None: (B|1, T, C)."""
+        return self.pe[:, :length] if positions is None else self.pe[0, positions]
 
 
 def _sinusoids_in_halves(d_model: int, max_seq_len: int) -> Tensor:
@@ -67,9 +69,13 @@ class LearnedPositions(nn.Module):
 
     def forward(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
         """Args: x (B, T, C); positions (B, T) or None for 0..T-1. Returns (B, T, C)."""
+        return x + self.vectors(positions, x.size(1))
+
+    def vectors(self, positions: Tensor | None, length: int) -> Tensor:
+        """The vectors of ``positions`` (B, T), or of 0..length-1 when None: (B|1, T, C)."""
         if positions is None:
-            return x + self.embedding.weight[self.offset: self.offset + x.size(1)]
-        return x + self.embedding(positions + self.offset if self.offset else positions)
+            return self.embedding.weight[None, self.offset: self.offset + length]
+        return self.embedding(positions + self.offset if self.offset else positions)
 
 
 class RelativePositionBias(nn.Module):

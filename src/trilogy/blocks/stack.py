@@ -17,6 +17,7 @@ from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selectiv
 
 from ..config import ModelConfig, StackSpec
 from .dropout import is_mask_draw
+from .hook_point import EmbeddingHooks, HookPoint
 from .kv_cache import KVCache, kept_positions
 from .layer import TransformerLayer
 from .masks import (
@@ -53,7 +54,8 @@ class StackOutput(NamedTuple):
 class TransformerStack(nn.Module):
     """The stack ``spec`` describes (its depth, its masking, whether it cross-attends); with
     ``checkpoint_activations`` each layer's activations are recomputed in backward instead of kept (training
-    memory for time)."""
+    memory for time). It holds the hook points of its input (``embedding_hooks``, which the model hands the
+    embeddings) and of its final norm's output."""
 
     def __init__(self, config: ModelConfig, spec: StackSpec, checkpoint_activations: bool = False):
         super().__init__()
@@ -74,6 +76,8 @@ class TransformerStack(nn.Module):
         self.rotary_local = RotaryEmbedding(config.rotary_dims, config.rope_theta_local) \
             if rope and slides and config.rope_theta_local is not None else None
         self.final_norm = build_norm(config) if config.final_norm else None
+        self.embedding_hooks = EmbeddingHooks(positions=config.position in ("learned", "sinusoidal"))
+        self.hook_final_norm = HookPoint() if config.final_norm else None  # (B, T, C)
         self.checkpoint_activations = checkpoint_activations
 
     def masks(self, attention_mask: Tensor | None, query_len: int, key_len: int,
@@ -158,8 +162,8 @@ class TransformerStack(nn.Module):
                 new_caches.append(new_cache)
             self_attentions.append(self_w)
             cross_attentions.append(cross_w)
-        if self.final_norm is not None:
-            x = self.final_norm(x)
+        if self.final_norm is not None and self.hook_final_norm is not None:  # the norm and its hook point
+            x = self.hook_final_norm(self.final_norm(x))
         return StackOutput(
             x,
             KVCache(new_caches) if cache is not None else None,

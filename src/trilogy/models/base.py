@@ -7,14 +7,17 @@ Legend: B batch, T length, C model width, V vocabulary, H heads, S key length.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..blocks.embedding import Embeddings
 from ..blocks.heads import Classifier, HeadTransform, LMHead, MLMHead, Pooler, SpanHead, last_token
+from ..blocks.hook_point import HookPoint
 from ..blocks.init import InitScheme
 from ..blocks.kv_cache import KVCache
 from ..blocks.loss import linear_cross_entropy
@@ -24,6 +27,9 @@ from ..config import ModelConfig, Structure
 from ..errors import TrilogyError, TrilogyTypeError
 from .input_checks import attention_mask_from, check_ids
 from .step_inputs import StepInputs
+
+if TYPE_CHECKING:
+    from ..hooks import ActivationCache
 
 
 @dataclass
@@ -234,6 +240,33 @@ class TransformerModel(nn.Module):
                              "chat_template in tokenizer_config.json")
         return self.chat_template.render(messages, add_generation_prompt)
 
+    # --- hook points: reading and changing activations (trilogy.hooks, docs/inside.md) ----------------------
+
+    def hook_points(self) -> dict[str, HookPoint]:
+        """Every hook point by its TransformerLens name (``blocks.0.hook_resid_post``; an encoder-decoder's
+        prefixed ``encoder.`` / ``decoder.``), stack by stack, layer by layer."""
+        from ..hooks import hook_points  # hooks/ reads the models, so it is imported when needed
+
+        return hook_points(self)
+
+    def hooks(self, fwd_hooks: Iterable[tuple[str, Callable[[Tensor, str], Tensor | None]]]
+              ) -> AbstractContextManager[TransformerModel]:
+        """A context manager that calls each ``fn(activation, name)`` on its hook point in every forward pass and
+        decoding step inside the ``with`` block; what a function returns (None: nothing) replaces the
+        activation. Removed on exit, after an error too. See ``trilogy.hooks.hooks``."""
+        from ..hooks import hooks
+
+        return hooks(self, fwd_hooks)
+
+    def run_with_cache(self, *inputs: Any, names: Iterable[str] | Callable[[str], bool] | None = None,
+                       **options: Any) -> tuple[ModelOutput, ActivationCache]:
+        """``run(*inputs, **options)`` keeping the activations of the hook points ``names`` (a list, a test on
+        a name, or None: all). Returns the ``ModelOutput`` and an ``ActivationCache`` (name -> tensor). See
+        ``trilogy.hooks.run_with_cache``."""
+        from ..hooks import run_with_cache
+
+        return run_with_cache(self, *inputs, names=names, **options)
+
     def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, **options) -> Tensor:
         """Continue ``input_ids`` (B, T) with the KV cache: greedy, sampling or beam search, with Hugging Face
         ``generate`` semantics. See ``trilogy.generate.generate`` for the options; encoder-only models raise."""
@@ -265,9 +298,10 @@ class TransformerModel(nn.Module):
         Returns:
             the last position's logits (B, V) as float32, and the cache extended by the new tokens.
         """
-        x = self._output_embeddings(inputs.tokens, inputs.positions)  # (B, T, C)
-        out = self._output_stack(x, inputs.mask, inputs.positions, context=inputs.context,
-                                 context_mask=inputs.context_mask, cache=cache, prefix_length=inputs.prefix_length)
+        stack = self._output_stack
+        x = self._output_embeddings(inputs.tokens, inputs.positions, hooks=stack.embedding_hooks)  # (B, T, C)
+        out = stack(x, inputs.mask, inputs.positions, context=inputs.context, context_mask=inputs.context_mask,
+                    cache=cache, prefix_length=inputs.prefix_length)
         assert self.lm_head is not None  # start() refuses a model that does not generate
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 

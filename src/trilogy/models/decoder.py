@@ -52,7 +52,7 @@ class DecoderOnlyTransformer(TransformerModel):
             check_prefix_length(prefix_length, input_ids.size(0), past + input_ids.size(1))
         if positions is None:
             positions = positions_from_mask(attention_mask, input_ids.size(1), past, input_ids.device)
-        x = self.embeddings(input_ids, positions)  # (B, T, C)
+        x = self.embeddings(input_ids, positions, hooks=self.stack.embedding_hooks)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions, cache=cache, return_attention=return_attention,
                            prefix_length=prefix_length)
         return ModelOutput(

@@ -37,7 +37,7 @@ class EncoderOnlyTransformer(TransformerModel):
         if positions is None and self.config.positions_from_mask and attention_mask is not None:
             # (B, T): each row's real tokens 0, 1, ..., its padding -1 (the row before 0 in the position table)
             positions = positions_from_mask(attention_mask, input_ids.size(1)).masked_fill(~attention_mask, -1)
-        x = self.embeddings(input_ids, positions, token_type_ids)  # (B, T, C)
+        x = self.embeddings(input_ids, positions, token_type_ids, self.stack.embedding_hooks)  # (B, T, C)
         stack = self.stack(x, attention_mask, positions=positions, return_attention=return_attention)
         return ModelOutput(
             hidden_states=stack.hidden, **self._head_outputs(stack.hidden, labels, attention_mask)._asdict(),

@@ -34,7 +34,7 @@ class EncoderDecoderTransformer(TransformerModel):
 
     def _encoded(self, input_ids: Tensor, attention_mask: Tensor | None, return_attention: bool = False
                  ) -> tuple[Tensor, list[Tensor] | None]:
-        x = self.embeddings(input_ids)  # (B, S, C)
+        x = self.embeddings(input_ids, hooks=self.encoder.embedding_hooks)  # (B, S, C)
         stack = self.encoder(x, attention_mask, return_attention=return_attention)
         return stack.hidden, stack.self_attentions
 
@@ -86,7 +86,7 @@ class EncoderDecoderTransformer(TransformerModel):
         )
         positions = positions_from_mask(decoder_attention_mask, decoder_input_ids.size(1), past,
                                         decoder_input_ids.device)
-        y = self._output_embeddings(decoder_input_ids, positions)  # (B, T, C)
+        y = self._output_embeddings(decoder_input_ids, positions, None, self.decoder.embedding_hooks)  # (B, T, C)
         stack = self.decoder(
             y, decoder_attention_mask, positions, context=encoder_hidden_states, context_mask=attention_mask,
             cache=cache, return_attention=return_attention,

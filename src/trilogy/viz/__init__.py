@@ -1,5 +1,8 @@
-"""See inside: the attention explorer (``show``), attention heatmaps and mask pictures."""
+"""See inside: the attention explorer (``show``), attention heatmaps and mask pictures, the logit lens and
+activation patching (each a result that draws itself: ``.save(path)``, or inline in a notebook)."""
 
+from .logit_lens import LogitLens, logit_lens
+from .patching import Patching, patch_heads, patch_residual
 from .show import AttentionView, show
 
-__all__ = ["AttentionView", "show"]
+__all__ = ["AttentionView", "LogitLens", "Patching", "logit_lens", "patch_heads", "patch_residual", "show"]

@@ -1,24 +1,26 @@
 """Real attention weights of a model on a text, with the tokens to label them, the masks as attention received
 them, the queries and keys each head compared, and PNG heatmaps.
 
-The weights come from ``model.run(..., return_attention=True).attentions``: per kind ("encoder", "decoder",
-"cross") a list over layers of (B, H, T, S) tensors; here B = 1. What each attention module was handed (its
-input, mask, T5 bias, rotary angles) is seen by a forward pre-hook, and its public ``project`` turns that input
-into the queries and keys (after RoPE) the weights were computed from.
+Everything comes through the model's public interface: one ``run_with_cache`` keeps each layer's weights
+(``attn.hook_pattern``, ``cross_attn.hook_pattern``) and, for the layers asked for, the queries and keys as
+compared (``hook_rot_q``, ``hook_rot_k`` after RoPE, else ``hook_q``, ``hook_k``); each stack's ``masks`` gives
+the mask and T5's bias its layers received.
 
 Legend: H heads, T query length, S key length, D head size.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ..blocks.stack import TransformerStack
 from ..errors import TrilogyError
+from ..hooks import ActivationCache, stack_prefix
 from ..models import TransformerModel
 from .mask_panels import allowed
 
@@ -54,40 +56,17 @@ class AttentionMaps:
                 for kind, layers in self.weights.items()}
 
 
-def attention_modules(model: TransformerModel) -> dict[str, list[nn.Module]]:
-    """Each kind's attention module per layer: each stack's self-attention under the stack's role, and the
-    cross-attention of a stack that has one under "cross"."""
-    modules = {}
-    for name, stack in model.stacks().items():
-        modules[name] = [layer.self_attn for layer in stack.layers]
-        if stack.spec.cross_attention:
-            modules["cross"] = [layer.cross_attn for layer in stack.layers]
-    return modules
-
-
-@contextmanager
-def _seen_calls(model: TransformerModel):
-    """kind -> per layer the (input, keyword arguments) its attention module was last called with."""
-    calls = {kind: [None] * len(modules) for kind, modules in attention_modules(model).items()}
-    handles = []
-    for kind, modules in attention_modules(model).items():
-        for layer, module in enumerate(modules):
-            def seen(_module, args, kwargs, kind=kind, layer=layer):
-                calls[kind][layer] = (args[0], kwargs)
-            handles.append(module.register_forward_pre_hook(seen, with_kwargs=True))
-    try:
-        yield calls
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def _vectors(module: nn.Module, x: Tensor, kwargs: dict) -> HeadVectors:
-    q, k, _ = module.project(x, kwargs.get("context"), kwargs.get("rotary"))  # (1, H, T, D), (1, K, S, D)
-    k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)  # (1, H, S, D)
-    bias = kwargs.get("bias")
-    return HeadVectors(q[0].float().cpu(), k[0].float().cpu(), None if bias is None else bias[0].float().cpu(),
-                       float(module.scale))
+def attention_names(model: TransformerModel) -> dict[str, list[str]]:
+    """Each kind's attention per layer, as the start of its hook point names: each stack's self-attention under
+    the stack's role ("blocks.0.attn", "encoder.blocks.0.attn"), and the cross-attention of a stack that has
+    one under "cross" ("decoder.blocks.0.cross_attn")."""
+    names = {}
+    for spec in model.structure.stacks:
+        prefix = stack_prefix(model, spec.name)
+        names[spec.name] = [f"{prefix}blocks.{i}.attn" for i in range(spec.n_layers)]
+        if spec.cross_attention:
+            names["cross"] = [f"{prefix}blocks.{i}.cross_attn" for i in range(spec.n_layers)]
+    return names
 
 
 @torch.no_grad()
@@ -102,29 +81,62 @@ def attention_maps(model: TransformerModel, ids: Tensor, labels: list[str], targ
         vector_layers: the layers whose queries and keys to keep (None: all; ones a kind lacks are skipped).
     """
     model.eval()
-    with _seen_calls(model) as calls:
-        if model.structure.has_source:
-            if target_ids is None:
-                raise TrilogyError("an encoder-decoder needs the decoder's input too (--target TEXT)")
-            out = model.run(ids, target_ids, return_attention=True)
-            queries = {"encoder": labels, "decoder": target_labels, "cross": target_labels}
-            keys = {"encoder": labels, "decoder": target_labels, "cross": labels}
-        else:
-            out = model.run(ids, return_attention=True)
-            kind = model.structure.output.name
-            queries, keys = {kind: labels}, {kind: labels}
-    weights = {kind: [layer[0].float().cpu() for layer in out.attentions[kind]]  # (H, T, S) each
-               for kind in ("encoder", "decoder", "cross") if kind in out.attentions}
+    if model.structure.has_source:
+        if target_ids is None:
+            raise TrilogyError("an encoder-decoder needs the decoder's input too (--target TEXT)")
+        inputs: tuple[Tensor, ...] = (ids, target_ids)
+        queries = {"encoder": labels, "decoder": target_labels, "cross": target_labels}
+        keys = {"encoder": labels, "decoder": target_labels, "cross": labels}
+    else:
+        inputs = (ids,)
+        kind = model.structure.output.name
+        queries, keys = {kind: labels}, {kind: labels}
+    names = attention_names(model)
+    wanted = {kind: [layer for layer in (range(len(layers)) if vector_layers is None else vector_layers)
+                     if 0 <= layer < len(layers)] for kind, layers in names.items()}
+    points = [f"{name}.hook_pattern" for layers in names.values() for name in layers]
+    available = model.hook_points()
+    points += [_compared(available, names[kind][layer], vector) for kind in names for layer in wanted[kind]
+               for vector in "qk"]
+    _, cache = model.run_with_cache(*inputs, names=points)
+    weights = {kind: [cache[f"{name}.hook_pattern"][0].float().cpu() for name in layers]  # (H, T, S) each
+               for kind, layers in names.items()}
+    stacks = model.stacks()
     masks, vectors = {}, {}
-    for kind, modules in attention_modules(model).items():
-        _, kwargs = calls[kind][0]
+    for kind, layers in names.items():
         query_len, key_len = weights[kind][0].shape[1:]
-        masks[kind] = allowed(kwargs.get("mask"), kwargs.get("bias"), kwargs.get("is_causal", False),
-                              query_len, key_len)[0].cpu()  # (T, S)
-        wanted = range(len(modules)) if vector_layers is None else vector_layers
-        vectors[kind] = {layer: _vectors(modules[layer], *calls[kind][layer]) for layer in wanted
-                         if 0 <= layer < len(modules)}
+        received = _received(stacks.get(kind), len(layers), query_len, key_len)  # per layer (mask, bias, causal)
+        masks[kind] = allowed(*received[0], query_len, key_len)[0].cpu()  # (T, S)
+        vectors[kind] = {layer: _vectors(cache, layers[layer], received[layer][1], model.config.scale)
+                         for layer in wanted[kind]}
     return AttentionMaps(weights, {k: queries[k] for k in weights}, {k: keys[k] for k in weights}, masks, vectors)
+
+
+def _received(stack: TransformerStack | None, n_layers: int, query_len: int, key_len: int
+              ) -> list[tuple[Tensor | None, Tensor | None, bool]]:
+    """What each layer's attention received besides q, k and v, for one sequence without padding: its stack's
+    mask, bias and causal flag for the layer's window (``TransformerStack.masks``); cross-attention (no stack
+    given) nothing, there being no source padding to hide."""
+    if stack is None:
+        return [(None, None, False)] * n_layers
+    by_window = {window: stack.masks(None, query_len, key_len, window=window)
+                 for window in dict.fromkeys(stack.spec.windows)}
+    return [by_window[window] for window in stack.spec.windows]
+
+
+def _compared(names: Mapping[str, object], attention: str, vector: str) -> str:
+    """Of ``names`` (hook points, or a cache), the one of the queries or keys (``vector`` "q", "k") an attention
+    compares: after rotary where it turns them (``hook_rot_q``), else as projected (``hook_q``)."""
+    rotated = f"{attention}.hook_rot_{vector}"
+    return rotated if rotated in names else f"{attention}.hook_{vector}"
+
+
+def _vectors(cache: ActivationCache, attention: str, bias: Tensor | None, scale: float) -> HeadVectors:
+    q = cache[_compared(cache, attention, "q")]  # (1, H, T, D)
+    k = cache[_compared(cache, attention, "k")]  # (1, K, S, D)
+    k = k.repeat_interleave(q.size(1) // k.size(1), dim=1)  # (1, H, S, D)
+    return HeadVectors(q[0].float().cpu(), k[0].float().cpu(), None if bias is None else bias[0].float().cpu(),
+                       float(scale))
 
 
 def draw_layer(maps: AttentionMaps, kind: str, layer: int, path: str | Path, title: str = "") -> None:
