@@ -242,3 +242,16 @@ def test_the_table_in_the_docs_lists_every_hook_point():
             assert "blocks.{i}.hook_resid_mid" not in general  # parallel layers have no stream between branches
         seen |= general
     assert seen == _documented_names()
+
+
+def test_viz_and_hooks_are_reachable_after_import_trilogy():
+    """``import trilogy; trilogy.viz.show(...)`` works without importing ``trilogy.viz`` by name, in a fresh
+    process where nothing imported it before."""
+    import subprocess
+    import sys
+
+    script = "import trilogy; print(callable(trilogy.viz.show), callable(trilogy.hooks.run_with_cache))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["True", "True"], result.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        trilogy.nothing  # noqa: B018

@@ -44,3 +44,15 @@ __all__ = [
     "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "Tokenization", "TransformerModel",
     "TrilogyError", "__version__", "build", "build_model", "from_pretrained", "generate_text",
 ]
+
+#: subpackages reachable as ``trilogy.NAME`` after ``import trilogy``, imported on first use (``viz`` brings
+#: matplotlib and the explorer's page, which a training run does not need)
+_ON_FIRST_USE = ("viz", "hooks")
+
+
+def __getattr__(name: str):
+    if name in _ON_FIRST_USE:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'trilogy' has no attribute {name!r}")
