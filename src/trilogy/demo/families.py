@@ -62,7 +62,7 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(64, 2, 4, 64, 32, 1024, 1_000_000, 2.6e12, 600),  # 2 CPU cores, about 12 minutes
+    "tiny": Size(64, 2, 4, 64, 32, 1024, 1_000_000, 2.6e12, 600),  # 2 CPU cores, about 10 minutes
     "small": Size(128, 4, 4, 128, 32, 4096, 4_000_000, 1e14, 4000),  # a GPU, or a patient CPU
     "base": Size(256, 6, 8, 256, 64, 8192, 4_000_000, 1e15, 8000),  # a GPU
 }
