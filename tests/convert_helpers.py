@@ -22,3 +22,13 @@ def max_diff(ours: Tensor, theirs: Tensor, mask: Tensor | None = None) -> float:
     if mask is not None:
         diff = diff[mask.bool()]
     return float(diff.max())
+
+
+def left_padded_prompts(batch: int, vocab: int, pad: int) -> tuple[Tensor, Tensor]:
+    """Rows of 14, 10 and 6 real tokens (ids from 4 up), left-padded with ``pad``: all longer than a 4-token
+    window. Returns (ids, attention mask), each (batch, 14)."""
+    ids = torch.randint(4, vocab, (batch, 14), generator=torch.Generator().manual_seed(batch))
+    mask = torch.ones_like(ids)
+    for row, length in enumerate([14, 10, 6][:batch]):
+        mask[row, : 14 - length] = 0
+    return ids.masked_fill(mask == 0, pad), mask

@@ -19,7 +19,7 @@ from trilogy.generate import generate
 from trilogy.models import build_model
 from trilogy.sizing import count_parameters, flops_breakdown
 
-from .convert_helpers import max_diff
+from .convert_helpers import left_padded_prompts, max_diff
 from .test_generate import PAD, spread_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,12 +60,7 @@ def saved(tmp_path_factory):
 
 
 def prompts(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows of 14, 10 and 6 real tokens, left-padded: all longer than the window."""
-    ids = torch.randint(4, VOCAB, (batch, 14), generator=torch.Generator().manual_seed(batch))
-    mask = torch.ones_like(ids)
-    for row, length in enumerate([14, 10, 6][:batch]):
-        mask[row, : 14 - length] = 0
-    return ids.masked_fill(mask == 0, PAD), mask
+    return left_padded_prompts(batch, VOCAB, PAD)
 
 
 @pytest.mark.parametrize("num_beams", [1, 3], ids=["greedy", "beams"])
