@@ -32,3 +32,16 @@ def left_padded_prompts(batch: int, vocab: int, pad: int) -> tuple[Tensor, Tenso
     for row, length in enumerate([14, 10, 6][:batch]):
         mask[row, : 14 - length] = 0
     return ids.masked_fill(mask == 0, pad), mask
+
+
+def load_bf16_checked(folder) -> torch.nn.Module:
+    """``trilogy.from_pretrained(folder, dtype=bfloat16)``, checked to hold every weight of the fp32 load cast to
+    bf16."""
+    import trilogy
+
+    ours = trilogy.from_pretrained(folder, dtype=torch.bfloat16)
+    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
+    fp32 = trilogy.from_pretrained(folder)
+    for (name, ours_weight), fp32_weight in zip(ours.state_dict().items(), fp32.state_dict().values(), strict=True):
+        assert torch.equal(ours_weight, fp32_weight.to(torch.bfloat16)), name
+    return ours

@@ -15,7 +15,7 @@ from trilogy.cli import main
 from trilogy.convert import CheckpointError
 from trilogy.sizing import count_parameters
 
-from .convert_helpers import max_diff, perturb
+from .convert_helpers import load_bf16_checked, max_diff, perturb
 from .test_convert_parity import CASES, ROBERTA, TOLERANCE, VOCAB, differences, hf_model, load_hf, make_inputs
 
 ENCODERS = [case for case in CASES if case.startswith(("Roberta", "XLMRoberta", "DistilBert"))]
@@ -112,11 +112,7 @@ def test_bf16_loads(tmp_path, case):
     """Each weight is the file's, cast to bf16; the logits stay near the fp32 reference's."""
     reference = hf_model(case)
     reference.save_pretrained(tmp_path)
-    ours = trilogy.from_pretrained(tmp_path, dtype=torch.bfloat16)
-    assert {p.dtype for p in ours.parameters()} == {torch.bfloat16}
-    fp32 = trilogy.from_pretrained(tmp_path)
-    for (name, ours_weight), fp32_weight in zip(ours.state_dict().items(), fp32.state_dict().values(), strict=True):
-        assert torch.equal(ours_weight, fp32_weight.to(torch.bfloat16)), name
+    ours = load_bf16_checked(tmp_path)
     inputs = make_inputs(ours.config)
     with torch.no_grad():
         theirs = reference(**inputs).logits
