@@ -12,21 +12,26 @@ from torch import Tensor, nn
 from ..config import ModelConfig
 
 
+def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``x / rms(x) * weight`` with statistics in fp32, as ``torch.nn.functional.rms_norm`` computes it.
+    Returns the output, the normalised rows (before the weight) and 1 / rms, (N, C), (N, C), (N, 1)."""
+    upcast = x.to(torch.promote_types(x.dtype, torch.float32))  # (N, C); x itself when fp32 or fp64
+    # the norm in one pass over x (x.pow(2).mean() would write the squares out first)
+    norm = torch.linalg.vector_norm(upcast, dim=-1, keepdim=True)  # (N, 1)
+    inverse_rms = norm.pow_(2).div_(x.size(-1)).add_(eps).rsqrt_()  # (N, 1)
+    normed = upcast * inverse_rms  # (N, C)
+    if weight.dtype == x.dtype:  # the rows in x's dtype, then scaled (Llama, T5); else scaled in fp32 (Gemma)
+        normed = normed.to(x.dtype)
+    return (normed * weight).to(x.dtype), normed, inverse_rms
+
+
 class _RMSNormFunction(torch.autograd.Function):
-    """``x / rms(x) * weight`` with statistics in fp32, as ``torch.nn.functional.rms_norm`` computes it, and a
-    backward written out: autograd through the composite (pow, mean, rsqrt, two products) makes about twice as
-    many passes over (N, C) and keeps the input besides the normalised rows."""
+    """``_rms_norm`` with a backward written out: autograd through the composite (pow, mean, rsqrt, two
+    products) makes about twice as many passes over (N, C) and keeps the input besides the normalised rows."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:
-        upcast = x.to(torch.promote_types(x.dtype, torch.float32))  # (N, C); x itself when fp32 or fp64
-        # the norm in one pass over x (x.pow(2).mean() would write the squares out first)
-        norm = torch.linalg.vector_norm(upcast, dim=-1, keepdim=True)  # (N, 1)
-        inverse_rms = norm.pow_(2).div_(x.size(-1)).add_(eps).rsqrt_()  # (N, 1)
-        normed = upcast * inverse_rms  # (N, C)
-        if weight.dtype == x.dtype:  # the rows in x's dtype, then scaled (Llama, T5); else scaled in fp32 (Gemma)
-            normed = normed.to(x.dtype)
-        out = (normed * weight).to(x.dtype)
+        out, normed, inverse_rms = _rms_norm(x, weight, eps)
         ctx.save_for_backward(normed.to(x.dtype), inverse_rms, weight)
         return out
 
@@ -60,7 +65,9 @@ class RMSNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(..., C) -> (..., C)"""
         scale = self.weight.float() + self.offset if self.offset else self.weight  # (C,)
-        return _RMSNormFunction.apply(x, scale, self.eps)
+        if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
+            return _RMSNormFunction.apply(x, scale, self.eps)
+        return _rms_norm(x, scale, self.eps)[0]  # no graph to record (decoding): the autograd node's cost saved
 
     def extra_repr(self) -> str:
         return f"{self.weight.size(0)}, eps={self.eps}" + (f", offset={self.offset}" if self.offset else "")

@@ -180,7 +180,9 @@ class _Rotary(torch.autograd.Function):
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate pairs (i, i + R/2) of x by the position angles, i < R/2. x: (B, H, T, D); cos/sin (B, 1, T, R),
     the same angles in both halves (``RotaryEmbedding``), R <= D. Returns (B, H, T, D) in x's dtype."""
-    return _Rotary.apply(x, cos, sin)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Rotary.apply(x, cos, sin)
+    return _rotate(x, cos, sin)  # no graph to record (decoding): the autograd node's cost saved
 
 
 def positions_from_mask(attention_mask: Tensor | None, length: int, past: int = 0,
