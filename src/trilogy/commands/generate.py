@@ -36,6 +36,8 @@ class GenerateOptions:
     repetition_penalty: float = option(1.0, "> 1 discourages repeats")
     num_beams: int = option(1, "beam search with this many beams; 1 turns it off")
     seed: int | None = option(None, "seed of the sampler, for reproducible samples")
+    quantize: str | None = option(None, "decode from int8 or int4 weights (CPU; see trilogy.quantize)",
+                                  choices=("int8", "int4"))
     json: bool = option(False, "print one JSON object at the end instead")
 
     def __post_init__(self) -> None:
@@ -100,8 +102,9 @@ def generate(options: GenerateOptions) -> int:
 
     Greedy by default; sampling when ``--sample`` or any of ``--temperature``, ``--top-k``, ``--top-p`` is
     given; beam search with ``--num-beams N`` (printed at the end: the best beam is only known then). Decoding
-    stops at the checkpoint's EOS token or after ``--max-new-tokens``."""
-    model = from_pretrained(options.path)
+    stops at the checkpoint's EOS token or after ``--max-new-tokens``. ``--quantize int8|int4`` decodes from
+    8- or 4-bit weights (``trilogy.quantize``)."""
+    model = from_pretrained(options.path, quantize=options.quantize)
     if model.tokenizer is None:
         raise UserError(f"{options.path} has no tokenizer.json: trilogy generate needs one to read the prompt")
     prompt, ids = prompt_ids(model, options)
@@ -134,7 +137,7 @@ def generate(options: GenerateOptions) -> int:
             "path": options.path, "prompt": prompt, "prompt_ids": ids, "new_ids": new_ids,
             "text": model.tokenizer.decode(new_ids, skip_special_tokens=True),
             "seconds": seconds, "tokens_per_second": len(new_ids) / seconds if seconds > 0 else None,
-            "options": kwargs,
+            "options": kwargs, "quantize": options.quantize,
         }, indent=2))
     else:
         print(f"[{len(new_ids)} new tokens in {seconds:.2f} s, {len(new_ids) / seconds:.1f} tokens/s]",

@@ -21,6 +21,8 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..errors import CheckpointError, TrilogyError, TrilogyTypeError
 from ..models import Tokenization, TransformerModel
+from ..quantize import quantize as quantize_weights
+from ..quantize import quantized_format
 from . import hf
 from .files import (
     CONFIG,
@@ -102,7 +104,7 @@ def has_distinct_tied_head(layout: Layout, model: TransformerModel, shapes: dict
 
 def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
                     device: torch.device | str | None = None, revision: str | None = None,
-                    checkpoint_activations: bool = False) -> TransformerModel:
+                    checkpoint_activations: bool = False, quantize: str | None = None) -> TransformerModel:
     """Load a checkpoint (Hugging Face's or trilogy's own format) into the matching trilogy model, at the file's
     cost: the model is built on the meta device, every tensor name and shape is checked against the file
     before any memory is allocated, then each parameter is read from the file straight into place.
@@ -127,6 +129,8 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
         revision: a branch, tag or commit hash of a Hub model (default "main").
         checkpoint_activations: recompute each layer's activations in backward instead of keeping them
             (for training with less memory; see ``TransformerModel``).
+        quantize: "int8" or "int4": the weights quantised for decoding on CPU after loading (``trilogy.quantize``,
+            which says what is quantised); ``dtype`` then only sets what they are read as.
     Returns:
         The model, in eval mode.
     Raises:
@@ -162,7 +166,7 @@ def from_pretrained(path: str | Path, dtype: torch.dtype | str | None = None, *,
     check_tensors(shapes, expected, ignored, source=str(stored.file), config_source=config_source)
     target = resolve_dtype(dtype, layout.dtype, stored.dtypes)
     materialize(model, rules, stored, names, target, torch.device(device) if device is not None else torch.device("cpu"))
-    return model.eval()
+    return quantize_weights(model, quantize) if quantize is not None else model.eval()
 
 
 def save_pretrained(model: TransformerModel, path: str | Path, format: str = "auto",
@@ -187,6 +191,9 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
         raise TrilogyError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not isinstance(model, TransformerModel):
         raise TrilogyTypeError(f"save_pretrained needs a trilogy model, got {type(model).__name__}")
+    if quantized_format(model) is not None:
+        raise TrilogyError(f"this model is quantised ({quantized_format(model)}), which no checkpoint format here "
+                           "stores: save it before quantising, and load it with from_pretrained(..., quantize=...)")
     config = model.config
     hf_config, layout = None, Layout(config)
     if format != NATIVE:
