@@ -1,0 +1,194 @@
+"""Decoding at the memory roofline: greedy per-step time of trilogy in float32, bfloat16, int8 and int4 against
+transformers (float32, bfloat16) and against the least time the step's memory traffic allows.
+
+The model is Llama-shaped like SmolLM-135M (vocabulary 49152, width 576, 30 layers, 9 query and 3 key/value heads,
+SwiGLU 1536, tied embeddings), random-initialised by transformers, saved with its ``save_pretrained`` and loaded
+with ``trilogy.from_pretrained`` (``quantize=`` for int8 and int4). A step at batch B reads every weight it
+multiplies by once (the head over the vocabulary included) and the KV cache; the roofline is those bytes over the
+read bandwidth measured here (a reduction over a tensor far larger than the caches, best of 3). Each contender
+decodes a 16-token prompt into ``--new-tokens`` tokens (no EOS stop); the time per step includes the prompt's
+prefill, spread over the steps, which makes the roofline fractions slightly pessimistic. Runs are interleaved
+(the order rotates every repeat) and each contender's median is taken.
+
+Checks printed beside the times: float32 and bfloat16 greedy tokens against transformers' at the same dtype, and
+for int8 / int4 the fraction of next-token predictions on the decoded text that agree with float32's (weights
+are random here, so perplexity means little; the held-out perplexity check on a trained model is
+``tests/test_quantize.py``). transformers' own CPU weight-only quantisation goes through torchao, which this
+project does not install, so it has no int8 / int4 row.
+
+    .venv/bin/python benchmarks/decode.py                 # batch 1 and 8, 3 repeats
+    .venv/bin/python benchmarks/decode.py --batches 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+from tqdm import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM
+from transformers.utils import logging as hf_logging
+
+import trilogy
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from generate import read_bandwidth  # noqa: E402  (this folder's generate benchmark)
+
+#: the issue's targets: share of the roofline per format at batch 1, and speed-ups at batch 1
+ROOFLINE_TARGETS = {"float32": 0.80, "bfloat16": 0.70}
+SPEEDUP_TARGETS = {("int8", "float32"): 2.0, ("int4", "float32"): 3.0, ("bfloat16", "float32"): 1.0,
+                   ("bfloat16", "transformers bfloat16"): 1.5}
+SHAPE = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+             num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True, max_position_embeddings=2048)
+
+
+def build(folder: str, seed: int) -> dict:
+    """The contenders' models, all from one checkpoint written by transformers."""
+    torch.manual_seed(seed)
+    LlamaForCausalLM(LlamaConfig(**SHAPE, bos_token_id=None, eos_token_id=None)).save_pretrained(folder)
+    reference = LlamaForCausalLM.from_pretrained(folder).eval()
+    return {
+        "float32": trilogy.from_pretrained(folder),
+        "bfloat16": trilogy.from_pretrained(folder, dtype=torch.bfloat16),
+        "int8": trilogy.from_pretrained(folder, quantize="int8"),
+        "int4": trilogy.from_pretrained(folder, quantize="int4"),
+        "transformers float32": reference,
+        "transformers bfloat16": LlamaForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).eval(),
+    }
+
+
+def weight_bytes(model: trilogy.TransformerModel) -> int:
+    """Bytes of the tensors a decoding step multiplies by: every parameter and buffer once (a tied head's
+    matrix is the embeddings'), less the embedding table when the head has its own copy (a step looks up one
+    row of it per sequence)."""
+    tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
+    table = model.embeddings.tokens.weight
+    head = model.output_projection()
+    if head is not None and head.weight.data_ptr() != table.data_ptr():
+        tensors.pop(table.data_ptr())
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def cache_bytes(model: trilogy.TransformerModel, batch: int, prompt: int, new_tokens: int) -> float:
+    """The keys and values an average step reads: every layer's, at the mean cached length."""
+    config = model.config
+    element = 4 if model.embeddings.tokens.weight.dtype == torch.float32 else 2
+    mean_length = prompt + new_tokens / 2
+    return 2 * config.n_layers * batch * config.n_kv_heads * config.d_head * mean_length * element
+
+
+def runner(name: str, model, prompt: torch.Tensor, new_tokens: int):
+    if name.startswith("transformers"):
+        mask = torch.ones_like(prompt)
+
+        def run():
+            with torch.inference_mode():
+                return model.generate(prompt, attention_mask=mask, max_new_tokens=new_tokens,
+                                      min_new_tokens=new_tokens, do_sample=False)
+        return run
+    return lambda: model.generate(prompt, max_new_tokens=new_tokens, eos_token_id=None)
+
+
+def agreement(model, reference, tokens: torch.Tensor) -> float:
+    """Fraction of positions of ``tokens`` (B, T) where ``model`` predicts the same next token as ``reference``."""
+    with torch.inference_mode():
+        return (model(tokens).argmax(-1) == reference(tokens).argmax(-1)).float().mean().item()
+
+
+def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
+    generator = torch.Generator().manual_seed(args.seed + batch)
+    prompt = torch.randint(0, SHAPE["vocab_size"], (batch, args.prompt), generator=generator)
+    runs = {name: runner(name, model, prompt, args.new_tokens) for name, model in models.items()}
+    outputs = {name: run() for name, run in runs.items()}  # warm-up, and the tokens to compare
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for repeat in range(args.repeats):
+        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            start = time.perf_counter()
+            runs[name]()
+            seconds[name].append(time.perf_counter() - start)
+            progress.update()
+    step_ms = {name: 1000 * statistics.median(times) / args.new_tokens for name, times in seconds.items()}
+    roofline_ms = {}
+    for name in names:
+        ours = models[name.removeprefix("transformers ")]  # transformers' model reads the same bytes
+        traffic = weight_bytes(ours) + cache_bytes(ours, batch, args.prompt, args.new_tokens)
+        roofline_ms[name] = 1000 * traffic / bandwidth
+    full = outputs["float32"]
+    return {
+        "batch": batch, "ms_per_step": step_ms,
+        "tokens_per_second": {name: 1000 * batch / ms for name, ms in step_ms.items()},
+        "roofline_ms_per_step": roofline_ms,
+        "share_of_roofline": {name: roofline_ms[name] / step_ms[name] for name in names},
+        "same_tokens_as_transformers": {dtype: torch.equal(outputs[dtype], outputs[f"transformers {dtype}"])
+                                        for dtype in ("float32", "bfloat16")},
+        "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32"], full)
+                                              for fmt in ("bfloat16", "int8", "int4")},
+        "speedups": {f"{fast} vs {slow}": step_ms[slow] / step_ms[fast] for fast, slow in SPEEDUP_TARGETS},
+    }
+
+
+def report(results: list[dict], args, bandwidth: float, load: tuple) -> None:
+    print(f"greedy decoding, SmolLM-135M shape (30 layers, width 576, vocabulary 49152); prompt {args.prompt}, "
+          f"{args.new_tokens} new tokens; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{args.repeats} interleaved repeats, medians; read bandwidth {bandwidth / 1e9:.1f} GB/s; "
+          f"load average {load[0]:.1f} -> {load[1]:.1f}")
+    for r in results:
+        print(f"\nbatch {r['batch']}")
+        print(f"  {'contender':22s} {'ms/step':>8s} {'tokens/s':>9s} {'roofline ms':>11s} {'share':>6s}  target")
+        for name, ms in r["ms_per_step"].items():
+            share = r["share_of_roofline"][name]
+            target = ROOFLINE_TARGETS.get(name) if r["batch"] == 1 else None
+            verdict = "-" if target is None else f">= {target:.0%} {'met' if share >= target else 'NOT met'}"
+            print(f"  {name:22s} {ms:8.2f} {r['tokens_per_second'][name]:9.1f} "
+                  f"{r['roofline_ms_per_step'][name]:11.2f} {share:6.0%}  {verdict}")
+        for pair, ratio in r["speedups"].items():
+            fast, slow = pair.split(" vs ")
+            target = SPEEDUP_TARGETS[(fast, slow)]
+            verdict = f">= {target:.1f}x {'met' if ratio >= target else 'NOT met'}" if r["batch"] == 1 else "-"
+            print(f"  {pair:40s} {ratio:5.2f}x  {verdict}")
+        same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["same_tokens_as_transformers"].items())
+        agree = ", ".join(f"{k} {v:.1%}" for k, v in r["next_token_agreement_with_float32"].items())
+        print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--prompt", type=int, default=16, help="prompt length")
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.new_tokens < 1 or args.prompt < 1 or min(args.batches) < 1:
+        parser.error("--repeats, --new-tokens, --prompt and --batches must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hf_logging.set_verbosity_error()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as folder:
+        models = build(folder, args.seed)
+    bandwidth = read_bandwidth(1024)
+    with tqdm(total=args.repeats * len(models) * len(args.batches), desc="timed runs", file=sys.stderr,
+              disable=None) as progress:
+        results = [measure(batch, args, models, bandwidth, progress) for batch in args.batches]
+    load = (load_before, os.getloadavg()[0])
+    if args.json:
+        print(json.dumps({"threads": torch.get_num_threads(), "load_average": load,
+                          "read_bytes_per_second": bandwidth, "results": results}, indent=2))
+    else:
+        report(results, args, bandwidth, load)
+    return 0 if all(r["same_tokens_as_transformers"]["float32"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
