@@ -4,6 +4,7 @@ trained here on Shakespeare, held-out perplexity within 2% (int8) and 10% (int4)
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,10 +14,12 @@ from torch import nn
 
 import trilogy
 from trilogy.blocks.quantized_linear import QuantizedLinear, int4_supported
+from trilogy.cli import main
 from trilogy.data.shakespeare import shakespeare_dir
 from trilogy.quantize import quantized_format
 
 from .conftest import tiny
+from .test_chat import write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 needs_int4 = pytest.mark.skipif(not int4_supported(), reason="torch < 2.6 has no CPU int4 kernel")
@@ -155,3 +158,15 @@ def test_held_out_perplexity_stays_near_float32(trained, fmt, tolerance):
     copy.load_state_dict(model.state_dict())
     quantised = _perplexity(trilogy.quantize(copy, fmt, group_size=32), held_out)
     assert abs(quantised / reference - 1) <= tolerance, (fmt, reference, quantised)
+
+
+def test_cli_generates_from_quantised_weights(tmp_path, capsys):
+    write_checkpoint(tmp_path, "file")
+    argv = ["generate", str(tmp_path), "--prompt", "where is the cat", "--max-new-tokens", "6", "--json"]
+    assert main([*argv, "--quantize", "int8"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    model = trilogy.from_pretrained(tmp_path, quantize="int8")
+    expected = model.generate(torch.tensor([result["prompt_ids"]]), max_new_tokens=6)[0, len(result["prompt_ids"]):]
+    assert result["quantize"] == "int8" and result["new_ids"] == expected.tolist()
+    assert main([*argv, "--quantize", "int2"]) == 2
+    assert "invalid choice: 'int2'" in capsys.readouterr().err
