@@ -350,6 +350,7 @@ def test_bf16_loads_each_weight_cast(files, name, tmp_path):
     assert all(torch.equal(value, expected[key].to(torch.bfloat16)) for key, value in saved.items())
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_device_puts_each_weight_there(files):
     """Rows are copied straight onto the device, bitwise what a CPU load gives."""

@@ -161,6 +161,7 @@ def test_bad_dtype_is_refused(tmp_path):
         trilogy.from_pretrained(tmp_path, dtype=torch.int64)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_device_puts_weights_and_buffers_there(saved):
     _, folder, _ = saved
