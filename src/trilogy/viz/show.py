@@ -58,10 +58,10 @@ class AttentionView:
         return self._html
 
     def __repr__(self) -> str:  # Jupyter stores it as the output's text/plain: not the page again
-        return f"<{self.title}: {'live' if self.widget else 'self-contained'} attention explorer>"
+        return f"<{self.title}: {'self-contained' if self.widget is None else 'live'} attention explorer>"
 
     def _repr_html_(self) -> str | None:
-        return None if self.widget else self.html
+        return self.html if self.widget is None else None
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> tuple[dict, dict] | None:
         """A live view's output: the widget, with a line of HTML for front ends without widgets (a notebook
