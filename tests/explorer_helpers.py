@@ -37,8 +37,9 @@ def weights(kind: dict, layer_index: int) -> torch.Tensor:
 
 
 @contextmanager
-def browser_page(html_path: Path):
-    """A headless Chromium page on ``html_path``; yields (page, script errors, every URL requested)."""
+def browser_page(html_path: Path, functions: dict | None = None):
+    """A headless Chromium page on ``html_path``, with ``functions`` {name: Python callable} callable from its
+    scripts as ``window.name`` (they answer with a promise); yields (page, script errors, every URL requested)."""
     from playwright.sync_api import sync_playwright
 
     errors, requests = [], []
@@ -50,6 +51,8 @@ def browser_page(html_path: Path):
                   "--disable-sync", "--no-first-run"],
         )
         try:
+            for name, function in (functions or {}).items():
+                browser.expose_function(name, function)
             page = browser.new_page()
             page.on("request", lambda r: requests.append(r.url))
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -78,3 +81,50 @@ def word_tokenizer():
     tok = Tokenizer(WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
     tok.pre_tokenizer = Whitespace()
     return tok
+
+
+def comm_stub(widget):
+    """The front end's end of ``widget``'s comm: a function that sends a request as the page does (a custom
+    message, through ipywidgets' comm handling) and returns the one reply the widget sends back."""
+    replies = []
+    widget.comm.send = lambda data=None, metadata=None, buffers=None: replies.append(data)
+
+    def ask(request):
+        widget.comm.handle_msg({"content": {"data": {"method": "custom", "content": request}}, "buffers": []})
+        assert len(replies) == 1 and replies[0]["method"] == "custom", replies
+        return replies.pop()["content"]
+
+    return ask
+
+
+def widget_page(path: Path, module: str, data: dict, after: str = "") -> Path:
+    """Write a page that renders a widget's ES ``module`` as a widget front end does, with a stand-in for its
+    model: ``model.get("data")`` is ``data``, and ``model.send(request)`` records the request in
+    ``window.sentRequests`` and hands it to the page's ``kernel`` function (which the test binds to Python, see
+    ``browser_page``), whose answer comes back as a "msg:custom" event. ``after``: HTML to put after it."""
+    source = base64.b64encode(module.encode()).decode("ascii")
+    state = json.dumps({"data": data}).replace("</", "<\\/")
+    path.write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>live explorer</title></head>
+<body>
+<div id="widget"></div>
+<script type="application/json" id="state">{state}</script>
+<script type="module">
+import widget from "data:text/javascript;base64,{source}";
+const state = JSON.parse(document.getElementById("state").textContent), listeners = new Set();
+window.sentRequests = [];
+const model = {{
+  get: name => state[name],
+  send: request => {{
+    window.sentRequests.push(request);
+    window.kernel(request).then(reply => listeners.forEach(listener => listener(reply, [])));
+  }},
+  on: (event, listener) => {{ if (event === "msg:custom") listeners.add(listener); }},
+  off: (event, listener) => listeners.delete(listener),
+}};
+widget.render({{model, el: document.getElementById("widget")}});
+</script>
+{after}
+</body></html>
+""")
+    return path

@@ -1,16 +1,19 @@
 """``trilogy.viz.show`` without a browser: the fragment is scoped (so that many live in one notebook), token
-labels are clean, the filters keep what they name, weights are packed one byte each, and bad requests fail with
-one line. The browser side is tests/test_attention_views.py."""
+labels are clean, the filters keep what they name, weights are packed one byte each, the lens view holds
+``logit_lens``'s data, and bad requests fail with one line. The browser side is tests/test_attention_views.py
+and tests/test_viz_live_page.py; the live view's Python side tests/test_viz_live.py."""
 
 from __future__ import annotations
 
+import base64
 import re
 
+import numpy as np
 import pytest
 import torch
 
 from trilogy import Tokenization
-from trilogy.viz import AttentionView, show
+from trilogy.viz import AttentionView, logit_lens, show
 
 from .conftest import tiny
 from .explorer_helpers import PACKED, embedded, weights
@@ -88,6 +91,10 @@ def test_weights_are_packed_one_byte_each():
     (lambda: show(tiny("tiny-gpt2"), [1, 2], target=[3]), "a target is for encoder-decoder"),
     (lambda: show(tiny("tiny-gpt2"), "hello"), "token ids separated by spaces"),
     (lambda: show(tiny("tiny-gpt2"), [1, 2], generate=0), "generate must be"),
+    (lambda: show(tiny("tiny-gpt2"), [1], view="lens"), "the lens follows the next token: give two tokens"),
+    (lambda: show(tiny("tiny-gpt2"), [1, 2], lens=True, lens_target="5 6"), "lens_target must be one token; '5 6' is 2"),
+    (lambda: show(tiny("tiny-gpt2"), [1, 2], lens=True, lens_target=1024), r"among 0\.\.1023, got 1024"),
+    (lambda: show(tiny("tiny-bert", head="none"), [1, 2], view="lens"), "reads through the head over the vocabulary"),
 ])
 def test_bad_requests_fail_with_one_line(call, message):
     with pytest.raises(ValueError, match=message) as error:
@@ -100,3 +107,42 @@ def test_save_writes_a_page(tmp_path):
     text = path.read_text()
     assert text.startswith("<!DOCTYPE html>") and len(embedded(text)) == 1
     assert list(embedded(text)[0]["kinds"]) == ["encoder", "decoder", "cross"]
+
+
+def lens_floats(packed: str, shape: torch.Size) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(packed), dtype="<f4").copy()).reshape(shape)
+
+
+def check_lens(packed: dict, lens) -> None:
+    """The page's lens is ``lens``, as ``logit_lens`` computes it."""
+    assert (packed["rows"], packed["positions"], packed["targets"]) == (lens.rows, lens.positions, lens.targets)
+    shape = lens.target_probabilities.shape
+    assert torch.equal(lens_floats(packed["target_probability"], shape), lens.target_probabilities)
+    assert torch.equal(lens_floats(packed["top_probability"], shape), lens.top_probabilities)
+    assert [[packed["tokens"][i] for i in row] for row in packed["top"]] == lens.top_labels
+
+
+def test_the_lens_follows_the_next_token_of_a_causal_model():
+    gpt = tiny("tiny-gpt2")
+    [data] = embedded(show(gpt, [5, 6, 7, 8], view="lens").html)
+    check_lens(data["lens"], logit_lens(gpt, torch.tensor([[5, 6, 7]]), torch.tensor([6, 7, 8])))
+    assert data["view"] == "lens" and data["kinds"]["decoder"]["layers"] == [0, 1]  # the other views too
+    [data] = embedded(show(gpt, [5, 6, 7, 8], lens=True, lens_target=9).html)
+    check_lens(data["lens"], logit_lens(gpt, torch.tensor([[5, 6, 7, 8]]), 9))
+    assert data["view"] == "head"
+
+
+def test_the_lens_of_t5_reads_the_decoder_and_of_bert_each_token():
+    t5, bert = tiny("tiny-t5"), tiny("tiny-bert")
+    [data] = embedded(show(t5, [5, 6, 7], target=[8, 9, 10], view="lens").html)
+    start = t5.config.decoder_start_token_id
+    check_lens(data["lens"], logit_lens(t5, torch.tensor([[5, 6, 7]]), torch.tensor([8, 9, 10]),
+                                        decoder_input_ids=torch.tensor([[start, 8, 9]])))
+    [data] = embedded(show(bert, [5, 6, 7], view="lens").html)
+    check_lens(data["lens"], logit_lens(bert, torch.tensor([[5, 6, 7]]), torch.tensor([5, 6, 7])))
+
+
+def test_views_without_the_lens_are_as_before():
+    [data] = embedded(show(tiny("tiny-gpt2"), [5, 6, 7]).html)
+    assert list(data) == ["model", "view", "kinds", "generation"]
+    assert list(data["kinds"]["decoder"]) == ["queries", "keys", "layers", "heads", "weights", "allowed", "vectors"]

@@ -1,5 +1,6 @@
-"""See inside: the attention explorer (``show``), attention heatmaps and mask pictures, the logit lens and
-activation patching (each a result that draws itself: ``.save(path)``, or inline in a notebook)."""
+"""See inside: the attention explorer (``show``: a self-contained page, or in a notebook a live widget that
+asks the kernel for what it shows), attention heatmaps and mask pictures, the logit lens and activation
+patching (each a result that draws itself: ``.save(path)``, or inline in a notebook)."""
 
 from .logit_lens import LogitLens, logit_lens
 from .patching import Patching, patch_heads, patch_residual
