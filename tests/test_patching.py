@@ -9,7 +9,7 @@ import torch
 
 import trilogy
 from trilogy.errors import TrilogyError
-from trilogy.viz.patching import patch_heads, patch_residual
+from trilogy.viz.patching import Patching, patch_heads, patch_residual
 
 from .hooks_helpers import sample_inputs
 
@@ -106,6 +106,19 @@ def test_heads_and_cross_attention_heads(tmp_path):
     assert encoder_stream._repr_png_()[:4] == b"\x89PNG"
     same = patch_heads(model, clean, clean, metric, cross=True)  # nothing to restore
     assert (same.values == same.clean).all() and same.clean == same.corrupted
+
+
+def test_the_title_of_a_narrow_picture_stays_inside_it():
+    """Four heads draw a figure narrower than its title, which is wrapped rather than cut at both edges."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    heads = Patching("cross-attention heads", torch.zeros(2, 4), ["layer 0", "layer 1"],
+                     [f"head {h}" for h in range(4)], clean=5.38, corrupted=-6.07)
+    figure = heads.figure()
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    title = figure.axes[0].title.get_window_extent(renderer)
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.x1
 
 
 def test_refusals():

@@ -56,5 +56,5 @@ def heatmap(values: Tensor, rows: list[str], columns: list[str], title: str, sca
                 ax.text(column, row, text[:8], ha="center", va="center", fontsize=7,
                         color="black" if light else "white")
     figure.colorbar(image, ax=ax, label=scale_label)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, wrap=True)  # a figure of a few columns is narrower than its title
     return figure
