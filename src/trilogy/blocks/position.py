@@ -140,11 +140,13 @@ class RotaryEmbedding(nn.Module):
         inv_freq = inv_freq.to(torch.get_default_device())
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # (R/2,)
 
-    def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
-        """Args: positions (B, T). Returns cos, sin, each (B, 1, T, R)."""
+    def forward(self, positions: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """Args: positions (B, T); dtype: the queries' and keys' (the angles are computed in float32, then
+        rounded to it once, as transformers does, instead of in every product of every layer).
+        Returns cos, sin, each (B, 1, T, R)."""
         angles = positions[..., None].float() * self.inv_freq  # (B, T, R/2)
         angles = torch.cat([angles, angles], dim=-1)[:, None]  # (B, 1, T, R)
-        return angles.cos(), angles.sin()
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

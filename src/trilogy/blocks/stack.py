@@ -144,8 +144,8 @@ class TransformerStack(nn.Module):
             if positions is None:  # a causal stack counts real tokens (left padding starts at 0); a bidirectional
                 # one numbers 0..T-1, as an encoder's embeddings do
                 positions = positions_from_mask(attention_mask if self.causal else None, x.size(1), past, x.device)
-            angles = self.rotary(positions)
-            local = self.rotary_local(positions) if self.rotary_local is not None else angles
+            angles = self.rotary(positions, x.dtype)
+            local = self.rotary_local(positions, x.dtype) if self.rotary_local is not None else angles
             rotary = {window: angles if window is None else local for window in masks}
         cross_mask = cross_attention_mask(context_mask)
         layer_caches = cache.layers if cache is not None else [None] * len(self.layers)
