@@ -1,17 +1,19 @@
-"""Decoding at the memory roofline: greedy per-step time of trilogy in float32, bfloat16, int8 and int4 against
-transformers (float32, bfloat16) and against the least time the step's memory traffic allows.
+"""Decoding at the memory roofline: greedy per-step time of trilogy in float32, bfloat16 (prepacked for oneDNN,
+and as loaded), int8 and int4 against transformers (float32, bfloat16) and against the least time the step's
+memory traffic allows.
 
 The model is Llama-shaped like SmolLM-135M (vocabulary 49152, width 576, 30 layers, 9 query and 3 key/value heads,
 SwiGLU 1536, tied embeddings), random-initialised by transformers, saved with its ``save_pretrained`` and loaded
-with ``trilogy.from_pretrained`` (``quantize=`` for int8 and int4). A step at batch B reads every weight it
+with ``trilogy.from_pretrained`` (then ``trilogy.prepack``, or ``quantize=`` for int8 and int4; "unpacked" rows
+are the model as loaded, with ``nn.Linear``). A step at batch B reads every weight it
 multiplies by once (the head over the vocabulary included) and the KV cache; the roofline is those bytes over the
 read bandwidth measured here (a reduction over a tensor far larger than the caches, best of 3). Each contender
-decodes a 16-token prompt into ``--new-tokens`` tokens (no EOS stop); the time per step includes the prompt's
-prefill, spread over the steps, which makes the roofline fractions slightly pessimistic. Runs are interleaved
+decodes a 16-token prompt into 1 token (the prefill) and, right after, into 1 + ``--new-tokens`` tokens (no EOS
+stop); the time per step is the difference over ``--new-tokens``: the decoding steps alone. Runs are interleaved
 (the order rotates every repeat) and each contender's median is taken.
 
 Checks printed beside the times: float32 and bfloat16 greedy tokens against transformers' at the same dtype, and
-for int8 / int4 the fraction of next-token predictions on the decoded text that agree with float32's (weights
+the fraction of next-token predictions on the decoded text that agree with unpacked float32's (weights
 are random here, so perplexity means little; the held-out perplexity check on a trained model is
 ``tests/test_quantize.py``). transformers' own CPU weight-only quantisation goes through torchao, which this
 project does not install, so it has no int8 / int4 row.
@@ -54,8 +56,10 @@ def build(folder: str, seed: int) -> dict:
     LlamaForCausalLM(LlamaConfig(**SHAPE, bos_token_id=None, eos_token_id=None)).save_pretrained(folder)
     reference = LlamaForCausalLM.from_pretrained(folder).eval()
     return {
-        "float32": trilogy.from_pretrained(folder),
-        "bfloat16": trilogy.from_pretrained(folder, dtype=torch.bfloat16),
+        "float32": trilogy.prepack(trilogy.from_pretrained(folder)),
+        "bfloat16": trilogy.prepack(trilogy.from_pretrained(folder, dtype=torch.bfloat16)),
+        "float32 unpacked": trilogy.from_pretrained(folder),
+        "bfloat16 unpacked": trilogy.from_pretrained(folder, dtype=torch.bfloat16),
         "int8": trilogy.from_pretrained(folder, quantize="int8"),
         "int4": trilogy.from_pretrained(folder, quantize="int4"),
         "transformers float32": reference,
@@ -67,12 +71,17 @@ def weight_bytes(model: trilogy.TransformerModel) -> int:
     """Bytes of the tensors a decoding step multiplies by: every parameter and buffer once (a tied head's
     matrix is the embeddings'), less the embedding table when the head has its own copy (a step looks up one
     row of it per sequence)."""
-    tensors = {t.data_ptr(): t for t in [*model.parameters(), *model.buffers()]}
+    tensors = {_address(t): t for t in [*model.parameters(), *model.buffers()]}
     table = model.embeddings.tokens.weight
     head = model.output_projection()
-    if head is not None and head.weight.data_ptr() != table.data_ptr():
-        tensors.pop(table.data_ptr())
+    if head is not None and (not isinstance(head, torch.nn.Linear) or head.weight.data_ptr() != table.data_ptr()):
+        tensors.pop(_address(table))
     return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _address(tensor: torch.Tensor) -> int:
+    """Where a tensor's data start; a prepacked weight (oneDNN's opaque layout) has no storage of its own."""
+    return tensor.data_ptr() if tensor.layout == torch.strided and not tensor.is_mkldnn else id(tensor)
 
 
 def cache_bytes(model: trilogy.TransformerModel, batch: int, prompt: int, new_tokens: int) -> float:
@@ -104,15 +113,19 @@ def agreement(model, reference, tokens: torch.Tensor) -> float:
 def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
     generator = torch.Generator().manual_seed(args.seed + batch)
     prompt = torch.randint(0, SHAPE["vocab_size"], (batch, args.prompt), generator=generator)
-    runs = {name: runner(name, model, prompt, args.new_tokens) for name, model in models.items()}
+    runs = {name: runner(name, model, prompt, 1 + args.new_tokens) for name, model in models.items()}
+    prefills = {name: runner(name, model, prompt, 1) for name, model in models.items()}
     outputs = {name: run() for name, run in runs.items()}  # warm-up, and the tokens to compare
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(args.repeats):
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
             start = time.perf_counter()
+            prefills[name]()
+            prefill = time.perf_counter() - start
+            start = time.perf_counter()
             runs[name]()
-            seconds[name].append(time.perf_counter() - start)
+            seconds[name].append(time.perf_counter() - start - prefill)  # the steps after the first token
             progress.update()
     step_ms = {name: 1000 * statistics.median(times) / args.new_tokens for name, times in seconds.items()}
     roofline_ms = {}
@@ -120,7 +133,7 @@ def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
         ours = models[name.removeprefix("transformers ")]  # transformers' model reads the same bytes
         traffic = weight_bytes(ours) + cache_bytes(ours, batch, args.prompt, args.new_tokens)
         roofline_ms[name] = 1000 * traffic / bandwidth
-    full = outputs["float32"]
+    full = outputs["float32 unpacked"]
     return {
         "batch": batch, "ms_per_step": step_ms,
         "tokens_per_second": {name: 1000 * batch / ms for name, ms in step_ms.items()},
@@ -128,8 +141,8 @@ def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
         "share_of_roofline": {name: roofline_ms[name] / step_ms[name] for name in names},
         "same_tokens_as_transformers": {dtype: torch.equal(outputs[dtype], outputs[f"transformers {dtype}"])
                                         for dtype in ("float32", "bfloat16")},
-        "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32"], full)
-                                              for fmt in ("bfloat16", "int8", "int4")},
+        "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32 unpacked"], full)
+                                              for fmt in ("float32", "bfloat16", "int8", "int4")},
         "speedups": {f"{fast} vs {slow}": step_ms[slow] / step_ms[fast] for fast, slow in SPEEDUP_TARGETS},
     }
 

@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import trilogy
-from trilogy.blocks.quantized_linear import QuantizedLinear, int4_supported
+from trilogy.blocks.inference_linear import PackedLinear, QuantizedLinear, int4_supported
+from trilogy.blocks.stack import TransformerStack
 from trilogy.cli import main
 from trilogy.data.shakespeare import shakespeare_dir
-from trilogy.quantize import quantized_format
+from trilogy.quantize import inference_form
 
 from .conftest import tiny
 from .test_chat import write_checkpoint
@@ -63,7 +64,7 @@ def test_quantize_replaces_the_stacks_and_the_head():
     assert len(quantised) == model.config.n_layers * 5  # qkv, out, gate, up, down
     assert isinstance(model.lm_head.proj, QuantizedLinear) and model.lm_head.proj.format == "int8"
     assert model.embeddings.tokens.weight.dtype == torch.bfloat16  # kept
-    assert quantized_format(model) == "int8" and quantized_format(tiny("tiny-llama")) is None
+    assert inference_form(model) == "int8" and inference_form(tiny("tiny-llama")) is None
     assert not any(p.requires_grad and p.dtype != torch.bfloat16 for p in model.parameters())
 
 
@@ -73,7 +74,7 @@ def test_int4_keeps_the_head_in_int8_and_decodes():
     model = tiny("tiny-llama")
     prompt = torch.randint(0, model.config.vocab_size, (2, 6))
     quantised = trilogy.quantize(model, "int4", group_size=32)
-    assert quantised.lm_head.proj.format == "int8" and quantized_format(quantised) == "int4"
+    assert quantised.lm_head.proj.format == "int8" and inference_form(quantised) == "int4"
     out = quantised.generate(prompt, max_new_tokens=4, eos_token_id=None)
     assert out.shape == (2, 10)
     # the cached steps agree with running the whole sequence at once
@@ -91,7 +92,7 @@ def test_loss_reads_the_quantised_head():
 
 @pytest.mark.parametrize("call, message", [
     (lambda m: trilogy.quantize(m, "int3"), "must be one of int8, int4"),
-    (lambda m: trilogy.quantize(trilogy.quantize(m, "int8"), "int8"), "already quantised"),
+    (lambda m: trilogy.quantize(trilogy.quantize(m, "int8"), "int8"), "already in a CPU inference form"),
     (lambda m: trilogy.quantize(m, "int4", group_size=48), "divisible by the group size 48"),
 ])
 def test_refusals(call, message):
@@ -105,9 +106,43 @@ def test_a_quantised_model_is_not_saved_and_loads_quantised(tmp_path):
     model = tiny("tiny-llama")
     model.save_pretrained(tmp_path / "fp32")
     loaded = trilogy.from_pretrained(tmp_path / "fp32", quantize="int8")
-    assert quantized_format(loaded) == "int8"
-    with pytest.raises(trilogy.TrilogyError, match="quantised .* save it before quantising"):
+    assert inference_form(loaded) == "int8"
+    with pytest.raises(trilogy.TrilogyError, match="CPU inference form .int8.* save it before quantize or prepack"):
         loaded.save_pretrained(tmp_path / "again")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_prepacked_layer_computes_what_the_linear_does(dtype):
+    linear = nn.Linear(96, 48).to(dtype)
+    layer = PackedLinear(linear)
+    assert torch.equal(layer.weight, linear.weight.detach())  # the blocked copy holds the same numbers
+    x = torch.randn(2, 5, 96, dtype=dtype)
+    tolerance = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(layer(x), linear(x).detach(), **tolerance)
+
+
+@pytest.mark.parametrize("preset", ["tiny-llama", "tiny-gpt2", "tiny-t5", "tiny-bert"])
+def test_prepack_keeps_every_family_s_outputs(preset):
+    model = tiny(preset)
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (2, 9))
+    inputs = (ids, torch.randint(0, config.vocab_size, (2, 5))) if model.structure.has_source else (ids,)
+    with torch.no_grad():
+        before = model(*inputs)
+        after = trilogy.prepack(model)(*inputs)
+    assert inference_form(model) == "prepacked"
+    stacks = [m for m in model.modules() if isinstance(m, TransformerStack)]
+    assert stacks and not any(type(m) is nn.Linear for stack in stacks for m in stack.modules())
+    torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+
+
+def test_prepacked_greedy_decoding_is_unchanged():
+    model = tiny("tiny-llama")
+    prompt = torch.randint(0, model.config.vocab_size, (2, 6))
+    expected = model.generate(prompt, max_new_tokens=8, eos_token_id=None)
+    assert torch.equal(trilogy.prepack(model).generate(prompt, max_new_tokens=8, eos_token_id=None), expected)
+    with pytest.raises(trilogy.TrilogyError, match="already in a CPU inference form .prepacked."):
+        trilogy.quantize(model, "int8")
 
 
 # --- quality: held-out perplexity of a small model trained here -----------------------------------------------

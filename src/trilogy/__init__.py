@@ -24,7 +24,7 @@ from .models import (
     TransformerModel,
     build_model,
 )
-from .quantize import quantize
+from .quantize import prepack, quantize
 
 __version__ = "0.1.0"
 
@@ -43,7 +43,8 @@ def build(config_or_preset: ModelConfig | str, *, tokenization: Tokenization | N
 __all__ = [
     "PRESETS", "CheckpointError", "DecoderOnlyTransformer", "EncoderDecoderTransformer", "EncoderOnlyTransformer",
     "KVCache", "LayerCache", "MLMHead", "ModelConfig", "ModelOutput", "PositionalEncoding", "Tokenization", "TransformerModel",
-    "TrilogyError", "__version__", "build", "build_model", "from_pretrained", "generate_text", "quantize",
+    "TrilogyError", "__version__", "build", "build_model", "from_pretrained", "generate_text", "prepack",
+    "quantize",
 ]
 
 #: subpackages reachable as ``trilogy.NAME`` after ``import trilogy``, imported on first use (``viz`` brings

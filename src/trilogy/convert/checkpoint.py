@@ -21,8 +21,8 @@ from torch import Tensor
 from ..config import ModelConfig
 from ..errors import CheckpointError, TrilogyError, TrilogyTypeError
 from ..models import Tokenization, TransformerModel
+from ..quantize import inference_form
 from ..quantize import quantize as quantize_weights
-from ..quantize import quantized_format
 from . import hf
 from .files import (
     CONFIG,
@@ -191,9 +191,9 @@ def save_pretrained(model: TransformerModel, path: str | Path, format: str = "au
         raise TrilogyError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if not isinstance(model, TransformerModel):
         raise TrilogyTypeError(f"save_pretrained needs a trilogy model, got {type(model).__name__}")
-    if quantized_format(model) is not None:
-        raise TrilogyError(f"this model is quantised ({quantized_format(model)}), which no checkpoint format here "
-                           "stores: save it before quantising, and load it with from_pretrained(..., quantize=...)")
+    if inference_form(model) is not None:
+        raise TrilogyError(f"this model is in a CPU inference form ({inference_form(model)}), which no checkpoint "
+                           "format here stores: save it before quantize or prepack, and apply them after loading")
     config = model.config
     hf_config, layout = None, Layout(config)
     if format != NATIVE:
