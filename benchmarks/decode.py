@@ -110,6 +110,14 @@ def agreement(model, reference, tokens: torch.Tensor) -> float:
         return (model(tokens).argmax(-1) == reference(tokens).argmax(-1)).float().mean().item()
 
 
+def top2_margin(model, tokens: torch.Tensor) -> float:
+    """The median gap between the two largest logits: how near a tie the next-token choice is (random weights
+    give small gaps, which any rounding may flip)."""
+    with torch.inference_mode():
+        top = model(tokens).float().topk(2, dim=-1).values  # (B, T, 2)
+    return (top[..., 0] - top[..., 1]).median().item()
+
+
 def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
     generator = torch.Generator().manual_seed(args.seed + batch)
     prompt = torch.randint(0, SHAPE["vocab_size"], (batch, args.prompt), generator=generator)
@@ -143,6 +151,7 @@ def measure(batch: int, args, models: dict, bandwidth: float, progress) -> dict:
                                         for dtype in ("float32", "bfloat16")},
         "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32 unpacked"], full)
                                               for fmt in ("float32", "bfloat16", "int8", "int4")},
+        "float32_top2_margin_median": top2_margin(models["float32 unpacked"], full),
         "speedups": {f"{fast} vs {slow}": step_ms[slow] / step_ms[fast] for fast, slow in SPEEDUP_TARGETS},
     }
 
@@ -168,7 +177,8 @@ def report(results: list[dict], args, bandwidth: float, load: tuple) -> None:
             print(f"  {pair:40s} {ratio:5.2f}x  {verdict}")
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["same_tokens_as_transformers"].items())
         agree = ", ".join(f"{k} {v:.1%}" for k, v in r["next_token_agreement_with_float32"].items())
-        print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree}")
+        print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree} "
+              f"(float32's median gap between its top two logits: {r['float32_top2_margin_median']:.3f})")
 
 
 def main(argv: list[str] | None = None) -> int:
