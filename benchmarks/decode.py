@@ -110,6 +110,20 @@ def agreement(model, reference, tokens: torch.Tensor) -> float:
         return (model(tokens).argmax(-1) == reference(tokens).argmax(-1)).float().mean().item()
 
 
+def head_times(models: dict, rounds: int = 30) -> dict:
+    """Milliseconds of the LM head's product alone for one row (49152 x 576), per format, interleaved medians."""
+    heads = {fmt: models[fmt].lm_head.proj for fmt in ("float32", "bfloat16", "int8", "int4")}
+    row = torch.randn(1, SHAPE["hidden_size"])
+    times: dict[str, list[float]] = {fmt: [] for fmt in heads}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for fmt, head in heads.items():
+                start = time.perf_counter()
+                head(row)
+                times[fmt].append(time.perf_counter() - start)
+    return {fmt: 1000 * statistics.median(t[3:]) for fmt, t in times.items()}  # the first rounds warm up
+
+
 def top2_margin(model, tokens: torch.Tensor) -> float:
     """The median gap between the two largest logits: how near a tie the next-token choice is (random weights
     give small gaps, which any rounding may flip)."""
@@ -204,12 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=args.repeats * len(models) * len(args.batches), desc="timed runs", file=sys.stderr,
               disable=None) as progress:
         results = [measure(batch, args, models, bandwidth, progress) for batch in args.batches]
+    heads = head_times(models)
     load = (load_before, os.getloadavg()[0])
     if args.json:
         print(json.dumps({"threads": torch.get_num_threads(), "load_average": load,
-                          "read_bytes_per_second": bandwidth, "results": results}, indent=2))
+                          "read_bytes_per_second": bandwidth, "results": results, "head_ms": heads}, indent=2))
     else:
         report(results, args, bandwidth, load)
+        print("\nthe LM head alone (49152 x 576), one row: " + ", ".join(f"{k} {v:.2f} ms" for k, v in heads.items()))
     return 0 if all(r["same_tokens_as_transformers"]["float32"] for r in results) else 1
 
 

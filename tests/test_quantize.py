@@ -69,11 +69,12 @@ def test_quantize_replaces_the_stacks_and_the_head():
 
 
 @needs_int4
-def test_int4_keeps_the_head_in_int8_and_decodes():
+def test_int4_quantises_the_head_as_asked_and_decodes():
+    assert trilogy.quantize(tiny("tiny-llama"), "int4", group_size=32).lm_head.proj.format == "int4"
     torch.manual_seed(0)
     model = tiny("tiny-llama")
     prompt = torch.randint(0, model.config.vocab_size, (2, 6))
-    quantised = trilogy.quantize(model, "int4", group_size=32)
+    quantised = trilogy.quantize(model, "int4", group_size=32, head="int8")
     assert quantised.lm_head.proj.format == "int8" and inference_form(quantised) == "int4"
     out = quantised.generate(prompt, max_new_tokens=4, eos_token_id=None)
     assert out.shape == (2, 10)
@@ -91,7 +92,8 @@ def test_loss_reads_the_quantised_head():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: trilogy.quantize(m, "int3"), "must be one of int8, int4"),
+    (lambda m: trilogy.quantize(m, "int3"), "format must be one of int8, int4"),
+    (lambda m: trilogy.quantize(m, "int8", head="fp8"), "head must be one of int8, int4, got 'fp8'"),
     (lambda m: trilogy.quantize(trilogy.quantize(m, "int8"), "int8"), "already in a CPU inference form"),
     (lambda m: trilogy.quantize(m, "int4", group_size=48), "divisible by the group size 48"),
 ])

@@ -4,8 +4,10 @@
 What ``quantize`` quantises, and why:
 - every linear layer of the transformer stacks (attention's projections, the MLP), in the chosen format: they
   hold nearly all the bytes a decoding step reads;
-- the LM head over the vocabulary, in int8 in both formats: it is read whole at every step (a fifth of a
-  135M model's bytes), and its errors go straight into the logits, which int4 moves more than int8;
+- the LM head over the vocabulary, in the same format by default (as torchao's weight-only configs do): it is
+  read whole at every step, a fifth of a 135M model's bytes, and torch's int8 kernel is slow on so tall a matrix
+  (about 3x the int4 kernel's time on its 49152 x 576 head in ``benchmarks/decode.py``, 2-core AMD EPYC);
+  ``head="int8"`` keeps more of the logits' precision under int4 stacks;
 - the embeddings stay bfloat16: a step looks up one row per sequence, so their size costs memory, not time;
 - task heads (classifiers, pooler, span) stay bfloat16: they are small and not read while decoding.
 The rest of the model (norms, biases, the cache) becomes bfloat16: the kernels take bfloat16 activations.
@@ -28,25 +30,26 @@ from .blocks.stack import TransformerStack
 from .errors import TrilogyError
 from .models import TransformerModel
 
-#: the head over the vocabulary is int8 whatever the stacks' format (see the module docstring)
-HEAD_FORMAT = "int8"
 
-
-def quantize(model: TransformerModel, format: str, group_size: int = 64) -> TransformerModel:
+def quantize(model: TransformerModel, format: str, group_size: int = 64, head: str | None = None
+             ) -> TransformerModel:
     """Quantise ``model``'s weights in place for inference on CPU and return it (see the module docstring).
 
     Args:
         format: "int8" (one scale per output row) or "int4" (a scale and an offset per ``group_size`` inputs).
         group_size: int4's group: 32, 64, 128 ...; the layers' input width must be a multiple.
+        head: the LM head's format, "int8" or "int4"; None: ``format``.
     Returns:
         the model, in eval mode, bfloat16 besides the quantised layers (``inference_form`` names the format).
     """
-    if format not in FORMATS:
-        raise TrilogyError(f"quantize format must be one of {', '.join(FORMATS)}, got {format!r}")
+    head = format if head is None else head
+    for name, value in (("format", format), ("head", head)):
+        if value not in FORMATS:
+            raise TrilogyError(f"quantize {name} must be one of {', '.join(FORMATS)}, got {value!r}")
     _check_convertible(model)
     model.to(torch.bfloat16)
     return _replace(model, lambda linear: QuantizedLinear(linear, format, group_size),
-                    lambda linear: QuantizedLinear(linear, HEAD_FORMAT))
+                    lambda linear: QuantizedLinear(linear, head, group_size))
 
 
 def prepack(model: TransformerModel) -> TransformerModel:
