@@ -70,7 +70,10 @@ def test_quantize_replaces_the_stacks_and_the_head():
 
 @needs_int4
 def test_int4_quantises_the_head_as_asked_and_decodes():
-    assert trilogy.quantize(tiny("tiny-llama"), "int4", group_size=32).lm_head.proj.format == "int4"
+    model = trilogy.quantize(tiny("tiny-llama"), "int4", group_size=32)
+    assert model.lm_head.proj.format == "int4"
+    prompt = torch.randint(0, model.config.vocab_size, (3, 5))  # the head reads rows of a (3, 5, C) prefill
+    assert model.generate(prompt, max_new_tokens=2, eos_token_id=None).shape == (3, 7)
     torch.manual_seed(0)
     model = tiny("tiny-llama")
     prompt = torch.randint(0, model.config.vocab_size, (2, 6))

@@ -59,7 +59,8 @@ class InferenceLinear(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self._product(x.reshape(-1, self.in_features).to(self.compute_dtype))  # (M, N)
+        rows = x.reshape(-1, self.in_features).to(self.compute_dtype).contiguous()  # (M, K); the int4 kernel needs
+        out = self._product(rows)  # (M, N)
         if self.bias is not None:
             out = out + self.bias
         return out.view(*x.shape[:-1], self.out_features)
