@@ -35,12 +35,11 @@ import time
 import torch
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM
-from transformers.utils import logging as hf_logging
 
 import trilogy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import read_bandwidth  # noqa: E402  (this folder's generate benchmark)
+from generate import decoding_arguments, read_bandwidth  # noqa: E402  (this folder's generate benchmark)
 
 #: the issue's targets: share of the roofline per format at batch 1, and speed-ups at batch 1
 ROOFLINE_TARGETS = {"float32": 0.80, "bfloat16": 0.70}
@@ -198,19 +197,7 @@ def report(results: list[dict], args, bandwidth: float, load: tuple) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--prompt", type=int, default=16, help="prompt length")
-    parser.add_argument("--new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
-    if args.repeats < 1 or args.new_tokens < 1 or args.prompt < 1 or min(args.batches) < 1:
-        parser.error("--repeats, --new-tokens, --prompt and --batches must be >= 1")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    hf_logging.set_verbosity_error()
+    args = decoding_arguments(parser, argv, new_tokens=32, repeats=3)
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as folder:
         models = build(folder, args.seed)

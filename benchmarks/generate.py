@@ -145,15 +145,14 @@ def report(results: list[dict], args, load: tuple, floor: dict) -> None:
           f"{floor['floor_ms_per_step']:.2f} ms per step")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def decoding_arguments(parser: argparse.ArgumentParser, argv: list[str] | None, new_tokens: int, repeats: int
+                       ) -> argparse.Namespace:
+    """The options a decoding benchmark shares (batches, prompt, tokens, repeats, threads, seed, --json),
+    parsed and checked; sets torch's threads and quiets transformers."""
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--notebook-batches", type=int, nargs="*", default=[1],
-                        help="batches at which to time the notebook's generate_text too (slow)")
     parser.add_argument("--prompt", type=int, default=16, help="prompt length")
-    parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--new-tokens", type=int, default=new_tokens)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -163,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notebook-batches", type=int, nargs="*", default=[1],
+                        help="batches at which to time the notebook's generate_text too (slow)")
+    args = decoding_arguments(parser, argv, new_tokens=128, repeats=5)
     load_before = os.getloadavg()[0]
     reference, ours = build_models(args.seed)
     total = sum(args.repeats * (3 if b in args.notebook_batches else 2) for b in args.batches)
