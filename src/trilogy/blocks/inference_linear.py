@@ -2,8 +2,9 @@
 
 Decoding one sequence reads every weight once per token, so its speed is the weights' bytes over the memory
 bandwidth, if the one-row products stream the weights at that rate. ``nn.Linear``'s one-row product does not
-on every CPU (the BLAS's matrix-vector path reached a third of the read bandwidth on a 2-core AMD EPYC, where
-the same product from oneDNN's own blocked copy of the weight reached it: ``benchmarks/decode.py``). So:
+on every CPU: on a 2-core AMD EPYC the BLAS's matrix-vector path streamed about 10 GB/s, the same product from
+oneDNN's own blocked copy of the weight 2-3x that (a whole step: the "unpacked" rows of
+``benchmarks/decode.py``). So:
 
 - ``PackedLinear`` keeps the weight in its dtype (float32, bfloat16), reordered once into oneDNN's blocked
   layout (``mkldnn._reorder_linear_weight``), and computes with ``mkldnn._linear_pointwise``;
@@ -59,7 +60,7 @@ class InferenceLinear(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = x.reshape(-1, self.in_features).to(self.compute_dtype).contiguous()  # (M, K); the int4 kernel needs
+        rows = x.reshape(-1, self.in_features).to(self.compute_dtype).contiguous()  # (M, K), as the int4 kernel needs
         out = self._product(rows)  # (M, N)
         if self.bias is not None:
             out = out + self.bias
