@@ -25,6 +25,9 @@ from torch import Tensor
 from .errors import TrilogyError
 from .models import DecoderOnlyTransformer, StepInputs, TransformerModel
 
+#: a static cache's capacity is a multiple of this, so that a compiled step serves prompts of many lengths (the
+#: unwritten positions cost a masked attention over them, little beside the weights a step reads)
+_STATIC_ROOM = 128
 #: HF's score for "not a candidate": large enough to lose every comparison, finite so sums stay ordered
 _EXCLUDED = -1.0e9
 
@@ -45,6 +48,7 @@ class Settings:
     eos_token_id: int | None = None
     pad_token_id: int | None = None
     seed: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if not _is_int(self.max_new_tokens) or self.max_new_tokens < 0:
@@ -61,6 +65,8 @@ class Settings:
             raise TrilogyError(f"repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty!r}")
         if self.do_sample and self.num_beams > 1:
             raise TrilogyError("sampling with beam search is not supported: use num_beams=1 or do_sample=False")
+        if self.compile and self.num_beams > 1:
+            raise TrilogyError("compile=True decodes greedily or by sampling, not by beam search: use num_beams=1")
 
 
 def _is_int(value: object) -> bool:
@@ -119,10 +125,14 @@ def _token_stream(model: TransformerModel, inputs: StepInputs, sequences: Tensor
     if settings.seed is not None:
         generator = torch.Generator(device=sequences.device).manual_seed(settings.seed)
     unfinished = torch.ones(sequences.size(0), dtype=torch.bool, device=sequences.device)
-    cache = model.new_cache(sequences.size(0), sequences.size(1) + settings.max_new_tokens)
+    capacity = sequences.size(1) + settings.max_new_tokens
+    if settings.compile:  # a static cache, rounded up so that prompts of other lengths reuse the compiled step
+        capacity = -(-capacity // _STATIC_ROOM) * _STATIC_ROOM
+    cache = model.new_cache(sequences.size(0), capacity, static=settings.compile)
+    step = model.compiled_step() if settings.compile else model.step
     for produced in range(1, settings.max_new_tokens + 1):
-        with torch.inference_mode():
-            logits, cache = model.step(inputs, cache)  # (B, V)
+        with torch.inference_mode():  # the prompt (any length) runs eagerly, the one-token steps compiled
+            logits, cache = (model.step if produced == 1 else step)(inputs, cache)  # (B, V)
             tokens = _choose(logits, sequences, settings, generator)  # (B,)
             if settings.eos_token_id is not None:
                 tokens = torch.where(unfinished, tokens, settings.pad_token_id)
@@ -312,7 +322,9 @@ def generate(model: TransformerModel, input_ids: Tensor, attention_mask: Tensor 
         options: see ``Settings``: max_new_tokens=20, do_sample=False, temperature=1.0, top_k=None,
             top_p=None, repetition_penalty=1.0, num_beams=1, length_penalty=1.0, early_stopping=False,
             eos_token_id and pad_token_id (when not given: the config's; ``eos_token_id=None`` never stops
-            early), seed (a private RNG for sampling; None = torch's global one).
+            early), seed (a private RNG for sampling; None = torch's global one), compile (decode with
+            ``model.compiled_step`` over a ``StaticKVCache``: decoder-only, rows without padding, no beam search;
+            the first call for a batch size and capacity compiles, which takes tens of seconds).
     Returns:
         (B, T + new) prompt and new tokens (decoder-only), or (B, 1 + new) decoder tokens starting with the
         start token (encoder-decoder). Rows that finished early are padded with the pad token.

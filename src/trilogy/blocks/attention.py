@@ -26,7 +26,7 @@ from ..config import ModelConfig
 from .dropout import dropout
 from .hook_point import HookPoint
 from .init import InitScheme
-from .kv_cache import KeyValues
+from .kv_cache import KeyValues, StaticKeyValues
 from .masks import causal_mask
 from .norm import build_norm
 from .position import apply_rotary
@@ -173,8 +173,8 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask: Tensor | None = None,
                 bias: Tensor | None = None, is_causal: bool = False,
-                rotary: tuple[Tensor, Tensor] | None = None, past: KeyValues | None = None,
-                return_attention: bool = False) -> tuple[Tensor, KeyValues, Tensor | None]:
+                rotary: tuple[Tensor, Tensor] | None = None, past: KeyValues | StaticKeyValues | None = None,
+                return_attention: bool = False) -> tuple[Tensor, KeyValues | StaticKeyValues, Tensor | None]:
         """Attend from x to itself (self) or to ``context`` (cross).
 
         Args:
@@ -184,7 +184,8 @@ class Attention(nn.Module):
             rotary: (cos, sin), each (B, 1, T, D), applied to q and k (self-attention).
             past: cached keys and values, each (B, K, S_past, D). Self-attention extends them by the new ones;
                 cross-attention reuses them as they are. A sliding layer's hold its last window - 1 positions,
-                and ``mask`` covers those and the new ones.
+                and ``mask`` covers those and the new ones. A ``StaticKeyValues`` is written in place and
+                attended whole (``mask`` hides what is not written yet).
         Returns:
             output (B, T, C); the keys and values to cache, each (B, K, S, D); weights (B, H, T, S) or None.
         """

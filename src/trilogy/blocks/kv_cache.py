@@ -148,7 +148,7 @@ class LayerCache:
     from the encoder output and reused.
     """
 
-    self_kv: KeyValues | None = None
+    self_kv: KeyValues | StaticKeyValues | None = None
     cross_kv: KeyValues | None = None
 
 
@@ -189,3 +189,65 @@ class KVCache:
             return None if kv is None else kv.select(index)
 
         return KVCache([LayerCache(pick(layer.self_kv), pick(layer.cross_kv)) for layer in self.layers])
+
+
+@dataclass(frozen=True, eq=False)
+class StaticKeyValues:
+    """One layer's keys and values in buffers of a fixed capacity, (B, K, capacity, D) each, always attended
+    whole: the new positions are written where ``written`` (a () long tensor shared by every layer of the
+    cache) says, and the stack's mask hides the positions not yet written (``StaticKVCache.visible``). Every step
+    then has the same shapes and reads no count back from the device, which is what a compiled step needs
+    (``torch.compile`` with static shapes, compiled once per batch, capacity and dtype)."""
+
+    keys: Tensor
+    values: Tensor
+    written: Tensor
+
+    def extend(self, keys: Tensor, values: Tensor, window: int | None = None) -> StaticKeyValues:
+        """Writes ``keys``, ``values`` (B, K, T, D) at the next T positions, in place; the buffers whole."""
+        if window is not None:
+            raise TrilogyError("a static KV cache does not keep sliding windows; decode without compile=True")
+        at = self.written + torch.arange(keys.size(2), device=keys.device)  # (T,)
+        self.keys.index_copy_(2, at, keys)
+        self.values.index_copy_(2, at, values)
+        return self
+
+    def slide(self, window: int | None) -> StaticKeyValues:
+        """Nothing to let go: ``extend`` refuses windows."""
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class StaticKVCache:
+    """The static cache of a whole stack: one ``StaticKeyValues`` per layer, all written up to ``written``."""
+
+    layers: list[LayerCache]
+    written: Tensor  # () long
+
+    @classmethod
+    def allocate(cls, n_layers: int, batch: int, n_kv_heads: int, capacity: int, d_head: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> StaticKVCache:
+        """An empty cache of ``capacity`` positions, (B, K, capacity, D) per layer for keys and for values."""
+        written = torch.zeros((), dtype=torch.long, device=device)
+
+        def room() -> Tensor:
+            return torch.zeros(batch, n_kv_heads, capacity, d_head, dtype=dtype, device=device)
+
+        return cls([LayerCache(self_kv=StaticKeyValues(room(), room(), written)) for _ in range(n_layers)], written)
+
+    @property
+    def capacity(self) -> int:
+        return self.layers[0].self_kv.keys.size(2) if self.layers and self.layers[0].self_kv is not None else 0
+
+    def visible(self, query_len: int) -> Tensor:
+        """(1, 1, T, capacity) bool: the keys each of the next ``query_len`` queries may attend, those written
+        before it and itself (the causal mask over the buffers)."""
+        query_pos = self.written + torch.arange(query_len, device=self.written.device)  # (T,)
+        key_pos = torch.arange(self.capacity, device=self.written.device)  # (capacity,)
+        return (key_pos[None, :] <= query_pos[:, None])[None, None]
+
+    def advance(self, query_len: int) -> StaticKVCache:
+        """This cache after a step of ``query_len`` new positions (every layer has written them): the count
+        moves on, in place."""
+        self.written.add_(query_len)
+        return self

@@ -157,6 +157,8 @@ def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = rotary // 2
     cos, sin = cos[..., :half], sin[..., :half]  # the angles repeat in the two halves
     first, second = x[..., :half], x[..., half:rotary]
+    if torch.compiler.is_compiling():  # the compiler fuses the products itself and cannot trace out= into views
+        return torch.cat([first * cos - second * sin, second * cos + first * sin, x[..., rotary:]], dim=-1)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     torch.mul(first, cos, out=out[..., :half]).addcmul_(second, sin, value=-1)
     torch.mul(second, cos, out=out[..., half:rotary]).addcmul_(first, sin)

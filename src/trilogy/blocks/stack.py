@@ -16,9 +16,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
 
 from ..config import ModelConfig, StackSpec
+from ..errors import TrilogyError
 from .dropout import is_mask_draw
 from .hook_point import EmbeddingHooks, HookPoint
-from .kv_cache import KVCache, kept_positions
+from .kv_cache import KVCache, StaticKVCache, kept_positions
 from .layer import TransformerLayer
 from .masks import (
     causal_mask,
@@ -46,7 +47,7 @@ def _checkpointed(layer: nn.Module):
 
 class StackOutput(NamedTuple):
     hidden: Tensor  # (B, T, C)
-    cache: KVCache | None
+    cache: KVCache | StaticKVCache | None
     self_attentions: list[Tensor] | None  # per layer (B, H, T, S)
     cross_attentions: list[Tensor] | None  # per layer (B, H, T, S_src)
 
@@ -124,7 +125,7 @@ class TransformerStack(nn.Module):
 
     def forward(self, x: Tensor, attention_mask: Tensor | None = None, positions: Tensor | None = None,
                 context: Tensor | None = None, context_mask: Tensor | None = None,
-                cache: KVCache | None = None, return_attention: bool = False,
+                cache: KVCache | StaticKVCache | None = None, return_attention: bool = False,
                 prefix_length: Tensor | None = None) -> StackOutput:
         """Args:
             x: (B, T, C) embedded input.
@@ -136,9 +137,16 @@ class TransformerStack(nn.Module):
             cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one).
             prefix_length: (B,) a prefix LM's prefix per row, in real tokens (see ``masks``); None = causal.
         """
-        past = cache.length if cache is not None else 0
-        masks = {window: self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length, window)
-                 for window in dict.fromkeys(self.spec.windows)}  # (mask, bias, is_causal) per kind of layer
+        masks: dict[int | None, tuple[Tensor | None, Tensor | None, bool]]  # (mask, bias, is_causal) per kind of layer
+        if isinstance(cache, StaticKVCache):  # every layer attends the whole buffers, the unwritten keys masked
+            if attention_mask is not None or positions is None:
+                raise TrilogyError("a static KV cache takes rows without padding, and their positions")
+            past = 0  # not read: the positions are given
+            masks = {None: (cache.visible(x.size(1)), None, False)}
+        else:
+            past = cache.length if cache is not None else 0
+            masks = {window: self.masks(attention_mask, x.size(1), past + x.size(1), prefix_length, window)
+                     for window in dict.fromkeys(self.spec.windows)}
         rotary = {}  # (cos, sin) per kind of layer
         if self.rotary is not None:
             if positions is None:  # a causal stack counts real tokens (left padding starts at 0); a bidirectional
@@ -164,9 +172,13 @@ class TransformerStack(nn.Module):
             cross_attentions.append(cross_w)
         if self.final_norm is not None and self.hook_final_norm is not None:  # the norm and its hook point
             x = self.hook_final_norm(self.final_norm(x))
+        if isinstance(cache, StaticKVCache):
+            cache = cache.advance(x.size(1))  # every layer has written its keys and values in place
+        elif cache is not None:
+            cache = KVCache(new_caches)
         return StackOutput(
             x,
-            KVCache(new_caches) if cache is not None else None,
+            cache,
             self_attentions if return_attention else None,
             cross_attentions if return_attention and context is not None else None,
         )

@@ -19,7 +19,7 @@ from ..blocks.embedding import Embeddings
 from ..blocks.heads import Classifier, HeadTransform, LMHead, MLMHead, Pooler, SpanHead, last_token
 from ..blocks.hook_point import HookPoint
 from ..blocks.init import InitScheme
-from ..blocks.kv_cache import KVCache
+from ..blocks.kv_cache import KVCache, StaticKVCache
 from ..blocks.loss import linear_cross_entropy
 from ..blocks.norm import build_norm
 from ..blocks.stack import TransformerStack
@@ -103,6 +103,7 @@ class TransformerModel(nn.Module):
             raise TrilogyError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
         self.config = config
         self.structure: Structure = config.structure
+        self._compiled: tuple[tuple, Callable] | None = None  # the weights compiled_step froze, and that step
         self.tokenization = tokenization if tokenization is not None else Tokenization()
         self._build(config, checkpoint_activations)
         self.init_weights()
@@ -290,7 +291,7 @@ class TransformerModel(nn.Module):
         self._check_generates()
         raise NotImplementedError  # pragma: no cover - each generating family defines how decoding starts
 
-    def step(self, inputs: StepInputs, cache: KVCache) -> tuple[Tensor, KVCache]:
+    def step(self, inputs: StepInputs, cache: KVCache | StaticKVCache) -> tuple[Tensor, KVCache | StaticKVCache]:
         """Feed ``inputs.tokens`` through the output stack with the cache of the tokens before them (and the
         encoder output, for an encoder-decoder). Unlike ``run``, it neither re-checks the tokens (generation
         chose them) nor projects positions other than the last onto the vocabulary.
@@ -305,13 +306,31 @@ class TransformerModel(nn.Module):
         assert self.lm_head is not None  # start() refuses a model that does not generate
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
-    def new_cache(self, batch: int, capacity: int) -> KVCache:
+    def compiled_step(self) -> Callable[[StepInputs, StaticKVCache], tuple[Tensor, StaticKVCache]]:
+        """``step`` compiled by ``torch.compile`` for a ``StaticKVCache``: one graph of fixed shapes, with the
+        weights frozen into it as constants (inductor packs them for its own kernels), compiled at its first call
+        for each batch, capacity and dtype and reused after. What is frozen is the weights of that time: once a
+        parameter or buffer changes (it is replaced, or written in place), the next call compiles again."""
+        weights = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
+        if self._compiled is None or self._compiled[0] != weights:
+            step = torch.compile(self.step, fullgraph=True, dynamic=False, options={"freezing": True})
+            self._compiled = (weights, step)
+        return self._compiled[1]
+
+    def new_cache(self, batch: int, capacity: int, static: bool = False) -> KVCache | StaticKVCache:
         """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer of the output
         stack (the one ``step`` runs), so that no step up to that length copies it (a sliding layer's: at most
-        twice its window)."""
+        twice its window). ``static``: a ``StaticKVCache``, whose steps all have the same shapes (a compiled
+        step's), for a causal decoder-only stack with full attention and rotary or absolute positions."""
         self._check_generates()
         weight = self.embeddings.tokens.weight
         output = self.structure.output
+        if static:
+            if output.cross_attention or output.prefix or any(output.windows) or self.config.position == "relative":
+                raise TrilogyError("a static KV cache (compile=True) is for causal decoder-only models with full "
+                                   "attention and rotary or absolute positions")
+            return StaticKVCache.allocate(output.n_layers, batch, self.config.n_kv_heads, capacity,
+                                          self.config.d_head, weight.dtype, weight.device)
         return KVCache.allocate(output.n_layers, batch, self.config.n_kv_heads, capacity, self.config.d_head,
                                 weight.dtype, weight.device, output.layer_windows)
 

@@ -1,0 +1,70 @@
+"""Compiled decoding (``generate(..., compile=True)``): a ``StaticKVCache`` gives the logits of the growing
+cache step by step; the compiled step gives the eager path's tokens, greedy and sampled, and compiles once for
+a batch size and capacity, not at every step; what it cannot decode is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+from torch.testing import assert_close
+
+import trilogy
+from trilogy.blocks.kv_cache import StaticKVCache
+from trilogy.errors import TrilogyError
+
+from .test_generate import spread_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_a_static_cache_gives_the_logits_of_the_growing_cache(preset):
+    model = spread_weights(trilogy.build(preset))
+    prompt = torch.randint(0, model.config.vocab_size, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        inputs, _ = model.start(prompt, max_new_tokens=4)
+        growing, static = model.new_cache(2, 9), model.new_cache(2, 12, static=True)
+        assert isinstance(static, StaticKVCache)
+        for _ in range(4):
+            expected, growing = model.step(inputs, growing)
+            logits, static = model.step(inputs, static)
+            assert_close(logits, expected)
+            inputs = inputs.advance(expected.argmax(-1)[:, None])
+        assert int(static.written) == 8
+
+
+def test_compiled_decoding_gives_the_eager_tokens_and_compiles_once():
+    model = spread_weights(trilogy.build("tiny-llama"))
+    generator = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(0, model.config.vocab_size, (2, n), generator=generator) for n in (6, 9)]
+    greedy = dict(max_new_tokens=12, eos_token_id=None)
+    sampled = dict(greedy, do_sample=True, top_k=20, temperature=0.8, seed=3)
+    graphs = counters["stats"]["unique_graphs"]
+    for prompt in prompts:  # both fit one capacity (rounded up): one graph for both, and for every step
+        for options in (greedy, sampled):
+            eager = model.generate(prompt, **options)
+            compiled = model.generate(prompt, compile=True, **options)
+            assert torch.equal(compiled, eager)
+            assert not torch.equal(eager[:, -12:], eager[:, -13:-1])  # the tokens change from step to step
+    assert counters["stats"]["unique_graphs"] - graphs == 1
+
+
+def test_the_compiled_step_is_compiled_again_once_the_weights_change():
+    model = trilogy.build("tiny-llama").eval()
+    step = model.compiled_step()
+    assert model.compiled_step() is step
+    with torch.no_grad():
+        next(model.parameters()).mul_(2.0)
+    assert model.compiled_step() is not step
+
+
+def test_what_compiled_decoding_cannot_decode_is_refused():
+    model = trilogy.build("tiny-llama").eval()
+    prompt = torch.ones(2, 4, dtype=torch.long)
+    with pytest.raises(TrilogyError, match="beam search"):
+        model.generate(prompt, compile=True, num_beams=2)
+    with pytest.raises(TrilogyError, match="padding"):
+        model.generate(prompt, torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]), compile=True)
+    with pytest.raises(TrilogyError, match="decoder-only"):
+        trilogy.build("tiny-t5").eval().generate(prompt, compile=True)
