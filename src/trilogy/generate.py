@@ -8,7 +8,9 @@ computed at the first step and kept in the cache.
 
 The model is driven only through its decoding API: ``model.start`` checks the inputs and prepares the first
 step, ``model.new_cache`` makes the cache, ``model.step`` returns the last position's logits and the extended
-cache. Nothing here knows which family it drives.
+cache. Nothing here knows which family it drives. With ``compile=True`` the steps after the prompt go through
+``model.compiled_step`` over ``model.new_cache(..., static=True)``: one compiled graph of fixed shapes, which
+saves the Python around the few hundred calls of a step (see benchmarks/decode.py for what it buys).
 
 Legend: B batch, N beams, T length, V vocabulary, C model width.
 """

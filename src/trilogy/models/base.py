@@ -306,14 +306,20 @@ class TransformerModel(nn.Module):
         assert self.lm_head is not None  # start() refuses a model that does not generate
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
-    def compiled_step(self) -> Callable[[StepInputs, StaticKVCache], tuple[Tensor, StaticKVCache]]:
+    def compiled_step(self) -> Callable[[StepInputs, StaticKVCache], tuple[Tensor, KVCache | StaticKVCache]]:
         """``step`` compiled by ``torch.compile`` for a ``StaticKVCache``: one graph of fixed shapes, with the
         weights frozen into it as constants (inductor packs them for its own kernels), compiled at its first call
         for each batch, capacity and dtype and reused after. What is frozen is the weights of that time: once a
         parameter or buffer changes (it is replaced, or written in place), the next call compiles again."""
         weights = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
         if self._compiled is None or self._compiled[0] != weights:
-            step = torch.compile(self.step, fullgraph=True, dynamic=False, options={"freezing": True})
+            compiled = torch.compile(self.step, fullgraph=True, dynamic=False)
+
+            def step(inputs: StepInputs, cache: StaticKVCache) -> tuple[Tensor, KVCache | StaticKVCache]:
+                # freezing is read when a call compiles (``torch.compile``'s options= do not reach it there)
+                with torch._inductor.config.patch(freezing=True):
+                    return compiled(inputs, cache)
+
             self._compiled = (weights, step)
         return self._compiled[1]
 
