@@ -134,10 +134,11 @@ class TransformerStack(nn.Module):
             positions: (B, T) position ids for rotary angles (default: a causal stack's follow the mask, a
                 bidirectional one's are 0..T-1).
             context, context_mask: encoder output (B, S_src, C) and its (B, S_src) mask, for cross-attention.
-            cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one).
+            cache: the KVCache of the tokens before ``x`` (``TransformerModel.new_cache`` makes an empty one), or a
+                ``StaticKVCache`` (no padding, ``positions`` given), written in place.
             prefix_length: (B,) a prefix LM's prefix per row, in real tokens (see ``masks``); None = causal.
         """
-        masks: dict[int | None, tuple[Tensor | None, Tensor | None, bool]]  # (mask, bias, is_causal) per kind of layer
+        masks: dict[int | None, tuple[Tensor | None, Tensor | None, bool]]  # (mask, bias, is_causal) per window
         if isinstance(cache, StaticKVCache):  # every layer attends the whole buffers, the unwritten keys masked
             if attention_mask is not None or positions is None:
                 raise TrilogyError("a static KV cache takes rows without padding, and their positions")
