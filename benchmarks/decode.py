@@ -204,7 +204,7 @@ def report(results: list[dict], args, bandwidth: float, load: tuple) -> None:
             target = SPEEDUP_TARGETS.get((fast, slow))
             verdict = "-" if target is None or r["batch"] != 1 else \
                 f">= {target:.1f}x {'met' if ratio >= target else 'NOT met'}"
-            print(f"  {pair:40s} {ratio:5.2f}x  {verdict}")
+            print(f"  {pair:44s} {ratio:5.2f}x  {verdict}")
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["same_tokens_as_transformers"].items())
         agree = ", ".join(f"{k} {v:.1%}" for k, v in r["next_token_agreement_with_float32"].items())
         print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree} "
