@@ -4,6 +4,8 @@ a batch size and capacity, not at every step; what it cannot decode is refused."
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from torch._dynamo.utils import counters
@@ -16,6 +18,9 @@ from trilogy.errors import TrilogyError
 from .test_generate import spread_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+#: inductor writes C++ for the CPU and builds it with the system's compiler
+needs_compiler = pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                                    reason="torch.compile on CPU needs a C++ compiler")
 
 
 @pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
@@ -34,6 +39,7 @@ def test_a_static_cache_gives_the_logits_of_the_growing_cache(preset):
         assert int(static.written) == 8
 
 
+@needs_compiler
 def test_compiled_decoding_gives_the_eager_tokens_and_compiles_once():
     model = spread_weights(trilogy.build("tiny-llama"))
     generator = torch.Generator().manual_seed(1)
@@ -50,6 +56,7 @@ def test_compiled_decoding_gives_the_eager_tokens_and_compiles_once():
     assert counters["stats"]["unique_graphs"] - graphs == 1
 
 
+@needs_compiler
 def test_the_compiled_step_is_compiled_again_once_the_weights_change():
     model = trilogy.build("tiny-llama").eval()
     step = model.compiled_step()
