@@ -4,6 +4,7 @@ a batch size and capacity, not at every step; what it cannot decode is refused."
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -75,3 +76,20 @@ def test_what_compiled_decoding_cannot_decode_is_refused():
         model.generate(prompt, torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]), compile=True)
     with pytest.raises(TrilogyError, match="decoder-only"):
         trilogy.build("tiny-t5").eval().generate(prompt, compile=True)
+
+
+@needs_compiler
+def test_the_cli_decodes_with_a_compiled_step(tmp_path, capsys):
+    from trilogy.cli import main
+
+    from .test_chat import write_checkpoint
+
+    write_checkpoint(tmp_path, "file")
+    argv = ["generate", str(tmp_path), "--prompt", "where is the cat", "--max-new-tokens", "5", "--json"]
+    assert main(argv) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--compile"]) == 0
+    compiled = json.loads(capsys.readouterr().out)
+    assert compiled["options"]["compile"] is True and compiled["new_ids"] == eager["new_ids"]
+    assert main([*argv, "--compile", "--num-beams", "2"]) == 2
+    assert "not by beam search" in capsys.readouterr().err

@@ -39,6 +39,8 @@ class GenerateOptions:
     seed: int | None = option(None, "seed of the sampler, for reproducible samples")
     quantize: str | None = option(None, "decode from int8 or int4 weights (CPU; see trilogy.quantize)",
                                   choices=("int8", "int4"))
+    compile: bool = option(False, "decode with a compiled step (torch.compile; the first run compiles, about a "
+                                  "minute for a 135M model)")
     json: bool = option(False, "print one JSON object at the end instead")
 
     def __post_init__(self) -> None:
@@ -72,7 +74,7 @@ def decoding_options(options: GenerateOptions) -> dict[str, Any]:
     sample = options.sample or any(v is not None for v in (options.temperature, options.top_k, options.top_p))
     kwargs: dict[str, Any] = dict(max_new_tokens=options.max_new_tokens, do_sample=sample,
                                   num_beams=options.num_beams, repetition_penalty=options.repetition_penalty,
-                                  seed=options.seed)
+                                  seed=options.seed, compile=options.compile)
     for name in ("temperature", "top_k", "top_p"):
         if getattr(options, name) is not None:
             kwargs[name] = getattr(options, name)
@@ -106,8 +108,8 @@ def generate(options: GenerateOptions) -> int:
     stops at the checkpoint's EOS token or after ``--max-new-tokens``. The weights are prepacked for oneDNN
     (``trilogy.prepack``), or with ``--quantize int8|int4`` stored in 8 or 4 bits (``trilogy.quantize``)."""
     model = from_pretrained(options.path, quantize=options.quantize)
-    if options.quantize is None and torch.backends.mkldnn.is_available():
-        prepack(model)  # the same numbers up to rounding, faster one-row products
+    if options.quantize is None and not options.compile and torch.backends.mkldnn.is_available():
+        prepack(model)  # the same numbers up to rounding, faster one-row products (a compiled step packs its own)
     if model.tokenizer is None:
         raise UserError(f"{options.path} has no tokenizer.json: trilogy generate needs one to read the prompt")
     prompt, ids = prompt_ids(model, options)
