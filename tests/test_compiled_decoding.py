@@ -15,6 +15,7 @@ from torch.testing import assert_close
 import trilogy
 from trilogy.blocks.kv_cache import StaticKVCache
 from trilogy.errors import TrilogyError
+from trilogy.models.step_compiler import streamed_product
 
 from .test_generate import spread_weights
 
@@ -58,13 +59,51 @@ def test_compiled_decoding_gives_the_eager_tokens_and_compiles_once():
 
 
 @needs_compiler
-def test_the_compiled_step_is_compiled_again_once_the_weights_change():
-    model = trilogy.build("tiny-llama").eval()
-    step = model.compiled_step()
-    assert model.compiled_step() is step
+def test_the_compiled_step_reads_weights_written_in_place_without_compiling_again():
+    model = spread_weights(trilogy.build("tiny-llama"))
+    prompt = torch.randint(0, model.config.vocab_size, (1, 5), generator=torch.Generator().manual_seed(2))
+    options = dict(max_new_tokens=8, eos_token_id=None)
+    before = model.generate(prompt, compile=True, **options)
+    graphs = counters["stats"]["unique_graphs"]
     with torch.no_grad():
-        next(model.parameters()).mul_(2.0)
-    assert model.compiled_step() is not step
+        model.lm_head.proj.weight.mul_(-1.0)  # now the least likely token is the most likely one
+    after = model.generate(prompt, compile=True, **options)
+    assert torch.equal(after, model.generate(prompt, **options)) and not torch.equal(after, before)
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_one_row_products_are_compiled_into_loops_not_matrix_kernels(dtype):
+    """The claim of step_compiler.py: a batch-1 step calls no matrix-product kernel (the profiler lists every
+    external call the compiled graph makes); a batch-2 step still does."""
+    model = spread_weights(trilogy.build("tiny-llama")).to(dtype)
+
+    def products(batch: int) -> list[str]:
+        prompt = torch.randint(0, model.config.vocab_size, (batch, 1), generator=torch.Generator().manual_seed(3))
+        with torch.inference_mode():
+            inputs, _ = model.start(prompt, max_new_tokens=2)
+            cache = model.new_cache(batch, 128, static=True)
+            logits, cache = model.step(inputs, cache)  # the prompt's step, eager as in generate
+            inputs = inputs.advance(logits.argmax(-1)[:, None])
+            logits, cache = model.compiled_step()(inputs, cache)  # compiles
+            with torch.profiler.profile() as profile:
+                model.compiled_step()(inputs.advance(logits.argmax(-1)[:, None]), cache)
+        return [e.key for e in profile.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm",
+                                                                  "aten::matmul", "aten::linear")]
+
+    assert products(1) == []
+    assert "aten::mm" in products(2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_streamed_product_is_the_matrix_product(dtype):
+    generator = torch.Generator().manual_seed(4)
+    rows, matrix = (torch.randn(shape, generator=generator).to(dtype) for shape in [(1, 300), (300, 70)])
+    expected = (rows.double() @ matrix.double()).to(dtype)
+    assert streamed_product(rows, matrix).dtype == dtype
+    assert_close(streamed_product(rows, matrix), expected)
+    assert_close(streamed_product(rows, matrix), rows @ matrix)
 
 
 def test_what_compiled_decoding_cannot_decode_is_refused():

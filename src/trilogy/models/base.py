@@ -26,6 +26,7 @@ from ..blocks.stack import TransformerStack
 from ..config import ModelConfig, Structure
 from ..errors import TrilogyError, TrilogyTypeError
 from .input_checks import attention_mask_from, check_ids
+from .step_compiler import compile_step
 from .step_inputs import StepInputs
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class TransformerModel(nn.Module):
             raise TrilogyError(f"{type(self).__name__} builds arch {self.arch!r}, the config says {config.arch!r}")
         self.config = config
         self.structure: Structure = config.structure
-        self._compiled: tuple[tuple, Callable] | None = None  # the weights compiled_step froze, and that step
+        self._compiled: Callable | None = None  # compiled_step's compiled step
         self.tokenization = tokenization if tokenization is not None else Tokenization()
         self._build(config, checkpoint_activations)
         self.init_weights()
@@ -307,21 +308,13 @@ class TransformerModel(nn.Module):
         return self.lm_head(out.hidden[:, -1]).float(), out.cache  # (B, V)
 
     def compiled_step(self) -> Callable[[StepInputs, StaticKVCache], tuple[Tensor, KVCache | StaticKVCache]]:
-        """``step`` compiled by ``torch.compile`` for a ``StaticKVCache``: one graph of fixed shapes, with the
-        weights frozen into it as constants (inductor packs them for its own kernels), compiled at its first call
-        for each batch, capacity and dtype and reused after. What is frozen is the weights of that time: once a
-        parameter or buffer changes (it is replaced, or written in place), the next call compiles again."""
-        weights = tuple((t.data_ptr(), t._version) for t in [*self.parameters(), *self.buffers()])
-        if self._compiled is None or self._compiled[0] != weights:
-            compiled = torch.compile(self.step, fullgraph=True, dynamic=False)
-
-            def step(inputs: StepInputs, cache: StaticKVCache) -> tuple[Tensor, KVCache | StaticKVCache]:
-                # freezing is read when a call compiles (``torch.compile``'s options= do not reach it there)
-                with torch._inductor.config.patch(freezing=True):
-                    return compiled(inputs, cache)
-
-            self._compiled = (weights, step)
-        return self._compiled[1]
+        """``step`` compiled for a ``StaticKVCache`` (``step_compiler.py``): one graph of fixed shapes, compiled at
+        its first call for each batch, capacity and dtype and reused after, its one-row products streamed by
+        inductor's own loops. The weights are the graph's inputs: written in place, they are read as they are
+        at the next step."""
+        if self._compiled is None:
+            self._compiled = compile_step(self.step)
+        return self._compiled
 
     def new_cache(self, batch: int, capacity: int, static: bool = False) -> KVCache | StaticKVCache:
         """An empty cache with room for ``capacity`` positions of ``batch`` rows in every layer of the output

@@ -1,0 +1,61 @@
+"""How ``compiled_step`` compiles a decoding step: torch.compile's inductor, with each product of one row by a
+matrix written as a multiply and a sum.
+
+A decoding step multiplies one row per sequence by every weight matrix: two flops per weight it reads, so its
+time is the matrices' bytes over the rate at which they stream from memory. Inductor hands a matrix product to
+an external kernel (the BLAS, or oneDNN with frozen weights), one call per product, and those stream these
+small matrices slowly (``benchmarks/decode.py``'s compiled rows: about half the machine's read bandwidth). A
+multiply and a sum it writes as its own vectorised loop instead, fused with the norm before it and the
+activation after, which streams the weights near that bandwidth. So the step compiles with inductor's own
+decompositions plus one: ``mm`` and ``addmm`` with a left operand of one row become a broadcast product summed
+over the shared dimension, in float32 and rounded to the operands' dtype (as the BLAS accumulates); products of
+more rows (a prompt, a batch) stay matrix products.
+
+The weights are inputs of the compiled graph, not constants frozen into it: inductor would fold the cast of a
+bfloat16 weight to float32 into a float32 copy (twice the bytes to stream), and a weight written in place
+(training between two ``generate`` calls) is simply read at the next step.
+
+Legend: M rows, K shared dimension, N output columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def compile_step(step: Callable) -> Callable:
+    """``step`` compiled once per input shapes: one graph, fixed shapes, one-row products streamed."""
+    return torch.compile(step, backend=_inductor_with_streamed_rows, fullgraph=True, dynamic=False)
+
+
+def streamed_product(rows: Tensor, matrix: Tensor) -> Tensor:
+    """rows (M, K) @ matrix (K, N) -> (M, N) as a multiply and a sum, accumulated in float32."""
+    return (rows.float()[:, :, None] * matrix.float()[None]).sum(dim=1).to(rows.dtype)  # (M, K, N) -> (M, N)
+
+
+def _inductor_with_streamed_rows(graph: torch.fx.GraphModule, example_inputs: list[Tensor]) -> Callable:
+    from torch._inductor.compile_fx import compile_fx
+    from torch._inductor.decomposition import select_decomp_table
+
+    table = dict(select_decomp_table())
+    aten = torch.ops.aten
+    inductors_mm, inductors_addmm = table.get(aten.mm.default), table.get(aten.addmm.default)
+
+    def mm(rows: Tensor, matrix: Tensor) -> Any:
+        if rows.size(0) == 1:
+            return streamed_product(rows, matrix)
+        return inductors_mm(rows, matrix) if inductors_mm is not None else NotImplemented
+
+    def addmm(bias: Tensor, rows: Tensor, matrix: Tensor, *, beta: float = 1, alpha: float = 1) -> Any:
+        if rows.size(0) == 1 and beta == 1 and alpha == 1:
+            return bias + streamed_product(rows, matrix)
+        if inductors_addmm is not None:
+            return inductors_addmm(bias, rows, matrix, beta=beta, alpha=alpha)
+        return NotImplemented
+
+    table[aten.mm.default], table[aten.addmm.default] = mm, addmm
+    return compile_fx(graph, example_inputs, decompositions=table)
