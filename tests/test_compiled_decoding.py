@@ -76,22 +76,25 @@ def test_the_compiled_step_reads_weights_written_in_place_without_compiling_agai
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_one_row_products_are_compiled_into_loops_not_matrix_kernels(dtype):
     """The claim of step_compiler.py: a batch-1 step calls no matrix-product kernel (the profiler lists every
-    external call the compiled graph makes); a batch-2 step still does."""
+    external call the compiled graph makes); a batch-2 step still does. The same step compiled by plain
+    inductor first must not be handed back from torch's caches."""
     model = spread_weights(trilogy.build("tiny-llama")).to(dtype)
 
-    def products(batch: int) -> list[str]:
+    def products(batch: int, step=None) -> list[str]:
+        step = step or model.compiled_step()
         prompt = torch.randint(0, model.config.vocab_size, (batch, 1), generator=torch.Generator().manual_seed(3))
         with torch.inference_mode():
             inputs, _ = model.start(prompt, max_new_tokens=2)
             cache = model.new_cache(batch, 128, static=True)
             logits, cache = model.step(inputs, cache)  # the prompt's step, eager as in generate
             inputs = inputs.advance(logits.argmax(-1)[:, None])
-            logits, cache = model.compiled_step()(inputs, cache)  # compiles
+            logits, cache = step(inputs, cache)  # compiles
             with torch.profiler.profile() as profile:
-                model.compiled_step()(inputs.advance(logits.argmax(-1)[:, None]), cache)
+                step(inputs.advance(logits.argmax(-1)[:, None]), cache)
         return [e.key for e in profile.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm",
                                                                   "aten::matmul", "aten::linear")]
 
+    assert "aten::mm" in products(1, torch.compile(model.step, fullgraph=True, dynamic=False))
     assert products(1) == []
     assert "aten::mm" in products(2)
 

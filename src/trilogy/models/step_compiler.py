@@ -20,6 +20,7 @@ Legend: M rows, K shared dimension, N output columns.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -58,4 +59,10 @@ def _inductor_with_streamed_rows(graph: torch.fx.GraphModule, example_inputs: li
         return NotImplemented
 
     table[aten.mm.default], table[aten.addmm.default] = mm, addmm
-    return compile_fx(graph, example_inputs, decompositions=table)
+    # AOTAutograd's cache of compiled graphs (newer torch) keys them without the decompositions: it would hand
+    # back a graph compiled by plain inductor
+    functorch_config = torch._functorch.config
+    uncached = (functorch_config.patch(enable_autograd_cache=False)
+                if hasattr(functorch_config, "enable_autograd_cache") else contextlib.nullcontext())
+    with uncached:
+        return compile_fx(graph, example_inputs, decompositions=table)
