@@ -33,9 +33,11 @@ def compile_step(step: Callable) -> Callable:
     return torch.compile(step, backend=_inductor_with_streamed_rows, fullgraph=True, dynamic=False)
 
 
-def streamed_product(rows: Tensor, matrix: Tensor) -> Tensor:
-    """rows (M, K) @ matrix (K, N) -> (M, N) as a multiply and a sum, accumulated in float32."""
-    return (rows.float()[:, :, None] * matrix.float()[None]).sum(dim=1).to(rows.dtype)  # (M, K, N) -> (M, N)
+def streamed_product(rows: Tensor, matrix: Tensor, scales: Tensor | None = None) -> Tensor:
+    """rows (M, K) @ matrix (K, N) as a multiply and a sum, accumulated in float32, times ``scales`` (N,) if
+    given (an int8 matrix's), rounded to the rows' dtype."""
+    out = (rows.float()[:, :, None] * matrix.float()[None]).sum(dim=1)  # (M, K, N) -> (M, N)
+    return (out if scales is None else out * scales.float()).to(rows.dtype)
 
 
 def _inductor_with_streamed_rows(graph: torch.fx.GraphModule, example_inputs: list[Tensor]) -> Callable:
@@ -58,7 +60,13 @@ def _inductor_with_streamed_rows(graph: torch.fx.GraphModule, example_inputs: li
             return inductors_addmm(bias, rows, matrix, beta=beta, alpha=alpha)
         return NotImplemented
 
+    def int8_mm(rows: Tensor, weight: Tensor, scales: Tensor) -> Any:  # QuantizedLinear's int8 product
+        if rows.size(0) == 1:
+            return streamed_product(rows, weight.t(), scales)  # weight (N, K) int8, scales (N,)
+        return NotImplemented
+
     table[aten.mm.default], table[aten.addmm.default] = mm, addmm
+    table[aten._weight_int8pack_mm.default] = int8_mm
     # AOTAutograd's cache of compiled graphs (newer torch) keys them without the decompositions: it would hand
     # back a graph compiled by plain inductor
     functorch_config = torch._functorch.config
