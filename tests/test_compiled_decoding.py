@@ -72,13 +72,20 @@ def test_the_compiled_step_reads_weights_written_in_place_without_compiling_agai
     assert counters["stats"]["unique_graphs"] == graphs
 
 
+#: the matrix-product kernels a compiled graph may call (the int8 one is ``QuantizedLinear``'s)
+PRODUCT_KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
+                   "aten::_weight_int8pack_mm")
+
+
 @needs_compiler
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_one_row_products_are_compiled_into_loops_not_matrix_kernels(dtype):
+@pytest.mark.parametrize("weights", ["float32", "bfloat16", "int8"])
+def test_one_row_products_are_compiled_into_loops_not_matrix_kernels(weights):
     """The claim of step_compiler.py: a batch-1 step calls no matrix-product kernel (the profiler lists every
     external call the compiled graph makes); a batch-2 step still does. The same step compiled by plain
     inductor first must not be handed back from torch's caches."""
-    model = spread_weights(trilogy.build("tiny-llama")).to(dtype)
+    model = spread_weights(trilogy.build("tiny-llama"))
+    model = trilogy.quantize(model, "int8") if weights == "int8" else model.to(getattr(torch, weights))
+    kernel = "aten::_weight_int8pack_mm" if weights == "int8" else "aten::mm"
 
     def products(batch: int, step=None) -> list[str]:
         step = step or model.compiled_step()
@@ -91,12 +98,22 @@ def test_one_row_products_are_compiled_into_loops_not_matrix_kernels(dtype):
             logits, cache = step(inputs, cache)  # compiles
             with torch.profiler.profile() as profile:
                 step(inputs.advance(logits.argmax(-1)[:, None]), cache)
-        return [e.key for e in profile.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm",
-                                                                  "aten::matmul", "aten::linear")]
+        return [e.key for e in profile.key_averages() if e.key in PRODUCT_KERNELS]
 
-    assert "aten::mm" in products(1, torch.compile(model.step, fullgraph=True, dynamic=False))
+    assert kernel in products(1, torch.compile(model.step, fullgraph=True, dynamic=False))
     assert products(1) == []
-    assert "aten::mm" in products(2)
+    assert kernel in products(2)
+
+
+@needs_compiler
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
+def test_quantised_models_decode_the_eager_tokens_compiled(fmt):
+    model = trilogy.quantize(spread_weights(trilogy.build("tiny-llama")), fmt)
+    prompt = torch.randint(0, model.config.vocab_size, (1, 5), generator=torch.Generator().manual_seed(5))
+    options = dict(max_new_tokens=10, eos_token_id=None)
+    eager = model.generate(prompt, **options)
+    assert torch.equal(model.generate(prompt, compile=True, **options), eager)
+    assert len(set(eager[0, 5:].tolist())) > 3  # the tokens change from step to step
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -107,6 +124,17 @@ def test_a_streamed_product_is_the_matrix_product(dtype):
     assert streamed_product(rows, matrix).dtype == dtype
     assert_close(streamed_product(rows, matrix), expected)
     assert_close(streamed_product(rows, matrix), rows @ matrix)
+
+
+def test_a_streamed_int8_product_is_the_int8_kernels():
+    """With an int8 matrix (N, K) and its scales (N,), as ``QuantizedLinear`` stores them."""
+    generator = torch.Generator().manual_seed(6)
+    rows = torch.randn(1, 256, generator=generator).to(torch.bfloat16)
+    weight = torch.randint(-127, 128, (96, 256), generator=generator, dtype=torch.int8)
+    scales = (torch.rand(96, generator=generator) / 100).to(torch.bfloat16)
+    expected = ((rows.double() @ weight.double().T) * scales.double()).to(torch.bfloat16)
+    assert_close(streamed_product(rows, weight.T, scales), expected)
+    assert_close(streamed_product(rows, weight.T, scales), torch.ops.aten._weight_int8pack_mm(rows, weight, scales))
 
 
 def test_what_compiled_decoding_cannot_decode_is_refused():

@@ -21,6 +21,7 @@ Legend: M rows, K shared dimension, N output columns.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +30,13 @@ from torch import Tensor
 
 
 def compile_step(step: Callable) -> Callable:
-    """``step`` compiled once per input shapes: one graph, fixed shapes, one-row products streamed."""
-    return torch.compile(step, backend=_inductor_with_streamed_rows, fullgraph=True, dynamic=False)
+    """``step`` compiled once per input shapes: one graph, fixed shapes, one-row products streamed. Each model's
+    step counts its own recompiles against dynamo's limit (8) where ``torch.compile`` has ``isolate_recompiles``;
+    in older torch all models' steps share it, since they are one function."""
+    isolated: dict[str, Any] = {}
+    if "isolate_recompiles" in inspect.signature(torch.compile).parameters:
+        isolated["isolate_recompiles"] = True
+    return torch.compile(step, backend=_inductor_with_streamed_rows, fullgraph=True, dynamic=False, **isolated)
 
 
 def streamed_product(rows: Tensor, matrix: Tensor, scales: Tensor | None = None) -> Tensor:
@@ -73,4 +79,5 @@ def _inductor_with_streamed_rows(graph: torch.fx.GraphModule, example_inputs: li
     uncached = (functorch_config.patch(enable_autograd_cache=False)
                 if hasattr(functorch_config, "enable_autograd_cache") else contextlib.nullcontext())
     with uncached:
-        return compile_fx(graph, example_inputs, decompositions=table)
+        compiled: Callable = compile_fx(graph, example_inputs, decompositions=table)  # type: ignore[assignment]
+    return compiled
