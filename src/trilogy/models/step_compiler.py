@@ -4,9 +4,9 @@ matrix written as a multiply and a sum.
 A decoding step multiplies one row per sequence by every weight matrix: two flops per weight it reads, so its
 time is the matrices' bytes over the rate at which they stream from memory. Inductor hands a matrix product to
 an external kernel (the BLAS, or oneDNN with frozen weights), one call per product, and those stream these
-small matrices slowly (``benchmarks/decode.py``'s compiled rows: about half the machine's read bandwidth). A
+small matrices well below the machine's read bandwidth (the eager rows of ``benchmarks/decode.py``). A
 multiply and a sum it writes as its own vectorised loop instead, fused with the norm before it and the
-activation after, which streams the weights near that bandwidth. So the step compiles with inductor's own
+activation after, which streams the weights much nearer that bandwidth (its compiled rows). So the step compiles with inductor's own
 decompositions plus one: ``mm`` and ``addmm`` with a left operand of one row become a broadcast product summed
 over the shared dimension, in float32 and rounded to the operands' dtype (as the BLAS accumulates); products of
 more rows (a prompt, a batch) stay matrix products.
