@@ -1,12 +1,13 @@
 """Decoding at the memory roofline: greedy per-step time of trilogy in float32, bfloat16 (prepacked for oneDNN,
-and as loaded), int8 and int4 against transformers (float32, bfloat16) and against the least time the step's
-memory traffic allows.
+and as loaded), int8 and int4, each eager and compiled, against transformers (float32, bfloat16) and against
+the least time the step's memory traffic allows.
 
 The model is Llama-shaped like SmolLM-135M (vocabulary 49152, width 576, 30 layers, 9 query and 3 key/value heads,
 SwiGLU 1536, tied embeddings), random-initialised by transformers, saved with its ``save_pretrained`` and loaded
 with ``trilogy.from_pretrained`` (then ``trilogy.prepack``, or ``quantize=`` for int8 and int4; "unpacked" rows
-are the model as loaded, with ``nn.Linear``; "compiled" rows decode the model as loaded with ``compile=True``, a
-step compiled by ``torch.compile`` over a static cache, whose inductor packs the weights itself). A step at batch B reads every weight it
+are the model as loaded, with ``nn.Linear``; "compiled" rows decode the model as loaded or quantised with
+``compile=True``: a step compiled by ``torch.compile`` over a static cache, its one-row products streamed by
+inductor's loops, see ``src/trilogy/models/step_compiler.py``). A step at batch B reads every weight it
 multiplies by once (the head over the vocabulary included) and the KV cache; the roofline is those bytes over the
 read bandwidth measured here (a reduction over a tensor far larger than the caches, best of 3). Each contender
 decodes a 16-token prompt into 1 token (the prefill) and, right after, into 1 + ``--new-tokens`` tokens (no EOS
