@@ -8,9 +8,8 @@
   ``<extra_id_0>`` ... ``<extra_id_{N-1}>`` (3 onwards); encoding appends ``</s>``. Text is NFKC-normalised
   and decoding drops a leading space.
 
-Training is reproducible for BPE and (after ``_canonical_unigram``) Unigram. The WordPiece trainer of
-``tokenizers`` is not: two runs on the same text can end with a few different pieces (ties between merges are
-broken in hash-map order), so keep the trained ``tokenizer.json`` and reuse it to repeat an experiment exactly.
+Training is reproducible: the same text gives the same ``tokenizer.json`` (BPE as ``tokenizers`` trains it,
+Unigram after ``_canonical_unigram``, WordPiece with its ``##`` pieces pinned, ``_pinned_wordpiece``).
 
 Save one with ``tokenizer.save("tokenizer.json")`` and load it with ``tokenizers.Tokenizer.from_file``;
 ``special_tokens`` finds the ids again from the token strings alone.
@@ -54,8 +53,7 @@ def train_tokenizer(arch: str, texts: Iterable[str], vocab_size: int,
         raise TrilogyError(f"arch must be one of {', '.join(map(repr, TOKENIZER_KINDS))}, got {arch!r}")
     kind = TOKENIZER_KINDS[arch]
     tokenizer, trainer = kind.untrained(vocab_size, num_sentinels)
-    tokenizer.train_from_iterator(_lines(texts), trainer)
-    return kind.finished(tokenizer, trainer)
+    return kind.finished(kind.train(tokenizer, trainer, _lines(texts)), trainer)
 
 
 def special_tokens(tokenizer: Tokenizer) -> dict:
@@ -99,6 +97,31 @@ def _canonical_unigram(tokenizer: Tokenizer, num_special: int) -> Tokenizer:
     ranked = sorted(([piece, round(rescored.get(piece, score), 8)] for piece, score in pieces),
                     key=lambda p: (-p[1], p[0]))
     data["model"]["vocab"] = data["model"]["vocab"][:num_special] + ranked
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def _streamed(tokenizer: Tokenizer, trainer: trainers.Trainer, lines: Iterator[str]) -> Tokenizer:
+    tokenizer.train_from_iterator(lines, trainer)
+    return tokenizer
+
+
+def _pinned_wordpiece(tokenizer: Tokenizer, trainer: trainers.Trainer, lines: Iterator[str]) -> Tokenizer:
+    """WordPiece trained reproducibly. The trainer (BPE's) gives a piece ``##c`` (the character ``c`` inside a
+    word) its id when it first meets it, walking the words in hash-map order, and breaks ties between equally
+    frequent merges by those ids: so the ids changed from one training to the next, and with them some pieces
+    (tokenizers issue #1794). Every such piece is given to the trainer first, sorted, as a special token, which
+    fixes its id; then it is made an ordinary piece again."""
+    read = list(lines)  # twice: for the pieces, then by the trainer
+    prefix = trainer.continuing_subword_prefix  # type: ignore[attr-defined]  # not in the stubs
+    inner = set()
+    for line in read:
+        for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(tokenizer.normalizer.normalize_str(line)):
+            inner.update(word[1:])
+    pinned = [prefix + char for char in sorted(inner)]
+    trainer.special_tokens = [*trainer.special_tokens, *pinned]  # type: ignore[attr-defined]
+    tokenizer.train_from_iterator(read, trainer)
+    data = json.loads(tokenizer.to_str())
+    data["added_tokens"] = [token for token in data["added_tokens"] if token["content"] not in pinned]
     return Tokenizer.from_str(json.dumps(data))
 
 
@@ -166,15 +189,18 @@ def _canonical_with_eos(tokenizer: Tokenizer, trainer: trainers.Trainer) -> Toke
 @dataclass(frozen=True)
 class TokenizerKind:
     """How one family's tokenizer is made: an untrained tokenizer with its trainer (from ``vocab_size`` and
-    the number of sentinels), then what training leaves to do (templates, canonical ids)."""
+    the number of sentinels), the training on the texts' lines, then what training leaves to do (templates,
+    canonical ids)."""
 
     untrained: Callable[[int, int], tuple[Tokenizer, trainers.Trainer]]
     finished: Callable[[Tokenizer, trainers.Trainer], Tokenizer]
+    train: Callable[[Tokenizer, trainers.Trainer, Iterator[str]], Tokenizer] = _streamed
 
 
 #: each family's tokenizer, as its real checkpoints have it (see the module docstring)
 TOKENIZER_KINDS = {
     "decoder": TokenizerKind(lambda vocab_size, _: _byte_level_bpe(vocab_size), lambda tokenizer, _: tokenizer),
-    "encoder": TokenizerKind(lambda vocab_size, _: _wordpiece(vocab_size), _with_cls_and_sep),
+    "encoder": TokenizerKind(lambda vocab_size, _: _wordpiece(vocab_size), _with_cls_and_sep,
+                             _pinned_wordpiece),
     "encoder-decoder": TokenizerKind(_unigram, _canonical_with_eos),
 }

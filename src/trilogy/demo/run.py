@@ -101,9 +101,8 @@ def join(options: DemoOptions) -> Distributed:
 
 def prepare_tokenizers(out: Path, corpus: list[str], vocab_size: int, families: set[str],
                        dist: Distributed) -> dict[str, Tokenizer]:
-    """Tokenizer family -> its tokenizer, trained on the start of the corpus (by the main rank: WordPiece and
-    Unigram training can differ from run to run), or read back from ``tokenizers/`` when a resumed demo
-    already trained it."""
+    """Tokenizer family -> its tokenizer, trained on the start of the corpus (by the main rank; the others read
+    it back), or read back from ``tokenizers/`` when a resumed demo already trained it."""
     folder = out / "tokenizers"
     folder.mkdir(exist_ok=True)
     tokenizers = {}

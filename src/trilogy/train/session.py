@@ -72,7 +72,7 @@ def run_training(options: RunOptions, out_dir: Path, dist: Distributed, resume: 
         if not resume and latest_checkpoint(out_dir) is not None:
             raise TrilogyError(f"{out_dir} already holds a training run; continue it with --resume {out_dir} "
                                "or choose another --out")
-        if dist.is_main:  # one rank trains it: WordPiece and Unigram training can differ from run to run
+        if dist.is_main:  # one rank trains and writes it, the others read it back
             if options.tokenizer is not None:
                 tokenizer = Tokenizer.from_file(options.tokenizer)
             elif start is not None:
