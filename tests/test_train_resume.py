@@ -50,8 +50,7 @@ def kill_during_training(args: list[str], out, rng: random.Random, max_steps: in
 
 def check_resume(tmp_path, arch: str, kills: int, seed: int, **options) -> None:
     data = write_text(tmp_path / "text.txt")
-    # one tokenizer for both runs: WordPiece and Unigram training differ from process to process (ties broken in
-    # hash order), which made the reference and the interrupted run differ from their first step
+    # one tokenizer for both runs, trained once
     tokenizer = tmp_path / "tokenizer.json"
     train_tokenizer(arch, [data.read_text()], 300).save(str(tokenizer))
     options = {"tokenizer": str(tokenizer), **options}
