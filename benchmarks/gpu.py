@@ -148,7 +148,9 @@ def run_until(command: list[str], seconds: float, clock: Clock) -> tuple[int, st
     """Run ``command``, its output passed on to stderr as progress (JSON lines kept back); after ``seconds``,
     Ctrl-C it so that it stops cleanly (pytest writes its report, the demo its partial one), and kill it if it
     still runs a minute later. Returns the exit code, its stdout and whether it was stopped."""
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    # Ctrl-C reaches the command even where this script was started with it ignored (a shell's background job)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     reader = threading.Thread(target=_pass_on, args=(process.stdout, lines))
     reader.start()
