@@ -18,7 +18,7 @@ Legend: B batch, N beams, T length, V vocabulary, C model width.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from .errors import TrilogyError
 from .models import DecoderOnlyTransformer, StepInputs, TransformerModel
+from .models.step_compiler import unguarded
 
 #: a static cache's capacity is a multiple of this, so that a compiled step serves prompts of many lengths (the
 #: unwritten positions cost a masked attention over them, little beside the weights a step reads)
@@ -133,7 +134,9 @@ def _token_stream(model: TransformerModel, inputs: StepInputs, sequences: Tensor
     cache = model.new_cache(sequences.size(0), capacity, static=settings.compile)
     step = model.compiled_step() if settings.compile else model.step
     for produced in range(1, settings.max_new_tokens + 1):
-        with torch.inference_mode():  # the prompt (any length) runs eagerly, the one-token steps compiled
+        checked = settings.compile and produced > 2  # the first compiled step checked the guards
+        # the prompt (any length) runs eagerly, the one-token steps compiled
+        with torch.inference_mode(), unguarded() if checked else nullcontext():
             logits, cache = (model.step if produced == 1 else step)(inputs, cache)  # (B, V)
             tokens = _choose(logits, sequences, settings, generator)  # (B,)
             if settings.eos_token_id is not None:
