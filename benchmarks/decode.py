@@ -9,9 +9,10 @@ are the model as loaded, with ``nn.Linear``; "compiled" rows decode the model as
 ``compile=True``: a step compiled by ``torch.compile`` over a static cache, its one-row products streamed by
 inductor's loops, see ``src/trilogy/models/step_compiler.py``). A step at batch B reads every weight it
 multiplies by once (the head over the vocabulary included) and the KV cache; the roofline is those bytes over the
-read bandwidth measured here: a reduction over a tensor far larger than the caches (best of 3), measured again
-after every round of timed runs, and the highest of those taken (a shared machine's bandwidth moves during a
-run; the highest gives the least roofline time, so no share is flattered by a slow moment). Each contender
+read bandwidth measured here: a reduction over a tensor far larger than the caches (best of 3), measured right
+before each timed run, since a shared machine's bandwidth moves during a benchmark (here by up to 2x). Each
+run's share of the roofline is its roofline time at the bandwidth measured before it over its time; the share
+printed is the median of a contender's runs, the roofline time that at the median bandwidth. Each contender
 decodes a 16-token prompt into 1 token (the prefill) and, right after, into 1 + ``--new-tokens`` tokens (no EOS
 stop); the time per step is the difference over ``--new-tokens``: the decoding steps alone. Runs are interleaved
 (the order rotates every repeat) and each contender's median is taken.
@@ -167,9 +168,11 @@ def measure(batch: int, args, models: dict, progress) -> dict:
         outputs[name] = run()
         first_call_s[name] = time.perf_counter() - start
     seconds: dict[str, list[float]] = {name: [] for name in runs}
-    names, bandwidths = list(runs), [read_bandwidth(1024)]
+    bandwidths: dict[str, list[float]] = {name: [] for name in runs}  # measured before each of the runs
+    names = list(runs)
     for repeat in range(args.repeats):
         for name in names[repeat % len(names):] + names[: repeat % len(names)]:
+            bandwidths[name].append(read_bandwidth(1024))
             start = time.perf_counter()
             prefills[name]()
             prefill = time.perf_counter() - start
@@ -177,20 +180,21 @@ def measure(batch: int, args, models: dict, progress) -> dict:
             runs[name]()
             seconds[name].append(time.perf_counter() - start - prefill)  # the steps after the first token
             progress.update()
-        bandwidths.append(read_bandwidth(1024))
-    bandwidth = max(bandwidths)
     step_ms = {name: 1000 * statistics.median(times) / args.new_tokens for name, times in seconds.items()}
-    roofline_ms = {}
+    roofline_ms, shares = {}, {}
+    everyone = [b for runs_bandwidths in bandwidths.values() for b in runs_bandwidths]
     for name in names:
         ours = models[name.removeprefix("transformers ")]  # transformers' model reads the same bytes
         traffic = weight_bytes(ours) + cache_bytes(ours, batch, args.prompt, args.new_tokens)
-        roofline_ms[name] = 1000 * traffic / bandwidth
+        roofline_ms[name] = 1000 * traffic / statistics.median(everyone)
+        shares[name] = statistics.median(traffic / bandwidth / (elapsed / args.new_tokens)
+                                         for bandwidth, elapsed in zip(bandwidths[name], seconds[name], strict=True))
     full = outputs["float32 unpacked"]
     return {
-        "batch": batch, "ms_per_step": step_ms, "read_bytes_per_second": bandwidths,
+        "batch": batch, "ms_per_step": step_ms, "read_bytes_per_second": everyone,
         "tokens_per_second": {name: 1000 * batch / ms for name, ms in step_ms.items()},
         "roofline_ms_per_step": roofline_ms,
-        "share_of_roofline": {name: roofline_ms[name] / step_ms[name] for name in names},
+        "share_of_roofline": shares,
         "same_tokens_as_transformers": {dtype: torch.equal(outputs[dtype], outputs[f"transformers {dtype}"])
                                         for dtype in ("float32", "bfloat16")},
         "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32 unpacked"], full)
@@ -210,8 +214,9 @@ def report(results: list[dict], args, load: tuple) -> None:
           f"{args.repeats} interleaved repeats, medians; load average {load[0]:.1f} -> {load[1]:.1f}")
     for r in results:
         bandwidths = r["read_bytes_per_second"]
-        print(f"\nbatch {r['batch']}: read bandwidth {max(bandwidths) / 1e9:.1f} GB/s, the highest of "
-              f"{len(bandwidths)} measurements between the runs (lowest {min(bandwidths) / 1e9:.1f})")
+        print(f"\nbatch {r['batch']}: read bandwidth {statistics.median(bandwidths) / 1e9:.1f} GB/s, the median of "
+              f"{len(bandwidths)} measurements, one before each run ({min(bandwidths) / 1e9:.1f} to "
+              f"{max(bandwidths) / 1e9:.1f}); share: each run's roofline time over its time, median")
         print(f"  {'contender':22s} {'ms/step':>8s} {'tokens/s':>9s} {'roofline ms':>11s} {'share':>6s}  target")
         for name, ms in r["ms_per_step"].items():
             share = r["share_of_roofline"][name]
