@@ -38,6 +38,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+#: this torch has ``torch.compiler.set_stance(skip_guard_eval_unsafe=True)`` (newer ones do)
+_set_stance = getattr(torch.compiler, "set_stance", None)
+_CAN_SKIP_GUARDS = _set_stance is not None and "skip_guard_eval_unsafe" in inspect.signature(_set_stance).parameters
+
 
 def compile_step(step: Callable) -> Callable:
     """``step`` compiled once per input shapes: one graph, fixed shapes, one-row products streamed. Each model's
@@ -141,5 +145,3 @@ def unguarded() -> contextlib.AbstractContextManager:
     checked them, since nothing the guards watch changes between them."""
     return torch.compiler.set_stance(skip_guard_eval_unsafe=True) if _CAN_SKIP_GUARDS else contextlib.nullcontext()
 
-
-_CAN_SKIP_GUARDS = "skip_guard_eval_unsafe" in inspect.signature(getattr(torch.compiler, "set_stance", len)).parameters
