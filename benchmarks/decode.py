@@ -135,18 +135,44 @@ def agreement(model, reference, tokens: torch.Tensor) -> float:
         return (model(tokens).argmax(-1) == reference(tokens).argmax(-1)).float().mean().item()
 
 
-def head_times(models: dict, rounds: int = 30) -> dict:
-    """Milliseconds of the LM head's product alone for one row (49152 x 576), per format, interleaved medians."""
-    heads = {fmt: models[fmt].lm_head.proj for fmt in ("float32", "bfloat16", "int8", "int4")}
+def head_products(models: dict, rounds: int = 30) -> dict:
+    """The LM head's product alone for one row (49152 x 576), per format, as the eager rows compute it (the
+    prepacked or quantised layer's kernel) and as the compiled rows do (the layer as loaded or quantised, in a
+    step compiled like theirs): milliseconds (interleaved medians), and the head's stored bytes over that time
+    against the read bandwidth measured between the rounds. A product that streams its bytes well below the
+    bandwidth is bound by its arithmetic (unpacking integers), not by memory."""
+    from trilogy.models.step_compiler import compile_step
+
     row = torch.randn(1, SHAPE["hidden_size"])
-    times: dict[str, list[float]] = {fmt: [] for fmt in heads}
+    products, stored = {}, {}
+    for fmt in ("float32", "bfloat16", "int8", "int4"):
+        for mode in ("eager", "compiled"):
+            head = models[fmt if mode == "eager" else f"{fmt} compiled"].lm_head.proj
+            rows = row.to(head.weight.dtype) if isinstance(head, torch.nn.Linear) else row
+            product = _product_of(head, rows)
+            products[f"{fmt} {mode}"] = compile_step(product) if mode == "compiled" else product
+            stored[f"{fmt} {mode}"] = sum(t.numel() * t.element_size()
+                                          for t in [*head.parameters(), *head.buffers()])
+    times: dict[str, list[float]] = {name: [] for name in products}
+    bandwidths = []
     with torch.inference_mode():
+        for product in products.values():
+            product()  # a compiled one compiles
         for _ in range(rounds):
-            for fmt, head in heads.items():
+            bandwidths.append(read_bandwidth(1024))
+            for name, product in products.items():
                 start = time.perf_counter()
-                head(row)
-                times[fmt].append(time.perf_counter() - start)
-    return {fmt: 1000 * statistics.median(t[3:]) for fmt, t in times.items()}  # the first rounds warm up
+                product()
+                times[name].append(time.perf_counter() - start)
+    ms = {name: 1000 * statistics.median(t[3:]) for name, t in times.items()}  # the first rounds warm up
+    return {"ms": ms, "stored_bytes": stored, "read_bytes_per_second": statistics.median(bandwidths),
+            "stored_bytes_per_second": {name: stored[name] / (ms[name] / 1000) for name in ms}}
+
+
+def _product_of(head: torch.nn.Module, rows: torch.Tensor):
+    def product() -> torch.Tensor:
+        return head(rows)
+    return product
 
 
 def top2_margin(model, tokens: torch.Tensor) -> float:
@@ -240,6 +266,15 @@ def report(results: list[dict], args, load: tuple) -> None:
               f"same greedy tokens as eager (as loaded or quantised): {same}")
 
 
+def report_head(heads: dict) -> None:
+    print(f"\nthe LM head alone ({SHAPE['vocab_size']} x {SHAPE['hidden_size']}), one row: ms, and its stored bytes "
+          f"over that time (read bandwidth "
+          f"{heads['read_bytes_per_second'] / 1e9:.1f} GB/s, median of the rounds)")
+    for name, ms in heads["ms"].items():
+        print(f"  {name:18s} {ms:6.2f} ms  {heads['stored_bytes'][name] / 2**20:6.1f} MiB  "
+              f"{heads['stored_bytes_per_second'][name] / 1e9:5.1f} GB/s")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     with tqdm(total=args.repeats * len(models) * len(args.batches), desc="timed runs", file=sys.stderr,
               disable=None) as progress:
         results = [measure(batch, args, models, progress) for batch in args.batches]
-    heads = head_times(models)
+    heads = head_products(models)
     load = (load_before, os.getloadavg()[0])
     if args.json:
         print(json.dumps({"threads": torch.get_num_threads(), "load_average": load, "results": results,
-                          "head_ms": heads}, indent=2))
+                          "head_products": heads}, indent=2))
     else:
         report(results, args, load)
-        print("\nthe LM head alone (49152 x 576), one row: " + ", ".join(f"{k} {v:.2f} ms" for k, v in heads.items()))
+        report_head(heads)
     return 0 if all(r["same_tokens_as_transformers"]["float32"] for r in results) else 1
 
 
