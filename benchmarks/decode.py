@@ -15,7 +15,9 @@ run's share of the roofline is its roofline time at the bandwidth measured befor
 printed is the median of a contender's runs, the roofline time that at the median bandwidth. Each contender
 decodes a 16-token prompt into 1 token (the prefill) and, right after, into 1 + ``--new-tokens`` tokens (no EOS
 stop); the time per step is the difference over ``--new-tokens``: the decoding steps alone. Runs are interleaved
-(the order rotates every repeat) and each contender's median is taken.
+(the order rotates every repeat) and each contender's median is taken. Beside each share and each speed-up is
+its range over the repeats (a speed-up's per repeat is the ratio of the two contenders' runs in that repeat),
+and a target is met only when every repeat reaches it, missed when none does, and otherwise a tie.
 
 Checks printed beside the times: float32 and bfloat16 greedy tokens against transformers' at the same dtype, and
 the fraction of next-token predictions on the decoded text that agree with unpacked float32's (weights
@@ -207,20 +209,21 @@ def measure(batch: int, args, models: dict, progress) -> dict:
             seconds[name].append(time.perf_counter() - start - prefill)  # the steps after the first token
             progress.update()
     step_ms = {name: 1000 * statistics.median(times) / args.new_tokens for name, times in seconds.items()}
-    roofline_ms, shares = {}, {}
+    roofline_ms, run_shares = {}, {}
     everyone = [b for runs_bandwidths in bandwidths.values() for b in runs_bandwidths]
     for name in names:
         ours = models[name.removeprefix("transformers ")]  # transformers' model reads the same bytes
         traffic = weight_bytes(ours) + cache_bytes(ours, batch, args.prompt, args.new_tokens)
         roofline_ms[name] = 1000 * traffic / statistics.median(everyone)
-        shares[name] = statistics.median(traffic / bandwidth / (elapsed / args.new_tokens)
-                                         for bandwidth, elapsed in zip(bandwidths[name], seconds[name], strict=True))
+        run_shares[name] = [traffic / bandwidth / (elapsed / args.new_tokens)
+                            for bandwidth, elapsed in zip(bandwidths[name], seconds[name], strict=True)]
     full = outputs["float32 unpacked"]
     return {
         "batch": batch, "ms_per_step": step_ms, "read_bytes_per_second": everyone,
         "tokens_per_second": {name: 1000 * batch / ms for name, ms in step_ms.items()},
         "roofline_ms_per_step": roofline_ms,
-        "share_of_roofline": shares,
+        "share_of_roofline": {name: statistics.median(shares) for name, shares in run_shares.items()},
+        "share_of_roofline_runs": run_shares,
         "same_tokens_as_transformers": {dtype: torch.equal(outputs[dtype], outputs[f"transformers {dtype}"])
                                         for dtype in ("float32", "bfloat16")},
         "next_token_agreement_with_float32": {fmt: agreement(models[fmt], models["float32 unpacked"], full)
@@ -228,10 +231,23 @@ def measure(batch: int, args, models: dict, progress) -> dict:
         "float32_top2_margin_median": top2_margin(models["float32 unpacked"], full),
         "speedups": {f"{fast} vs {slow}": step_ms[slow] / step_ms[fast] for fast, slow in
                      [*SPEEDUP_TARGETS, *COMPILED_SPEEDUPS]},
+        # one ratio per repeat: the two contenders' runs of that repeat
+        "speedup_runs": {f"{fast} vs {slow}": [s / f for s, f in zip(seconds[slow], seconds[fast], strict=True)]
+                         for fast, slow in [*SPEEDUP_TARGETS, *COMPILED_SPEEDUPS]},
         "compiled_first_call_s": {name: s for name, s in first_call_s.items() if name.endswith(" compiled")},
         "compiled_same_tokens_as_eager": {name: torch.equal(outputs[name], outputs[eager_twin(name)])
                                           for name in names if name.endswith(" compiled")},
     }
+
+
+def verdict(runs: list[float], target: float | None, shown: str) -> str:
+    """Against a target: met when every repeat reaches it, NOT met when none does, and a tie when the repeats
+    fall on both sides (the machine's noise is as large as the gap)."""
+    if target is None:
+        return "-"
+    if min(runs) >= target:
+        return f">= {shown} met"
+    return f">= {shown} {'NOT met' if max(runs) < target else 'tie (repeats on both sides)'}"
 
 
 def report(results: list[dict], args, load: tuple) -> None:
@@ -242,20 +258,22 @@ def report(results: list[dict], args, load: tuple) -> None:
         bandwidths = r["read_bytes_per_second"]
         print(f"\nbatch {r['batch']}: read bandwidth {statistics.median(bandwidths) / 1e9:.1f} GB/s, the median of "
               f"{len(bandwidths)} measurements, one before each run ({min(bandwidths) / 1e9:.1f} to "
-              f"{max(bandwidths) / 1e9:.1f}); share: each run's roofline time over its time, median")
-        print(f"  {'contender':22s} {'ms/step':>8s} {'tokens/s':>9s} {'roofline ms':>11s} {'share':>6s}  target")
+              f"{max(bandwidths) / 1e9:.1f}); share: each run's roofline time over its time, median and range "
+              f"over the repeats; a speed-up's range: the ratio within each repeat")
+        print(f"  {'contender':22s} {'ms/step':>8s} {'tokens/s':>9s} {'roofline ms':>11s} {'share':>6s} "
+              f"{'runs':>9s}  target")
         for name, ms in r["ms_per_step"].items():
-            share = r["share_of_roofline"][name]
+            runs = r["share_of_roofline_runs"][name]
             target = ROOFLINE_TARGETS.get(name) if r["batch"] == 1 else None
-            verdict = "-" if target is None else f">= {target:.0%} {'met' if share >= target else 'NOT met'}"
             print(f"  {name:22s} {ms:8.2f} {r['tokens_per_second'][name]:9.1f} "
-                  f"{r['roofline_ms_per_step'][name]:11.2f} {share:6.0%}  {verdict}")
+                  f"{r['roofline_ms_per_step'][name]:11.2f} {r['share_of_roofline'][name]:6.0%} "
+                  f"{f'{min(runs):.0%}-{max(runs):.0%}':>9s}  {verdict(runs, target, f'{target:.0%}' if target else '')}")
         for pair, ratio in r["speedups"].items():
             fast, slow = pair.split(" vs ")
-            target = SPEEDUP_TARGETS.get((fast, slow))
-            verdict = "-" if target is None or r["batch"] != 1 else \
-                f">= {target:.1f}x {'met' if ratio >= target else 'NOT met'}"
-            print(f"  {pair:48s} {ratio:5.2f}x  {verdict}")
+            runs = r["speedup_runs"][pair]
+            target = SPEEDUP_TARGETS.get((fast, slow)) if r["batch"] == 1 else None
+            print(f"  {pair:48s} {ratio:5.2f}x {f'{min(runs):.2f}-{max(runs):.2f}x':>11s}  "
+                  f"{verdict(runs, target, f'{target:.1f}x' if target else '')}")
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["same_tokens_as_transformers"].items())
         agree = ", ".join(f"{k} {v:.1%}" for k, v in r["next_token_agreement_with_float32"].items())
         print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree} "
