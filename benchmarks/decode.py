@@ -240,11 +240,13 @@ def measure(batch: int, args, models: dict, progress) -> dict:
     }
 
 
-def verdict(runs: list[float], target: float | None, shown: str) -> str:
-    """Against a target: met when every repeat reaches it, NOT met when none does, and a tie when the repeats
-    fall on both sides (the machine's noise is as large as the gap)."""
+def verdict(runs: list[float], target: float | None, unit: str) -> str:
+    """Against a target (a share if ``unit`` is "%", a speed-up if "x"): met when every repeat reaches it, NOT
+    met when none does, and a tie when the repeats fall on both sides (the machine's noise is as large as the
+    gap)."""
     if target is None:
         return "-"
+    shown = f"{target:.0%}" if unit == "%" else f"{target:.1f}x"
     if min(runs) >= target:
         return f">= {shown} met"
     return f">= {shown} {'NOT met' if max(runs) < target else 'tie (repeats on both sides)'}"
@@ -267,13 +269,13 @@ def report(results: list[dict], args, load: tuple) -> None:
             target = ROOFLINE_TARGETS.get(name) if r["batch"] == 1 else None
             print(f"  {name:22s} {ms:8.2f} {r['tokens_per_second'][name]:9.1f} "
                   f"{r['roofline_ms_per_step'][name]:11.2f} {r['share_of_roofline'][name]:6.0%} "
-                  f"{f'{min(runs):.0%}-{max(runs):.0%}':>9s}  {verdict(runs, target, f'{target:.0%}' if target else '')}")
+                  f"{f'{min(runs):.0%}-{max(runs):.0%}':>9s}  {verdict(runs, target, '%')}")
         for pair, ratio in r["speedups"].items():
             fast, slow = pair.split(" vs ")
             runs = r["speedup_runs"][pair]
             target = SPEEDUP_TARGETS.get((fast, slow)) if r["batch"] == 1 else None
             print(f"  {pair:48s} {ratio:5.2f}x {f'{min(runs):.2f}-{max(runs):.2f}x':>11s}  "
-                  f"{verdict(runs, target, f'{target:.1f}x' if target else '')}")
+                  f"{verdict(runs, target, 'x')}")
         same = ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in r["same_tokens_as_transformers"].items())
         agree = ", ".join(f"{k} {v:.1%}" for k, v in r["next_token_agreement_with_float32"].items())
         print(f"  same greedy tokens as transformers: {same}; next-token agreement with float32: {agree} "
