@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from trilogy.blocks.inference_linear import int4_supported
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=1)
@@ -34,6 +36,7 @@ def test_a_target_is_met_only_when_every_repeat_reaches_it(decode):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not int4_supported(), reason="the benchmark decodes int4 too (torch >= 2.6)")
 def test_the_benchmark_runs_end_to_end_on_a_tiny_model(decode, tmp_path, capsys):
     models = decode.build(str(tmp_path), seed=0)
     args = argparse.Namespace(seed=0, prompt=8, new_tokens=4, repeats=2, batches=[1])
