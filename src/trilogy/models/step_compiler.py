@@ -144,4 +144,3 @@ def unguarded() -> contextlib.AbstractContextManager:
     30 layers), where this torch can: for the steps of one ``generate`` call after its first compiled one, which
     checked them, since nothing the guards watch changes between them."""
     return torch.compiler.set_stance(skip_guard_eval_unsafe=True) if _CAN_SKIP_GUARDS else contextlib.nullcontext()
-
